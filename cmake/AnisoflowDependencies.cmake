@@ -1,0 +1,16 @@
+# Every third-party dependency is found here, once. docs/dependencies.md says why each is used.
+find_package(PkgConfig REQUIRED)
+find_package(Threads REQUIRED)
+find_package(tl-expected REQUIRED)            # Result<T> = tl::expected (C++23 std::expected backport)
+find_package(fmt REQUIRED)                    # error messages and log formatting
+find_package(spdlog REQUIRED)                 # logging
+find_package(HDF5 REQUIRED COMPONENTS C HL)   # frames, masks and NeXus output
+find_package(TIFF REQUIRED)                   # TIFF frames and masks
+find_package(CLI11 REQUIRED)                  # command line of the anisoflow tool
+find_package(nlohmann_json REQUIRED)          # reading the PONI Detector_config and test references
+if(ANISOFLOW_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()
+if(ANISOFLOW_BUILD_BENCH)
+  find_package(benchmark REQUIRED)
+endif()

@@ -1,0 +1,32 @@
+# Compiler flags shared by every anisoflow target, and a helper that declares one lib/ module.
+
+add_library(anisoflow_compile_options INTERFACE)
+target_compile_options(anisoflow_compile_options INTERFACE
+  -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast -Woverloaded-virtual
+  $<$<BOOL:${ANISOFLOW_WERROR}>:-Werror>
+  $<$<BOOL:${ANISOFLOW_NATIVE}>:-march=native>)
+if(ANISOFLOW_SANITIZE)
+  target_compile_options(anisoflow_compile_options INTERFACE
+    -fsanitize=${ANISOFLOW_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+  target_link_options(anisoflow_compile_options INTERFACE -fsanitize=${ANISOFLOW_SANITIZE})
+endif()
+
+# anisoflow_module(NAME SOURCES ... PUBLIC_DEPS ... PRIVATE_DEPS ...)
+# Declares anisoflow_<name> with alias anisoflow::<name>, headers under lib/<name>/include.
+function(anisoflow_module name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;PUBLIC_DEPS;PRIVATE_DEPS" ${ARGN})
+  add_library(anisoflow_${name} ${ARG_SOURCES})
+  add_library(anisoflow::${name} ALIAS anisoflow_${name})
+  target_include_directories(anisoflow_${name} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include)
+  target_link_libraries(anisoflow_${name} PUBLIC ${ARG_PUBLIC_DEPS} PRIVATE anisoflow_compile_options ${ARG_PRIVATE_DEPS})
+endfunction()
+
+# anisoflow_test(NAME LABEL SOURCES ... DEPS ...)
+# One GoogleTest binary per module, discovered into CTest with a label (unit, integration, ...).
+function(anisoflow_test name)
+  cmake_parse_arguments(ARG "" "LABEL" "SOURCES;DEPS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE anisoflow_compile_options anisoflow_test_support ${ARG_DEPS}
+    GTest::gtest GTest::gmock GTest::gtest_main)
+  gtest_discover_tests(${name} PROPERTIES LABELS ${ARG_LABEL} DISCOVERY_TIMEOUT 60)
+endfunction()
