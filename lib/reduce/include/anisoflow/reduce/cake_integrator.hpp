@@ -1,0 +1,125 @@
+#pragma once
+// 2D integration of detector frames into (Q, chi) cakes (SPEC 2) through a lookup table built
+// once per geometry. Two splitting kinds: kNone (each pixel centre falls in one cell, pyFAI's
+// "no splitting / histogram") and kBoundingBox (each pixel is spread over the cells its (Q, chi)
+// bounding box overlaps, pyFAI's "bbox"). See docs/reduction.md for the lookup layout.
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "anisoflow/core/frame.hpp"
+#include "anisoflow/core/result.hpp"
+#include "anisoflow/geometry/detector_geometry.hpp"
+#include "anisoflow/reduce/cake.hpp"
+#include "anisoflow/reduce/corrections.hpp"
+
+namespace anisoflow::reduce {
+
+enum class PixelSplitting { kNone, kBoundingBox };
+
+std::string_view to_string(PixelSplitting splitting);
+/// "none" or "bbox"; the error lists the accepted names.
+Result<PixelSplitting> parse_pixel_splitting(std::string_view name);
+
+struct IntegratorOptions {
+    CakeAxes axes;
+    PixelSplitting splitting = PixelSplitting::kNone;
+    unsigned thread_count = 1;  ///< threads that share one frame
+};
+
+/// Per-cell sums over one or more frames; CakeIntegrator adds frames, finish() divides.
+/// Keeping sums (not means) makes the mean of many frames exact, whatever their exposures.
+class CakeAccumulator {
+public:
+    CakeAccumulator() = default;
+    explicit CakeAccumulator(const CakeAxes& axes);
+
+    [[nodiscard]] std::size_t frame_count() const { return frame_count_; }
+    [[nodiscard]] const CakeAxes& axes() const { return axes_; }
+    /// Mean cake of the frames added so far; cells no pixel reached are flagged empty.
+    [[nodiscard]] Cake finish() const;
+
+private:
+    friend class CakeIntegrator;
+    CakeAxes axes_;
+    std::vector<double> signal_;    ///< sum_f sum_p c (raw - dark) / t_f
+    std::vector<double> variance_;  ///< sum_f sum_p c^2 (raw + var(dark)) / t_f^2
+    std::vector<double> norm_;      ///< sum_f sum_p c flat solid_angle polarization
+    std::vector<double> count_;     ///< sum_f sum_p c
+    std::size_t frame_count_ = 0;
+};
+
+/// Owns the lookup and static corrections for one geometry and cake layout. Thread-safe for
+/// concurrent const use (integrate and accumulate keep their scratch on the stack).
+class CakeIntegrator {
+public:
+    static Result<CakeIntegrator> create(const geometry::DetectorGeometry& geometry,
+                                         const IntegratorOptions& options,
+                                         DetectorCorrections corrections);
+
+    /// Integrates one frame; the frame must have the detector's shape.
+    [[nodiscard]] Result<Cake> integrate(const FrameView& frame) const;
+    /// Adds one frame's sums into `sums` (for means over frames).
+    [[nodiscard]] Result<void> accumulate(const FrameView& frame, CakeAccumulator& sums) const;
+
+    [[nodiscard]] const CakeAxes& axes() const { return options_.axes; }
+    [[nodiscard]] const IntegratorOptions& options() const { return options_; }
+    [[nodiscard]] FrameShape detector_shape() const { return shape_; }
+    /// Bytes of the per-pixel lookup the hot loop reads (memory target in docs/performance.md).
+    [[nodiscard]] std::size_t lookup_size_bytes() const;
+    /// Pixels that contribute to at least one cell (not masked, inside the Q range).
+    [[nodiscard]] std::size_t contributing_pixel_count() const { return contributing_pixels_; }
+
+    // One pixel's share of one cell; the bounding-box lookup stores these only for pixels whose
+    // box spans more cells than the compact record holds (near the beam centre).
+    struct Contribution {
+        std::uint32_t cell;
+        float weight;
+    };
+    // Compact bounding-box record (12 bytes): first cell and spans packed in 32 bits, and the
+    // first/last fractional weights along Q and chi in 16-bit fixed point; the weights in
+    // between follow from the sum being 1 (docs/reduction.md).
+    struct BoxRecord {
+        std::uint32_t first_cell_and_spans;
+        std::uint16_t q_first_weight;
+        std::uint16_t q_last_weight;
+        std::uint16_t chi_first_weight;
+        std::uint16_t chi_last_weight;
+    };
+
+private:
+    CakeIntegrator() = default;
+
+    template <class Pixel>
+    Result<void> accumulate_typed(std::span<const Pixel> raw, double exposure_s,
+                                  CakeAccumulator& sums) const;
+    template <class Visit>
+    void for_each_contribution(std::size_t pixel, Visit&& visit) const;
+
+    void build_no_splitting(const geometry::DetectorGeometry& geometry);
+    void build_bounding_box(const geometry::DetectorGeometry& geometry);
+    void build_static_sums();
+
+    IntegratorOptions options_;
+    FrameShape shape_;
+    DetectorCorrections corrections_;
+    std::uint32_t dump_cell_ = 0;  ///< index past the last cell: masked and out-of-range pixels
+
+    std::vector<std::uint32_t> cell_of_pixel_;  ///< kNone lookup, dump_cell_ when excluded
+    std::vector<BoxRecord> box_of_pixel_;       ///< kBoundingBox lookup
+    std::vector<std::uint32_t> wide_pixels_;    ///< pixels with explicit contributions, sorted
+    std::vector<std::uint32_t> wide_offsets_;   ///< CSR offsets into wide_contributions_
+    std::vector<Contribution> wide_contributions_;
+
+    std::vector<float> pixel_norm_;  ///< flat * solid angle * polarization per pixel
+    // Frame-independent sums per cell: what a frame with no dynamically masked pixel divides by.
+    std::vector<double> static_norm_;
+    std::vector<double> static_count_;
+    std::vector<double> static_dark_;           ///< sum c dark
+    std::vector<double> static_dark_variance_;  ///< sum c^2 dark / n_dark
+    std::size_t contributing_pixels_ = 0;
+};
+
+}  // namespace anisoflow::reduce
