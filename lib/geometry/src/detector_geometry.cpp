@@ -1,6 +1,8 @@
 #include "anisoflow/geometry/detector_geometry.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numbers>
 
 namespace anisoflow::geometry {
@@ -73,6 +75,19 @@ double DetectorGeometry::two_theta_rad(double q_inv_angstrom) const {
         return std::nan("");
     }
     return 2.0 * std::asin(sin_theta);
+}
+
+DetectorGeometry::QRange DetectorGeometry::pixel_q_range() const {
+    QRange range{std::numeric_limits<double>::infinity(), 0.0};
+    const FrameShape detector = shape();
+    for (std::size_t row = 0; row < detector.rows; ++row) {
+        for (std::size_t col = 0; col < detector.cols; ++col) {
+            const double q = q_inv_angstrom(pixel_centre(row, col).two_theta_rad);
+            range.min_inv_angstrom = std::min(range.min_inv_angstrom, q);
+            range.max_inv_angstrom = std::max(range.max_inv_angstrom, q);
+        }
+    }
+    return range;
 }
 
 double DetectorGeometry::polarization(const ScatteringAngles& angles, double factor) {

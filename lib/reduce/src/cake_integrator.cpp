@@ -180,6 +180,29 @@ CakeAccumulator::CakeAccumulator(const CakeAxes& axes)
       norm_(axes.cell_count(), 0.0),
       count_(axes.cell_count(), 0.0) {}
 
+Result<void> CakeAccumulator::merge(const CakeAccumulator& other) {
+    if (other.frame_count_ == 0) {
+        return {};
+    }
+    if (frame_count_ == 0 && signal_.empty()) {
+        *this = other;
+        return {};
+    }
+    if (other.signal_.size() != signal_.size() || other.axes_.n_q != axes_.n_q ||
+        other.axes_.q_min_inv_angstrom != axes_.q_min_inv_angstrom ||
+        other.axes_.q_max_inv_angstrom != axes_.q_max_inv_angstrom) {
+        return fail(ErrorCode::kInvalidArgument, "cannot merge cakes of different layouts");
+    }
+    for (std::size_t c = 0; c < signal_.size(); ++c) {
+        signal_[c] += other.signal_[c];
+        variance_[c] += other.variance_[c];
+        norm_[c] += other.norm_[c];
+        count_[c] += other.count_[c];
+    }
+    frame_count_ += other.frame_count_;
+    return {};
+}
+
 Cake CakeAccumulator::finish() const {
     Cake cake;
     cake.axes = axes_;
@@ -568,8 +591,14 @@ Result<void> CakeIntegrator::accumulate(const FrameView& frame, CakeAccumulator&
     if (!(exposure_s > 0.0) || !std::isfinite(exposure_s)) {
         return fail(ErrorCode::kInvalidArgument, "exposure time {} s is not positive", exposure_s);
     }
-    if (sums.signal_.size() != options_.axes.cell_count()) {
+    if (sums.frame_count_ == 0) {
         sums = CakeAccumulator(options_.axes);
+    } else if (sums.signal_.size() != options_.axes.cell_count() ||
+               sums.axes_.n_q != options_.axes.n_q ||
+               sums.axes_.q_min_inv_angstrom != options_.axes.q_min_inv_angstrom ||
+               sums.axes_.q_max_inv_angstrom != options_.axes.q_max_inv_angstrom) {
+        return fail(ErrorCode::kInvalidArgument,
+                    "these sums hold {} frames of another cake layout", sums.frame_count_);
     }
     return std::visit(
         [&](const auto& pixels) { return accumulate_typed(pixels, exposure_s, sums); },

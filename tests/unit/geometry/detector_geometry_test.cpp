@@ -1,5 +1,6 @@
 // Per-pixel geometry against pyFAI 0.21.3 (shared/reference/geometry/*.json, SPEC 1).
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <numbers>
@@ -102,14 +103,30 @@ TEST(DetectorGeometry, UntiltedDetectorFollowsTheTextbookFormulas) {
     const double x = 399.5 * 100e-6;
     const ScatteringAngles angles = geometry.pixel_centre(499, 899);
     const double radius = std::hypot(x, y);
-    EXPECT_NEAR(angles.two_theta_rad, std::atan(radius / 0.5), 1e-9);
+    // Positions are rounded to float32 as pyFAI does (ADR 0002): ~4e-9 m at 0.05 m, i.e. 1e-8 rad.
+    constexpr double kFloat32PositionTolerance = 3e-8;
+    EXPECT_NEAR(angles.two_theta_rad, std::atan(radius / 0.5), kFloat32PositionTolerance);
     EXPECT_NEAR(angles.chi_rad, std::atan2(y, x), 1e-6);
     const double cos_incidence = 0.5 / std::hypot(radius, 0.5);
-    EXPECT_NEAR(geometry.solid_angle(499, 899), std::pow(cos_incidence, 3), 1e-9);
+    EXPECT_NEAR(geometry.solid_angle(499, 899), std::pow(cos_incidence, 3),
+                kFloat32PositionTolerance);
     const double q = geometry.q_inv_angstrom(angles.two_theta_rad);
     EXPECT_NEAR(q, 4 * std::numbers::pi * std::sin(angles.two_theta_rad / 2) / 0.123984, 1e-12);
     EXPECT_NEAR(geometry.two_theta_rad(q), angles.two_theta_rad, 1e-12);
     EXPECT_TRUE(std::isnan(geometry.two_theta_rad(1e3)));
+    // The PONI sits on a pixel corner: the nearest centres are the four around it, half a pixel
+    // diagonal away (float32 rounding picks one), and the farthest centre is pixel (0, 999).
+    const auto range = geometry.pixel_q_range();
+    double nearest = 1e9;
+    for (std::size_t row : {499U, 500U}) {
+        for (std::size_t col : {499U, 500U}) {
+            nearest = std::min(
+                nearest, geometry.q_inv_angstrom(geometry.pixel_centre(row, col).two_theta_rad));
+        }
+    }
+    EXPECT_EQ(range.min_inv_angstrom, nearest);
+    EXPECT_NEAR(range.max_inv_angstrom,
+                geometry.q_inv_angstrom(geometry.pixel_centre(0, 999).two_theta_rad), 1e-12);
     // Unpolarised beam: (1 + cos^2 2theta) / 2 whatever chi is.
     const double c = std::cos(angles.two_theta_rad);
     EXPECT_NEAR(DetectorGeometry::polarization(angles, 0.0), 0.5 * (1 + c * c), 1e-15);

@@ -260,6 +260,41 @@ TEST_P(BothSplittings, MeanOfFramesNormalisesByExposure) {
     }
 }
 
+TEST_P(BothSplittings, MergingPerFrameSumsEqualsAccumulatingDirectly) {
+    const SmallDetector setup;
+    const auto integrator = setup.make(GetParam(), setup.corrections());
+    auto image = setup.flat_image();
+    CakeAccumulator direct(setup.axes);
+    CakeAccumulator merged;
+    for (int f = 0; f < 3; ++f) {
+        for (std::size_t i = 0; i < image.size(); i += 17) {
+            image[i] += static_cast<float>(5 * f);
+        }
+        const auto frame = Frame::from_vector(setup.shape(), image);
+        ASSERT_TRUE(integrator.accumulate(frame.view(), direct).has_value());
+        CakeAccumulator single(setup.axes);
+        ASSERT_TRUE(integrator.accumulate(frame.view(), single).has_value());
+        ASSERT_TRUE(merged.merge(single).has_value());
+    }
+    const Cake a = direct.finish();
+    const Cake b = merged.finish();
+    EXPECT_EQ(b.frame_count, 3U);
+    for (std::size_t c = 0; c < a.intensity.size(); ++c) {
+        if (a.count[c] > 0.0) {
+            ASSERT_NEAR(a.intensity[c], b.intensity[c], 1e-12 * std::abs(a.intensity[c]));
+        }
+    }
+    // Sums of another layout that already hold frames are never silently reset or mixed.
+    CakeAccumulator foreign(CakeAxes{5, 4, 0.1, 2.0});
+    SmallDetector other = setup;
+    other.axes = CakeAxes{5, 4, 0.1, 2.0};
+    const auto small = other.make(GetParam(), other.corrections());
+    ASSERT_TRUE(small.accumulate(Frame::from_vector(setup.shape(), image).view(), foreign));
+    EXPECT_FALSE(merged.merge(foreign).has_value());
+    EXPECT_FALSE(integrator.accumulate(Frame::from_vector(setup.shape(), image).view(), foreign)
+                     .has_value());
+}
+
 TEST_P(BothSplittings, NonFinitePixelsOfFloatFramesAreExcluded) {
     const SmallDetector setup;
     const auto integrator = setup.make(GetParam(), setup.corrections());

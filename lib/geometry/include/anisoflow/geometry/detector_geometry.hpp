@@ -40,6 +40,13 @@ public:
     /// Inverse of q_inv_angstrom(); NaN when Q exceeds 4 pi / lambda.
     [[nodiscard]] double two_theta_rad(double q_inv_angstrom) const;
 
+    /// Smallest and largest Q (1/A) over all pixel centres: pyFAI's default radial range.
+    struct QRange {
+        double min_inv_angstrom;
+        double max_inv_angstrom;
+    };
+    [[nodiscard]] QRange pixel_q_range() const;
+
     /// pyFAI polarization(factor, axis_offset=0): 0.5 (1 + cos^2 2th - f cos(2 chi) sin^2 2th).
     /// factor 0 is unpolarised, +1 fully polarised horizontally (the synchrotron case).
     [[nodiscard]] static double polarization(const ScatteringAngles& angles, double factor);

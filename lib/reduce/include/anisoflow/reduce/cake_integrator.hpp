@@ -40,6 +40,8 @@ public:
     [[nodiscard]] const CakeAxes& axes() const { return axes_; }
     /// Mean cake of the frames added so far; cells no pixel reached are flagged empty.
     [[nodiscard]] Cake finish() const;
+    /// Adds another accumulator's frames (same axes) to this one.
+    [[nodiscard]] Result<void> merge(const CakeAccumulator& other);
 
 private:
     friend class CakeIntegrator;

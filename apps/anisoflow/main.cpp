@@ -1,0 +1,44 @@
+// anisoflow: offline entry point. Each subcommand is declared and run by its own module.
+
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "anisoflow/core/logging.hpp"
+#include "integrate_command.hpp"
+
+int main(int argc, char** argv) {
+    CLI::App app{"anisoflow: streaming reduction and structural-anisotropy analysis of high-energy "
+                 "X-ray diffraction"};
+    app.set_version_flag("--version", std::string("anisoflow ") + ANISOFLOW_VERSION);
+    app.require_subcommand(1);
+    std::string log_level = "info";
+    app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
+        ->capture_default_str();
+
+    anisoflow::app::IntegrateOptions integrate;
+    CLI::App* integrate_command = anisoflow::app::add_integrate_command(app, integrate);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& error) {
+        return app.exit(error);
+    }
+    if (auto logging = anisoflow::configure_logging(log_level); !logging) {
+        std::fprintf(stderr, "anisoflow: %s\n", logging.error().message.c_str());
+        return 2;
+    }
+    try {
+        if (integrate_command->parsed()) {
+            return anisoflow::app::run_integrate(integrate);
+        }
+    } catch (const std::exception& error) {
+        // Last resort: library code reports expected failures as Result values.
+        spdlog::critical("unexpected failure: {}", error.what());
+        return 1;
+    }
+    return 0;
+}
