@@ -5,13 +5,17 @@
 #include <cmath>
 #include <limits>
 #include <numbers>
-#include <thread>
+#include <mutex>
 #include <type_traits>
 #include <variant>
 
 namespace anisoflow::reduce {
 
 namespace {
+
+// The per-pixel bodies of the hot loops are lambdas; GCC does not always inline them into the
+// traversal and then pays a call per pixel, which costs more than the work.
+#define ANISOFLOW_ALWAYS_INLINE __attribute__((always_inline))
 
 // Compact bounding-box record: 24 bits of first cell, 4 bits each of Q and chi span.
 constexpr unsigned kCellBits = 24;
@@ -21,6 +25,8 @@ constexpr std::uint32_t kMaxCompactSpan = 15;
 // agreement SPEC 2 asks for, and the same quantised weight divides numerator and denominator.
 constexpr double kWeightScale = 65535.0;
 constexpr double kRadToDeg = 180.0 / std::numbers::pi;
+// A cell whose remaining share is rounding residue after per-frame exclusions counts as empty.
+constexpr double kMinCellCount = 1e-9;
 
 std::uint32_t pack_cell_and_spans(std::uint32_t cell, std::uint32_t q_span,
                                   std::uint32_t chi_span) {
@@ -65,6 +71,17 @@ std::uint16_t quantise_weight(double weight) {
     return static_cast<std::uint16_t>(std::lround(std::clamp(weight, 0.0, 1.0) * kWeightScale));
 }
 
+// Weight of the k-th bin of a split along one axis.
+double axis_weight(const AxisSplit& split, std::uint32_t k) {
+    if (split.span == 1) {
+        return 1.0;
+    }
+    if (k == 0) {
+        return split.first_weight;
+    }
+    return k + 1 == split.span ? split.last_weight : split.middle_weight;
+}
+
 // Expands a record's edge weights along one axis into `weights[0..span)`.
 inline void expand_weights(std::uint32_t span, std::uint16_t first, std::uint16_t last,
                            double* weights) {
@@ -82,36 +99,27 @@ inline void expand_weights(std::uint32_t span, std::uint16_t first, std::uint16_
     }
 }
 
-// Runs body(begin, end, chunk_index) over [0, count) split into `threads` contiguous chunks.
+// Runs body(begin, end, chunk) over [0, count) split into the pool's contiguous chunks.
 template <class Body>
-void parallel_chunks(std::size_t count, unsigned threads, Body&& body) {
-    threads = std::max(1U, threads);
-    if (threads == 1 || count < 2U * threads) {
-        body(std::size_t{0}, count, 0U);
-        return;
-    }
-    std::vector<std::thread> workers;
-    workers.reserve(threads - 1U);
-    const std::size_t step = (count + threads - 1U) / threads;
-    for (unsigned t = 1; t < threads; ++t) {
-        const std::size_t begin = std::min(count, t * step);
-        const std::size_t end = std::min(count, begin + step);
-        workers.emplace_back([&body, begin, end, t] { body(begin, end, t); });
-    }
-    body(std::size_t{0}, std::min(count, step), 0U);
-    for (auto& worker : workers) {
-        worker.join();
+void parallel_rows(WorkerPool& pool, std::size_t count, Body&& body) {
+    const std::size_t step = (count + pool.size() - 1U) / pool.size();
+    pool.run([&](unsigned chunk) {
+        const std::size_t begin = std::min(count, chunk * step);
+        body(begin, std::min(count, begin + step), chunk);
+    });
+}
+
+// Runs visit(pixel) over [begin, end); the per-pixel bodies are lambdas forced inline.
+template <class Visit>
+inline void for_each_pixel(std::size_t begin, std::size_t end, Visit&& visit) {
+    for (std::size_t pixel = begin; pixel < end; ++pixel) {
+        visit(pixel);
     }
 }
 
 // Per-frame pixel acceptance (SPEC 2): saturated, negative-after-dark and non-finite pixels are
 // excluded from that frame only. `accept_low`/`reject_high` bracket the values that need no
 // per-pixel look-up, so the hot loop tests two constants and branches rarely.
-struct Thresholds {
-    double accept_low = -std::numeric_limits<double>::infinity();
-    double reject_high = std::numeric_limits<double>::infinity();
-};
-
 template <class Pixel>
 struct TypedThresholds {
     Pixel low;
@@ -120,7 +128,7 @@ struct TypedThresholds {
 };
 
 template <class Pixel>
-TypedThresholds<Pixel> typed_thresholds(const Thresholds& thresholds) {
+TypedThresholds<Pixel> typed_thresholds(const PixelThresholds& thresholds) {
     if constexpr (std::is_integral_v<Pixel>) {
         using Limits = std::numeric_limits<Pixel>;
         const double low = std::ceil(thresholds.accept_low);
@@ -219,8 +227,7 @@ Cake CakeAccumulator::finish() const {
     }
     const double nan = std::numeric_limits<double>::quiet_NaN();
     const double frames = frame_count_ == 0 ? 1.0 : static_cast<double>(frame_count_);
-    // Cells whose remaining share is rounding residue after per-frame exclusions count as empty.
-    const double min_count = 1e-9 * frames;
+    const double min_count = kMinCellCount * frames;
     cake.intensity.assign(axes_.cell_count(), nan);
     cake.variance.assign(axes_.cell_count(), nan);
     cake.count.assign(axes_.cell_count(), 0.0);
@@ -286,6 +293,20 @@ Result<CakeIntegrator> CakeIntegrator::create(const geometry::DetectorGeometry& 
     integrator.shape_ = shape;
     integrator.corrections_ = std::move(corrections);
     integrator.dump_cell_ = static_cast<std::uint32_t>(axes.cell_count());
+    integrator.pool_ = std::make_unique<WorkerPool>(integrator.options_.thread_count);
+    integrator.scratch_ = std::make_unique<Scratch>();
+    if (integrator.corrections_.mask_negative_after_dark) {
+        // Without a dark, negative raw values are the ones to exclude.
+        double dark_max = 0.0;
+        if (!integrator.corrections_.dark_counts.empty()) {
+            dark_max = *std::max_element(integrator.corrections_.dark_counts.begin(),
+                                         integrator.corrections_.dark_counts.end());
+        }
+        integrator.thresholds_.accept_low = dark_max;
+    }
+    if (integrator.corrections_.saturation_counts) {
+        integrator.thresholds_.reject_high = *integrator.corrections_.saturation_counts;
+    }
     if (options.splitting == PixelSplitting::kNone) {
         integrator.build_no_splitting(geometry);
     } else {
@@ -340,8 +361,7 @@ void CakeIntegrator::build_no_splitting(const geometry::DetectorGeometry& geomet
     const double q_scale = static_cast<double>(axes.n_q) /
                            (axes.q_max_inv_angstrom - axes.q_min_inv_angstrom);
     const double chi_scale = static_cast<double>(axes.n_chi) / 360.0;
-    parallel_chunks(shape_.rows, options_.thread_count,
-                    [&](std::size_t row_begin, std::size_t row_end, unsigned /*chunk*/) {
+    parallel_rows(*pool_, shape_.rows, [&](std::size_t row_begin, std::size_t row_end, unsigned /*chunk*/) {
         for (std::size_t row = row_begin; row < row_end; ++row) {
             for (std::size_t col = 0; col < shape_.cols; ++col) {
                 const std::size_t pixel = row * shape_.cols + col;
@@ -373,7 +393,7 @@ void CakeIntegrator::build_bounding_box(const geometry::DetectorGeometry& geomet
     const std::size_t rows = shape_.rows;
     const std::size_t cols = shape_.cols;
     const std::size_t pixels = shape_.pixel_count();
-    const BoxRecord excluded{pack_cell_and_spans(dump_cell_, 1, 1), 0, 0, 0, 0};
+    const BoxRecord excluded{pack_cell_and_spans(dump_cell_, 1, 1), {0, 0, 0, 0}};
     box_of_pixel_.assign(pixels, excluded);
     pixel_norm_.assign(pixels, 0.0F);
     const double q_scale = static_cast<double>(axes.n_q) /
@@ -388,8 +408,7 @@ void CakeIntegrator::build_bounding_box(const geometry::DetectorGeometry& geomet
     };
     std::vector<WideList> wide(options_.thread_count);
 
-    parallel_chunks(rows, options_.thread_count,
-                    [&](std::size_t row_begin, std::size_t row_end, unsigned chunk) {
+    parallel_rows(*pool_, rows, [&](std::size_t row_begin, std::size_t row_end, unsigned chunk) {
         // Corner angles of one row of pixel corners (cols + 1 of them), two rows at a time.
         std::vector<double> q_top(cols + 1);
         std::vector<double> chi_top(cols + 1);
@@ -444,12 +463,20 @@ void CakeIntegrator::build_bounding_box(const geometry::DetectorGeometry& geomet
                 pixel_norm_[pixel] = static_cast<float>(statics.norm);
                 const std::uint32_t first_cell =
                     cs.first_bin * static_cast<std::uint32_t>(axes.n_q) + qs.first_bin;
+                if (cs.span == 1 && qs.span <= kDirectQBins) {
+                    BoxRecord record{pack_cell_and_spans(first_cell, qs.span, 1), {0, 0, 0, 0}};
+                    for (std::uint32_t k = 0; k < qs.span; ++k) {
+                        record.weights[k] = quantise_weight(axis_weight(qs, k));
+                    }
+                    box_of_pixel_[pixel] = record;
+                    continue;
+                }
                 if (qs.span <= kMaxCompactSpan && cs.span <= kMaxCompactSpan) {
                     box_of_pixel_[pixel] =
                         BoxRecord{pack_cell_and_spans(first_cell, qs.span, cs.span),
-                                  quantise_weight(qs.first_weight), quantise_weight(qs.last_weight),
-                                  quantise_weight(cs.first_weight),
-                                  quantise_weight(cs.last_weight)};
+                                  {quantise_weight(qs.first_weight), quantise_weight(qs.last_weight),
+                                   quantise_weight(cs.first_weight),
+                                   quantise_weight(cs.last_weight)}};
                     continue;
                 }
                 // Too wide for a compact record (pixels near the beam centre span many chi
@@ -457,20 +484,11 @@ void CakeIntegrator::build_bounding_box(const geometry::DetectorGeometry& geomet
                 WideList& list = wide[chunk];
                 list.pixels.push_back(static_cast<std::uint32_t>(pixel));
                 list.counts.push_back(qs.span * cs.span);
-                const auto weight = [](const AxisSplit& s, std::uint32_t k) {
-                    if (s.span == 1) {
-                        return 1.0;
-                    }
-                    if (k == 0) {
-                        return s.first_weight;
-                    }
-                    return k + 1 == s.span ? s.last_weight : s.middle_weight;
-                };
                 for (std::uint32_t a = 0; a < cs.span; ++a) {
                     for (std::uint32_t b = 0; b < qs.span; ++b) {
                         list.contributions.push_back(Contribution{
                             first_cell + a * static_cast<std::uint32_t>(axes.n_q) + b,
-                            static_cast<float>(weight(cs, a) * weight(qs, b))});
+                            static_cast<float>(axis_weight(cs, a) * axis_weight(qs, b))});
                     }
                 }
             }
@@ -517,10 +535,16 @@ void CakeIntegrator::for_each_contribution(std::size_t pixel, Visit&& visit) con
     }
     const std::uint32_t q_span = (record.first_cell_and_spans >> kCellBits) & 0xFU;
     const std::uint32_t chi_span = record.first_cell_and_spans >> (kCellBits + 4);
+    if (chi_span == 1 && q_span <= kDirectQBins) {
+        for (std::uint32_t k = 0; k < q_span; ++k) {
+            visit(first_cell + k, record.weights[k] / kWeightScale);
+        }
+        return;
+    }
     double q_weights[kMaxCompactSpan];
     double chi_weights[kMaxCompactSpan];
-    expand_weights(q_span, record.q_first_weight, record.q_last_weight, q_weights);
-    expand_weights(chi_span, record.chi_first_weight, record.chi_last_weight, chi_weights);
+    expand_weights(q_span, record.weights[0], record.weights[1], q_weights);
+    expand_weights(chi_span, record.weights[2], record.weights[3], chi_weights);
     const auto n_q = static_cast<std::uint32_t>(options_.axes.n_q);
     for (std::uint32_t a = 0; a < chi_span; ++a) {
         for (std::uint32_t b = 0; b < q_span; ++b) {
@@ -567,15 +591,26 @@ std::size_t CakeIntegrator::lookup_size_bytes() const {
            wide_contributions_.size() * sizeof(Contribution);
 }
 
-Result<Cake> CakeIntegrator::integrate(const FrameView& frame) const {
-    CakeAccumulator sums(options_.axes);
-    if (auto added = accumulate(frame, sums); !added) {
-        return tl::unexpected(added.error());
-    }
-    return sums.finish();
-}
+// Per-frame scratch reused from frame to frame: per-thread partial sums and the pixels excluded
+// in this frame, plus per-cell terms corrected for those exclusions.
+struct CakeIntegrator::Scratch {
+    std::mutex mutex;  // one frame at a time per integrator; its threads share the frame
+    std::vector<std::vector<std::uint64_t>> integer_sums;  // per thread, cells + dump
+    std::vector<std::vector<double>> double_sums;          // per thread, (c v, c^2 v) interleaved
+    std::vector<std::vector<std::uint32_t>> rejected;      // per thread
+    std::vector<double> dark;
+    std::vector<double> dark_variance;
+    std::vector<double> norm;
+    std::vector<double> count;
+    bool integer = false;
+};
 
-Result<void> CakeIntegrator::accumulate(const FrameView& frame, CakeAccumulator& sums) const {
+CakeIntegrator::CakeIntegrator() = default;
+CakeIntegrator::CakeIntegrator(CakeIntegrator&&) noexcept = default;
+CakeIntegrator& CakeIntegrator::operator=(CakeIntegrator&&) noexcept = default;
+CakeIntegrator::~CakeIntegrator() = default;
+
+Result<void> CakeIntegrator::check_frame(const FrameView& frame) const {
     if (frame.shape != shape_) {
         return fail(ErrorCode::kInvalidArgument,
                     "frame shape {}x{} does not match the detector's {}x{}", frame.shape.rows,
@@ -591,6 +626,137 @@ Result<void> CakeIntegrator::accumulate(const FrameView& frame, CakeAccumulator&
     if (!(exposure_s > 0.0) || !std::isfinite(exposure_s)) {
         return fail(ErrorCode::kInvalidArgument, "exposure time {} s is not positive", exposure_s);
     }
+    return {};
+}
+
+Result<Cake> CakeIntegrator::integrate(const FrameView& frame) const {
+    Cake cake;
+    if (auto done = integrate_into(frame, cake); !done) {
+        return tl::unexpected(done.error());
+    }
+    return cake;
+}
+
+CakeIntegrator::CellTerms CakeIntegrator::sum_frame(const FrameView& frame) const {
+    std::visit([&](const auto& pixels) { sum_pixels(pixels); }, frame.pixels);
+    Scratch& scratch = *scratch_;
+    CellTerms terms{static_dark_.data(), static_dark_variance_.data(), static_norm_.data(),
+                    static_count_.data()};
+    bool any_rejected = false;
+    for (const auto& list : scratch.rejected) {
+        any_rejected = any_rejected || !list.empty();
+    }
+    if (!any_rejected) {
+        return terms;
+    }
+    // Pixels excluded in this frame only: copy the static terms and take back their share.
+    scratch.dark = static_dark_;
+    scratch.dark_variance = static_dark_variance_;
+    scratch.norm = static_norm_;
+    scratch.count = static_count_;
+    const float* dark = corrections_.dark_counts.empty() ? nullptr : corrections_.dark_counts.data();
+    const double dark_variance_scale =
+        corrections_.dark_frame_count > 0
+            ? 1.0 / static_cast<double>(corrections_.dark_frame_count)
+            : 0.0;
+    for (const auto& list : scratch.rejected) {
+        for (const std::uint32_t pixel : list) {
+            const double norm = pixel_norm_[pixel];
+            const double d = dark != nullptr ? static_cast<double>(dark[pixel]) : 0.0;
+            for_each_contribution(pixel, [&](std::uint32_t cell, double weight) {
+                scratch.dark[cell] -= weight * d;
+                scratch.dark_variance[cell] -=
+                    weight * weight * std::max(d, 0.0) * dark_variance_scale;
+                scratch.norm[cell] -= weight * norm;
+                scratch.count[cell] -= weight;
+            });
+        }
+    }
+    return CellTerms{scratch.dark.data(), scratch.dark_variance.data(), scratch.norm.data(),
+                     scratch.count.data()};
+}
+
+Result<void> CakeIntegrator::integrate_into(const FrameView& frame, Cake& cake) const {
+    if (auto valid = check_frame(frame); !valid) {
+        return valid;
+    }
+    const std::lock_guard lock(scratch_->mutex);
+    const CellTerms terms = sum_frame(frame);
+    const Scratch& scratch = *scratch_;
+    const CakeAxes& axes = options_.axes;
+    const std::size_t n_q = axes.n_q;
+    const double inv_t = 1.0 / frame.exposure_s.value_or(1.0);
+    const double inv_t2 = inv_t * inv_t;
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+
+    cake.axes = axes;
+    cake.frame_count = 1;
+    cake.q_inv_angstrom.resize(n_q);
+    cake.chi_deg.resize(axes.n_chi);
+    for (std::size_t iq = 0; iq < n_q; ++iq) {
+        cake.q_inv_angstrom[iq] = axes.q_centre(iq);
+    }
+    for (std::size_t ichi = 0; ichi < axes.n_chi; ++ichi) {
+        cake.chi_deg[ichi] = axes.chi_centre_deg(ichi);
+    }
+    cake.intensity.resize(axes.cell_count());
+    cake.variance.resize(axes.cell_count());
+    cake.count.resize(axes.cell_count());
+    // The 1D sums are gathered in the same pass; the output vectors hold them until divided.
+    cake.intensity_1d.assign(n_q, 0.0);
+    cake.variance_1d.assign(n_q, 0.0);
+    cake.count_1d.assign(n_q, 0.0);
+    std::vector<double>& norm_1d = norm_1d_scratch_;
+    norm_1d.assign(n_q, 0.0);
+
+    const std::uint64_t* integer_sums = scratch.integer ? scratch.integer_sums[0].data() : nullptr;
+    const double* double_sums = scratch.integer ? nullptr : scratch.double_sums[0].data();
+    for (std::size_t c = 0; c < axes.cell_count(); ++c) {
+        const double count = terms.count[c];
+        const double norm = terms.norm[c];
+        if (!(count > kMinCellCount) || !(norm > 0.0)) {
+            cake.intensity[c] = nan;
+            cake.variance[c] = nan;
+            cake.count[c] = 0.0;
+            continue;
+        }
+        double raw;
+        double raw_variance;
+        if (integer_sums != nullptr) {
+            raw = static_cast<double>(integer_sums[c]);
+            raw_variance = raw;
+        } else {
+            raw = double_sums[2 * c];
+            raw_variance = std::max(double_sums[2 * c + 1], 0.0);
+        }
+        const double signal = (raw - terms.dark[c]) * inv_t;
+        const double variance = (raw_variance + terms.dark_variance[c]) * inv_t2;
+        const double inv_norm = 1.0 / norm;
+        cake.intensity[c] = signal * inv_norm;
+        cake.variance[c] = variance * inv_norm * inv_norm;
+        cake.count[c] = count;
+        const std::size_t iq = c % n_q;
+        cake.intensity_1d[iq] += signal;
+        cake.variance_1d[iq] += variance;
+        cake.count_1d[iq] += count;
+        norm_1d[iq] += norm;
+    }
+    for (std::size_t iq = 0; iq < n_q; ++iq) {
+        if (norm_1d[iq] > 0.0) {
+            cake.intensity_1d[iq] /= norm_1d[iq];
+            cake.variance_1d[iq] /= norm_1d[iq] * norm_1d[iq];
+        } else {
+            cake.intensity_1d[iq] = nan;
+            cake.variance_1d[iq] = nan;
+        }
+    }
+    return {};
+}
+
+Result<void> CakeIntegrator::accumulate(const FrameView& frame, CakeAccumulator& sums) const {
+    if (auto valid = check_frame(frame); !valid) {
+        return valid;
+    }
     if (sums.frame_count_ == 0) {
         sums = CakeAccumulator(options_.axes);
     } else if (sums.signal_.size() != options_.axes.cell_count() ||
@@ -600,37 +766,45 @@ Result<void> CakeIntegrator::accumulate(const FrameView& frame, CakeAccumulator&
         return fail(ErrorCode::kInvalidArgument,
                     "these sums hold {} frames of another cake layout", sums.frame_count_);
     }
-    return std::visit(
-        [&](const auto& pixels) { return accumulate_typed(pixels, exposure_s, sums); },
-        frame.pixels);
+    const std::lock_guard lock(scratch_->mutex);
+    const CellTerms terms = sum_frame(frame);
+    const Scratch& scratch = *scratch_;
+    // Fold the frame into the running sums: subtract the dark, divide by the exposure (Poisson
+    // variance scales with its square), add the frame's normalisation.
+    const double inv_t = 1.0 / frame.exposure_s.value_or(1.0);
+    const double inv_t2 = inv_t * inv_t;
+    for (std::size_t c = 0; c < options_.axes.cell_count(); ++c) {
+        double raw;
+        double raw_variance;
+        if (scratch.integer) {
+            raw = static_cast<double>(scratch.integer_sums[0][c]);
+            raw_variance = raw;
+        } else {
+            raw = scratch.double_sums[0][2 * c];
+            raw_variance = std::max(scratch.double_sums[0][2 * c + 1], 0.0);
+        }
+        sums.signal_[c] += (raw - terms.dark[c]) * inv_t;
+        sums.variance_[c] += (raw_variance + terms.dark_variance[c]) * inv_t2;
+        sums.norm_[c] += terms.norm[c];
+        sums.count_[c] += terms.count[c];
+    }
+    ++sums.frame_count_;
+    return {};
 }
 
 template <class Pixel>
-Result<void> CakeIntegrator::accumulate_typed(std::span<const Pixel> raw, double exposure_s,
-                                              CakeAccumulator& sums) const {
-    constexpr bool kIntegral = std::is_integral_v<Pixel>;
+void CakeIntegrator::sum_pixels(std::span<const Pixel> raw) const {
+    constexpr bool kExactSums = std::is_integral_v<Pixel> && std::is_unsigned_v<Pixel>;
     const bool split = options_.splitting == PixelSplitting::kBoundingBox;
-    const std::size_t cells = options_.axes.cell_count();
-    const std::size_t n_acc = cells + 1U;  // + the dump cell
-    const unsigned threads = options_.thread_count;
+    // + the dump cell, + padding that the direct bounding-box updates may touch past it.
+    const std::size_t n_acc = options_.axes.cell_count() + 1U + (split ? kDirectQBins - 1U : 0U);
+    const unsigned threads = pool_->size();
     const float* dark = corrections_.dark_counts.empty() ? nullptr : corrections_.dark_counts.data();
+    Scratch& scratch = *scratch_;
 
-    Thresholds thresholds;
-    if (corrections_.mask_negative_after_dark) {
-        double dark_max = 0.0;  // without a dark, negative raw values are the ones to exclude
-        if (dark != nullptr) {
-            dark_max = *std::max_element(corrections_.dark_counts.begin(),
-                                         corrections_.dark_counts.end());
-        }
-        thresholds.accept_low = dark_max;
-    }
-    if (corrections_.saturation_counts) {
-        thresholds.reject_high = *corrections_.saturation_counts;
-    }
-    const TypedThresholds<Pixel> fast = typed_thresholds<Pixel>(thresholds);
-    const double saturation = thresholds.reject_high;
+    const TypedThresholds<Pixel> fast = typed_thresholds<Pixel>(thresholds_);
+    const double saturation = thresholds_.reject_high;
     const bool mask_negative = corrections_.mask_negative_after_dark;
-
     // Slow-path decision for a value outside the fast range: is the pixel excluded this frame?
     const auto rejected_now = [&](Pixel value, std::size_t pixel) {
         const double v = static_cast<double>(value);
@@ -641,29 +815,32 @@ Result<void> CakeIntegrator::accumulate_typed(std::span<const Pixel> raw, double
         return mask_negative && v < d;
     };
 
-    // Integer frames without splitting sum exactly in 64-bit integers, and their Poisson
-    // variance sum equals the signal sum; everything else sums (c v, c^2 v) in double.
-    using IntegerSum = std::uint64_t;
-    constexpr bool kExactSums = kIntegral && std::is_unsigned_v<Pixel>;
-    std::vector<std::vector<IntegerSum>> integer_sums;
-    std::vector<std::vector<double>> double_sums;  // interleaved (c v, c^2 v) per cell
-    std::vector<std::vector<std::uint32_t>> rejected(threads);
-    const bool use_integer = kExactSums && !split;
-    if (use_integer) {
-        integer_sums.assign(threads, std::vector<IntegerSum>(n_acc, 0));
+    // Unsigned integer frames without splitting sum exactly in 64-bit integers, and their
+    // Poisson variance sum equals the signal sum; everything else sums (c v, c^2 v) in double.
+    scratch.integer = kExactSums && !split;
+    scratch.rejected.resize(threads);
+    if (scratch.integer) {
+        scratch.integer_sums.resize(threads);
     } else {
-        double_sums.assign(threads, std::vector<double>(2 * n_acc, 0.0));
+        scratch.double_sums.resize(threads);
     }
 
-    const std::size_t pixel_count = raw.size();
-    parallel_chunks(pixel_count, threads, [&](std::size_t begin, std::size_t end, unsigned chunk) {
-        std::vector<std::uint32_t>& my_rejected = rejected[chunk];
+    const std::size_t rows = shape_.rows;
+    const std::size_t cols = shape_.cols;
+    const std::size_t row_step = (rows + threads - 1U) / threads;
+    pool_->run([&](unsigned chunk) {
+        const std::size_t row_begin = std::min(rows, chunk * row_step);
+        const std::size_t row_end = std::min(rows, row_begin + row_step);
+        std::vector<std::uint32_t>& my_rejected = scratch.rejected[chunk];
+        my_rejected.clear();
         const Pixel* values = raw.data();
         if (!split) {
             const std::uint32_t* lut = cell_of_pixel_.data();
             if constexpr (kExactSums) {
-                IntegerSum* acc = integer_sums[chunk].data();
-                for (std::size_t i = begin; i < end; ++i) {
+                auto& sums = scratch.integer_sums[chunk];
+                sums.assign(n_acc, 0);
+                std::uint64_t* acc = sums.data();
+                for_each_pixel(row_begin * cols, row_end * cols, [&](std::size_t i) ANISOFLOW_ALWAYS_INLINE {
                     const Pixel v = values[i];
                     const std::uint32_t cell = lut[i];
                     if (in_fast_range(v, fast)) [[likely]] {
@@ -675,79 +852,114 @@ Result<void> CakeIntegrator::accumulate_typed(std::span<const Pixel> raw, double
                             acc[cell] += v;
                         }
                     }
-                }
-            } else {
-                double* acc = double_sums[chunk].data();
-                for (std::size_t i = begin; i < end; ++i) {
-                    const Pixel v = values[i];
-                    const std::uint32_t cell = lut[i];
-                    bool take = in_fast_range(v, fast);
-                    if (!take && cell != dump_cell_) {
-                        if (rejected_now(v, i)) {
-                            my_rejected.push_back(static_cast<std::uint32_t>(i));
-                        } else {
-                            take = true;
-                        }
-                    }
-                    if (take) {
-                        const auto value = static_cast<double>(v);
-                        acc[2 * cell] += value;
-                        acc[2 * cell + 1] += value;
-                    }
-                }
+                });
+                return;
             }
+            auto& sums = scratch.double_sums[chunk];
+            sums.assign(2 * n_acc, 0.0);
+            double* acc = sums.data();
+            for_each_pixel(row_begin * cols, row_end * cols, [&](std::size_t i) ANISOFLOW_ALWAYS_INLINE {
+                const Pixel v = values[i];
+                const std::uint32_t cell = lut[i];
+                bool take = in_fast_range(v, fast);
+                if (!take && cell != dump_cell_) {
+                    if (rejected_now(v, i)) {
+                        my_rejected.push_back(static_cast<std::uint32_t>(i));
+                    } else {
+                        take = true;
+                    }
+                }
+                if (take) {
+                    const auto value = static_cast<double>(v);
+                    acc[2 * cell] += value;
+                    acc[2 * cell + 1] += value;
+                }
+            });
             return;
         }
-        double* acc = double_sums[chunk].data();
+        auto& sums = scratch.double_sums[chunk];
+        sums.assign(2 * n_acc, 0.0);
+        double* acc = sums.data();
         const BoxRecord* boxes = box_of_pixel_.data();
         const auto n_q = static_cast<std::uint32_t>(options_.axes.n_q);
-        for (std::size_t i = begin; i < end; ++i) {
+        for_each_pixel(row_begin * cols, row_end * cols, [&](std::size_t i) ANISOFLOW_ALWAYS_INLINE {
             const Pixel v = values[i];
             const BoxRecord record = boxes[i];
             const std::uint32_t first_cell = record.first_cell_and_spans & kCellMask;
-            if (!in_fast_range(v, fast)) [[unlikely]] {
-                if (first_cell == dump_cell_) {
-                    continue;  // excluded, or wide (handled below)
-                }
-                if (rejected_now(v, i)) {
-                    my_rejected.push_back(static_cast<std::uint32_t>(i));
-                    continue;
-                }
+            if (first_cell == dump_cell_) {
+                return;  // excluded or out of range (long runs: predictable), or wide (below)
+            }
+            if (!in_fast_range(v, fast) && rejected_now(v, i)) [[unlikely]] {
+                my_rejected.push_back(static_cast<std::uint32_t>(i));
+                return;
             }
             const auto value = static_cast<double>(v);
             const std::uint32_t spans = record.first_cell_and_spans >> kCellBits;
-            if (spans == 0x11U) {  // one Q bin, one chi bin: most pixels
-                acc[2 * first_cell] += value;
-                acc[2 * first_cell + 1] += value;
-                continue;
-            }
             const std::uint32_t q_span = spans & 0xFU;
             const std::uint32_t chi_span = spans >> 4;
-            double q_weights[kMaxCompactSpan];
-            double chi_weights[kMaxCompactSpan];
-            expand_weights(q_span, record.q_first_weight, record.q_last_weight, q_weights);
-            expand_weights(chi_span, record.chi_first_weight, record.chi_last_weight,
-                           chi_weights);
-            for (std::uint32_t a = 0; a < chi_span; ++a) {
-                double* row = acc + 2 * (first_cell + a * n_q);
-                const double wc = chi_weights[a];
-                for (std::uint32_t b = 0; b < q_span; ++b) {
-                    const double w = wc * q_weights[b];
-                    row[2 * b] += w * value;
-                    row[2 * b + 1] += w * w * value;
+            double* cell = acc + 2 * static_cast<std::size_t>(first_cell);
+            if (chi_span == 1 && q_span <= kDirectQBins) [[likely]] {
+                // Four unconditional updates; weights past the span are zero and land in the
+                // next cells (or the padding after the dump cell), adding nothing.
+                for (std::uint32_t k = 0; k < kDirectQBins; ++k) {
+                    const double w = record.weights[k] / kWeightScale;
+                    cell[2 * k] += w * value;
+                    cell[2 * k + 1] += w * w * value;
                 }
+                return;
             }
-        }
+            // Separable weights: along Q the first and last bins get their covered fraction,
+            // bins between share the rest equally; the same along chi.
+            const double q_first = record.weights[0] / kWeightScale;
+            const double q_last = record.weights[1] / kWeightScale;
+            const double q_middle =
+                q_span > 2 ? (1.0 - q_first - q_last) / static_cast<double>(q_span - 2) : 0.0;
+            const auto add_q_row = [&](double* row, double chi_weight) ANISOFLOW_ALWAYS_INLINE {
+                const double a = chi_weight * value;               // sum c v
+                const double a2 = chi_weight * chi_weight * value;  // sum c^2 v
+                if (q_span == 1) {
+                    row[0] += a;
+                    row[1] += a2;
+                    return;
+                }
+                row[0] += q_first * a;
+                row[1] += q_first * q_first * a2;
+                const double m = q_middle * a;
+                const double m2 = q_middle * q_middle * a2;
+                for (std::uint32_t b = 1; b + 1 < q_span; ++b) {
+                    row[2 * b] += m;
+                    row[2 * b + 1] += m2;
+                }
+                double* last = row + 2 * static_cast<std::size_t>(q_span - 1);
+                last[0] += q_last * a;
+                last[1] += q_last * q_last * a2;
+            };
+            if (chi_span == 1) {
+                add_q_row(cell, 1.0);
+                return;
+            }
+            const double chi_first = record.weights[2] / kWeightScale;
+            const double chi_last = record.weights[3] / kWeightScale;
+            const double chi_middle =
+                chi_span > 2 ? (1.0 - chi_first - chi_last) / static_cast<double>(chi_span - 2)
+                             : 0.0;
+            const std::size_t row_stride = 2 * static_cast<std::size_t>(n_q);
+            add_q_row(cell, chi_first);
+            for (std::uint32_t k = 1; k + 1 < chi_span; ++k) {
+                add_q_row(cell + k * row_stride, chi_middle);
+            }
+            add_q_row(cell + (chi_span - 1) * row_stride, chi_last);
+        });
     });
 
     // Wide bounding-box pixels (near the beam centre) with their explicit weights.
     if (split) {
-        double* acc = double_sums[0].data();
+        double* acc = scratch.double_sums[0].data();
         for (std::size_t k = 0; k < wide_pixels_.size(); ++k) {
             const std::uint32_t pixel = wide_pixels_[k];
             const Pixel v = raw[pixel];
             if (!in_fast_range(v, fast) && rejected_now(v, pixel)) {
-                rejected[0].push_back(pixel);
+                scratch.rejected[0].push_back(pixel);
                 continue;
             }
             const auto value = static_cast<double>(v);
@@ -760,50 +972,30 @@ Result<void> CakeIntegrator::accumulate_typed(std::span<const Pixel> raw, double
         }
     }
 
-    // Fold the frame into the running sums: subtract the dark, divide by the exposure
-    // (Poisson variance scales with its square), add the frame's normalisation.
-    const double inv_t = 1.0 / exposure_s;
-    const double inv_t2 = inv_t * inv_t;
-    for (std::size_t c = 0; c < cells; ++c) {
-        double signal = 0.0;
-        double variance = 0.0;
-        if (use_integer) {
-            IntegerSum total = 0;
-            for (unsigned t = 0; t < threads; ++t) {
-                total += integer_sums[t][c];
+    // Reduce the per-thread partial sums into thread 0's, each thread a slice of the cells.
+    if (threads > 1) {
+        const std::size_t width = scratch.integer ? n_acc : 2 * n_acc;
+        const std::size_t slice = (width + threads - 1U) / threads;
+        pool_->run([&](unsigned chunk) {
+            const std::size_t begin = std::min(width, chunk * slice);
+            const std::size_t end = std::min(width, begin + slice);
+            for (unsigned t = 1; t < threads; ++t) {
+                if (scratch.integer) {
+                    auto& into = scratch.integer_sums[0];
+                    const auto& from = scratch.integer_sums[t];
+                    for (std::size_t c = begin; c < end; ++c) {
+                        into[c] += from[c];
+                    }
+                } else {
+                    auto& into = scratch.double_sums[0];
+                    const auto& from = scratch.double_sums[t];
+                    for (std::size_t c = begin; c < end; ++c) {
+                        into[c] += from[c];
+                    }
+                }
             }
-            signal = static_cast<double>(total);
-            variance = signal;
-        } else {
-            for (unsigned t = 0; t < threads; ++t) {
-                signal += double_sums[t][2 * c];
-                variance += double_sums[t][2 * c + 1];
-            }
-        }
-        sums.signal_[c] += (signal - static_dark_[c]) * inv_t;
-        sums.variance_[c] += (std::max(variance, 0.0) + static_dark_variance_[c]) * inv_t2;
-        sums.norm_[c] += static_norm_[c];
-        sums.count_[c] += static_count_[c];
+        });
     }
-    // Pixels excluded in this frame only: take back their static share of each cell.
-    const double dark_variance_scale =
-        corrections_.dark_frame_count > 0
-            ? 1.0 / static_cast<double>(corrections_.dark_frame_count)
-            : 0.0;
-    for (const auto& list : rejected) {
-        for (const std::uint32_t pixel : list) {
-            const double norm = pixel_norm_[pixel];
-            const double d = dark != nullptr ? static_cast<double>(dark[pixel]) : 0.0;
-            for_each_contribution(pixel, [&](std::uint32_t cell, double weight) {
-                sums.signal_[cell] += weight * d * inv_t;
-                sums.variance_[cell] -= weight * weight * std::max(d, 0.0) * dark_variance_scale * inv_t2;
-                sums.norm_[cell] -= weight * norm;
-                sums.count_[cell] -= weight;
-            });
-        }
-    }
-    ++sums.frame_count_;
-    return {};
 }
 
 }  // namespace anisoflow::reduce

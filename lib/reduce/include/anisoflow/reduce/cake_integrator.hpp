@@ -6,11 +6,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
+#include <memory>
 #include <string_view>
 #include <vector>
 
 #include "anisoflow/core/frame.hpp"
 #include "anisoflow/core/result.hpp"
+#include "anisoflow/core/worker_pool.hpp"
 #include "anisoflow/geometry/detector_geometry.hpp"
 #include "anisoflow/reduce/cake.hpp"
 #include "anisoflow/reduce/corrections.hpp"
@@ -53,16 +56,32 @@ private:
     std::size_t frame_count_ = 0;
 };
 
-/// Owns the lookup and static corrections for one geometry and cake layout. Thread-safe for
-/// concurrent const use (integrate and accumulate keep their scratch on the stack).
+/// Per-frame pixel acceptance (SPEC 2): values in [accept_low, reject_high) need no per-pixel
+/// look-up; others are checked against saturation, the pixel's dark and finiteness.
+struct PixelThresholds {
+    double accept_low = -std::numeric_limits<double>::infinity();
+    double reject_high = std::numeric_limits<double>::infinity();
+};
+
+/// Owns the lookup and static corrections for one geometry and cake layout, and the threads and
+/// scratch that integrate one frame. Safe to call from several threads; frames are then
+/// integrated one after another (each with all the integrator's threads).
 class CakeIntegrator {
 public:
+    CakeIntegrator(CakeIntegrator&&) noexcept;
+    CakeIntegrator& operator=(CakeIntegrator&&) noexcept;
+    CakeIntegrator(const CakeIntegrator&) = delete;
+    CakeIntegrator& operator=(const CakeIntegrator&) = delete;
+    ~CakeIntegrator();
+
     static Result<CakeIntegrator> create(const geometry::DetectorGeometry& geometry,
                                          const IntegratorOptions& options,
                                          DetectorCorrections corrections);
 
     /// Integrates one frame; the frame must have the detector's shape.
     [[nodiscard]] Result<Cake> integrate(const FrameView& frame) const;
+    /// The same into an existing cake, reusing its storage (the streaming path).
+    [[nodiscard]] Result<void> integrate_into(const FrameView& frame, Cake& cake) const;
     /// Adds one frame's sums into `sums` (for means over frames).
     [[nodiscard]] Result<void> accumulate(const FrameView& frame, CakeAccumulator& sums) const;
 
@@ -80,23 +99,34 @@ public:
         std::uint32_t cell;
         float weight;
     };
-    // Compact bounding-box record (12 bytes): first cell and spans packed in 32 bits, and the
-    // first/last fractional weights along Q and chi in 16-bit fixed point; the weights in
-    // between follow from the sum being 1 (docs/reduction.md).
+    // Compact bounding-box record (12 bytes): first cell and spans packed in 32 bits, and four
+    // 16-bit fixed-point weights. A pixel in one chi bin and at most kDirectQBins Q bins (97 %
+    // of them) stores its Q weights directly, zero past its span, so the hot loop updates four
+    // cells without a branch; others store the first/last weight along Q and chi and the weights
+    // in between follow from the sum being 1 (docs/reduction.md).
+    static constexpr std::uint32_t kDirectQBins = 4;
     struct BoxRecord {
         std::uint32_t first_cell_and_spans;
-        std::uint16_t q_first_weight;
-        std::uint16_t q_last_weight;
-        std::uint16_t chi_first_weight;
-        std::uint16_t chi_last_weight;
+        std::uint16_t weights[4];  ///< direct: Q bins 0..3; else: q first, q last, chi first, chi last
     };
 
 private:
-    CakeIntegrator() = default;
+    struct Scratch;
+    // Per-cell terms a frame divides by: static, or corrected for this frame's exclusions.
+    struct CellTerms {
+        const double* dark;
+        const double* dark_variance;
+        const double* norm;
+        const double* count;
+    };
 
+    CakeIntegrator();
+
+    [[nodiscard]] Result<void> check_frame(const FrameView& frame) const;
+    // Sums the frame's pixels into the scratch (caller holds the scratch mutex).
+    CellTerms sum_frame(const FrameView& frame) const;
     template <class Pixel>
-    Result<void> accumulate_typed(std::span<const Pixel> raw, double exposure_s,
-                                  CakeAccumulator& sums) const;
+    void sum_pixels(std::span<const Pixel> raw) const;
     template <class Visit>
     void for_each_contribution(std::size_t pixel, Visit&& visit) const;
 
@@ -122,6 +152,11 @@ private:
     std::vector<double> static_dark_;           ///< sum c dark
     std::vector<double> static_dark_variance_;  ///< sum c^2 dark / n_dark
     std::size_t contributing_pixels_ = 0;
+    PixelThresholds thresholds_;
+
+    std::unique_ptr<WorkerPool> pool_;
+    std::unique_ptr<Scratch> scratch_;
+    mutable std::vector<double> norm_1d_scratch_;  // guarded by the scratch mutex
 };
 
 }  // namespace anisoflow::reduce
