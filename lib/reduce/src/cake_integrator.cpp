@@ -3,9 +3,10 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
-#include <numbers>
 #include <mutex>
+#include <numbers>
 #include <type_traits>
 #include <variant>
 
@@ -24,6 +25,9 @@ constexpr std::uint32_t kMaxCompactSpan = 15;
 // 16-bit fixed point for the fractional edge weights: 1.5e-5 resolution, far below the 0.5 %
 // agreement SPEC 2 asks for, and the same quantised weight divides numerator and denominator.
 constexpr double kWeightScale = 65535.0;
+// Decoding multiplies by the reciprocal: a division per weight is the slowest instruction of the
+// bounding-box loop. Every decoder uses this same constant, so weights stay consistent.
+constexpr double kInvWeightScale = 1.0 / kWeightScale;
 constexpr double kRadToDeg = 180.0 / std::numbers::pi;
 // A cell whose remaining share is rounding residue after per-frame exclusions counts as empty.
 constexpr double kMinCellCount = 1e-9;
@@ -71,6 +75,18 @@ std::uint16_t quantise_weight(double weight) {
     return static_cast<std::uint16_t>(std::lround(std::clamp(weight, 0.0, 1.0) * kWeightScale));
 }
 
+// The direct bounding-box update: pair k += (w_k v, w_k^2 v) for the four 16-bit weights w_k of
+// a record, each cell's pair read and written as one unit (see sum_box_rows).
+ANISOFLOW_ALWAYS_INLINE inline void add_direct_q_weights(const std::uint16_t* weights, double value,
+                                                         double* cell) {
+    for (std::uint32_t k = 0; k < CakeIntegrator::kDirectQBins; ++k) {
+        const double w = weights[k] * kInvWeightScale;
+        const double wv = w * value;
+        cell[2 * k] += wv;
+        cell[2 * k + 1] += w * wv;
+    }
+}
+
 // Weight of the k-th bin of a split along one axis.
 double axis_weight(const AxisSplit& split, std::uint32_t k) {
     if (split.span == 1) {
@@ -89,8 +105,8 @@ inline void expand_weights(std::uint32_t span, std::uint16_t first, std::uint16_
         weights[0] = 1.0;
         return;
     }
-    const double w_first = first / kWeightScale;
-    const double w_last = last / kWeightScale;
+    const double w_first = first * kInvWeightScale;
+    const double w_last = last * kInvWeightScale;
     weights[0] = w_first;
     weights[span - 1] = w_last;
     const double middle = (1.0 - w_first - w_last) / static_cast<double>(span - 2 + (span == 2));
@@ -137,11 +153,11 @@ TypedThresholds<Pixel> typed_thresholds(const PixelThresholds& thresholds) {
         typed.low = low <= static_cast<double>(Limits::min())
                         ? Limits::min()
                         : (low > static_cast<double>(Limits::max()) ? Limits::max()
-                                                                     : static_cast<Pixel>(low));
+                                                                    : static_cast<Pixel>(low));
         typed.has_high = high <= static_cast<double>(Limits::max());
-        typed.high = typed.has_high ? static_cast<Pixel>(std::max(
-                                          high, static_cast<double>(Limits::min())))
-                                    : Limits::max();
+        typed.high = typed.has_high
+                         ? static_cast<Pixel>(std::max(high, static_cast<double>(Limits::min())))
+                         : Limits::max();
         return typed;
     } else {
         return TypedThresholds<Pixel>{static_cast<Pixel>(thresholds.accept_low),
@@ -156,6 +172,89 @@ inline bool in_fast_range(Pixel value, const TypedThresholds<Pixel>& t) {
     } else {
         return value >= t.low && value < t.high;  // false for NaN
     }
+}
+
+// One thread's share of the bounding-box loop, summing (c v, c^2 v) pairs per cell into `acc`. Each
+// cell's pair is loaded and stored as one unit: a wider access spanning two cells would partly
+// overlap the previous pixel's store, and the CPU cannot forward such a store to the load (a stall
+// per pixel, measured: docs/reduction.md).
+struct BoxRows {
+    const CakeIntegrator::BoxRecord* boxes;
+    std::uint32_t dump_cell;
+    std::uint32_t n_q;
+    std::size_t pixel_begin;
+    std::size_t pixel_end;
+};
+
+ANISOFLOW_ALWAYS_INLINE inline void add_pair(double* pair, double a, double a2) {
+    pair[0] += a;
+    pair[1] += a2;
+}
+
+template <class Pixel, class Reject>
+__attribute__((noinline)) void sum_box_rows(const BoxRows& rows, const Pixel* values, double* acc,
+                  const TypedThresholds<Pixel>& fast, const Reject& rejected_now,
+                  std::vector<std::uint32_t>& rejected) {
+    const CakeIntegrator::BoxRecord* boxes = rows.boxes;
+    const std::uint32_t dump_cell = rows.dump_cell;
+    const std::size_t row_stride = 2 * static_cast<std::size_t>(rows.n_q);
+    for_each_pixel(rows.pixel_begin, rows.pixel_end, [&](std::size_t i) ANISOFLOW_ALWAYS_INLINE {
+        const Pixel v = values[i];
+        const CakeIntegrator::BoxRecord& record = boxes[i];
+        const std::uint32_t first_cell = record.first_cell_and_spans & kCellMask;
+        if (first_cell == dump_cell) {
+            return;  // excluded or out of range (long runs: predictable), or wide (later)
+        }
+        if (!in_fast_range(v, fast) && rejected_now(v, i)) [[unlikely]] {
+            rejected.push_back(static_cast<std::uint32_t>(i));
+            return;
+        }
+        const auto value = static_cast<double>(v);
+        const std::uint32_t spans = record.first_cell_and_spans >> kCellBits;
+        const std::uint32_t q_span = spans & 0xFU;
+        const std::uint32_t chi_span = spans >> 4;
+        double* cell = acc + 2 * static_cast<std::size_t>(first_cell);
+        if (chi_span == 1 && q_span <= CakeIntegrator::kDirectQBins) [[likely]] {
+            // Four unconditional updates; weights past the span are zero and land in the
+            // next cells (or the padding after the dump cell), adding nothing.
+            add_direct_q_weights(record.weights, value, cell);
+            return;
+        }
+        // Separable weights: along Q the first and last bins get their covered fraction,
+        // bins between share the rest equally; the same along chi.
+        const double q_first = static_cast<double>(record.weights[0] * kInvWeightScale);
+        const double q_last = static_cast<double>(record.weights[1] * kInvWeightScale);
+        const double q_middle =
+            q_span > 2 ? (1.0 - q_first - q_last) / static_cast<double>(q_span - 2) : 0.0;
+        const auto add_q_row = [&](double* row, double chi_weight) ANISOFLOW_ALWAYS_INLINE {
+            const double a = chi_weight * value;                // sum c v
+            const double a2 = chi_weight * chi_weight * value;  // sum c^2 v
+            if (q_span == 1) {
+                add_pair(row, a, a2);
+                return;
+            }
+            add_pair(row, q_first * a, q_first * q_first * a2);
+            const double m = q_middle * a;
+            const double m2 = q_middle * q_middle * a2;
+            for (std::uint32_t b = 1; b + 1 < q_span; ++b) {
+                add_pair(row + 2 * b, m, m2);
+            }
+            add_pair(row + 2 * (q_span - 1), q_last * a, q_last * q_last * a2);
+        };
+        if (chi_span == 1) {
+            add_q_row(cell, 1.0);
+            return;
+        }
+        const double chi_first = static_cast<double>(record.weights[2] * kInvWeightScale);
+        const double chi_last = static_cast<double>(record.weights[3] * kInvWeightScale);
+        const double chi_middle =
+            chi_span > 2 ? (1.0 - chi_first - chi_last) / static_cast<double>(chi_span - 2) : 0.0;
+        add_q_row(cell, chi_first);
+        for (std::uint32_t k = 1; k + 1 < chi_span; ++k) {
+            add_q_row(cell + k * row_stride, chi_middle);
+        }
+        add_q_row(cell + (chi_span - 1) * row_stride, chi_last);
+    });
 }
 
 }  // namespace
@@ -325,9 +424,8 @@ struct PixelStatics {
 };
 
 PixelStatics pixel_statics(const geometry::DetectorGeometry& geometry,
-                           const DetectorCorrections& corrections, std::size_t row,
-                           std::size_t col, std::size_t pixel,
-                           const geometry::ScatteringAngles& angles) {
+                           const DetectorCorrections& corrections, std::size_t row, std::size_t col,
+                           std::size_t pixel, const geometry::ScatteringAngles& angles) {
     if (!corrections.mask.empty() && corrections.mask[pixel] != 0) {
         return {0.0, false};
     }
@@ -358,34 +456,36 @@ void CakeIntegrator::build_no_splitting(const geometry::DetectorGeometry& geomet
     const std::size_t pixels = shape_.pixel_count();
     cell_of_pixel_.assign(pixels, dump_cell_);
     pixel_norm_.assign(pixels, 0.0F);
-    const double q_scale = static_cast<double>(axes.n_q) /
-                           (axes.q_max_inv_angstrom - axes.q_min_inv_angstrom);
+    const double q_scale =
+        static_cast<double>(axes.n_q) / (axes.q_max_inv_angstrom - axes.q_min_inv_angstrom);
     const double chi_scale = static_cast<double>(axes.n_chi) / 360.0;
-    parallel_rows(*pool_, shape_.rows, [&](std::size_t row_begin, std::size_t row_end, unsigned /*chunk*/) {
-        for (std::size_t row = row_begin; row < row_end; ++row) {
-            for (std::size_t col = 0; col < shape_.cols; ++col) {
-                const std::size_t pixel = row * shape_.cols + col;
-                const auto angles = geometry.pixel_centre(row, col);
-                const PixelStatics statics =
-                    pixel_statics(geometry, corrections_, row, col, pixel, angles);
-                if (!statics.usable) {
-                    continue;
+    parallel_rows(
+        *pool_, shape_.rows, [&](std::size_t row_begin, std::size_t row_end, unsigned /*chunk*/) {
+            for (std::size_t row = row_begin; row < row_end; ++row) {
+                for (std::size_t col = 0; col < shape_.cols; ++col) {
+                    const std::size_t pixel = row * shape_.cols + col;
+                    const auto angles = geometry.pixel_centre(row, col);
+                    const PixelStatics statics =
+                        pixel_statics(geometry, corrections_, row, col, pixel, angles);
+                    if (!statics.usable) {
+                        continue;
+                    }
+                    const double q = geometry.q_inv_angstrom(angles.two_theta_rad);
+                    const double fq = (q - axes.q_min_inv_angstrom) * q_scale;
+                    if (!(fq >= 0.0) || !(fq < static_cast<double>(axes.n_q))) {
+                        continue;
+                    }
+                    // chi is in (-180, 180]: +180 joins the last bin, as in pyFAI's inclusive
+                    // range.
+                    const auto ichi = std::min(
+                        static_cast<std::size_t>((angles.chi_rad * kRadToDeg + 180.0) * chi_scale),
+                        axes.n_chi - 1U);
+                    cell_of_pixel_[pixel] =
+                        static_cast<std::uint32_t>(ichi * axes.n_q + static_cast<std::size_t>(fq));
+                    pixel_norm_[pixel] = static_cast<float>(statics.norm);
                 }
-                const double q = geometry.q_inv_angstrom(angles.two_theta_rad);
-                const double fq = (q - axes.q_min_inv_angstrom) * q_scale;
-                if (!(fq >= 0.0) || !(fq < static_cast<double>(axes.n_q))) {
-                    continue;
-                }
-                // chi is in (-180, 180]: +180 joins the last bin, as in pyFAI's inclusive range.
-                const auto ichi = std::min(
-                    static_cast<std::size_t>((angles.chi_rad * kRadToDeg + 180.0) * chi_scale),
-                    axes.n_chi - 1U);
-                cell_of_pixel_[pixel] =
-                    static_cast<std::uint32_t>(ichi * axes.n_q + static_cast<std::size_t>(fq));
-                pixel_norm_[pixel] = static_cast<float>(statics.norm);
             }
-        }
-    });
+        });
 }
 
 void CakeIntegrator::build_bounding_box(const geometry::DetectorGeometry& geometry) {
@@ -396,8 +496,8 @@ void CakeIntegrator::build_bounding_box(const geometry::DetectorGeometry& geomet
     const BoxRecord excluded{pack_cell_and_spans(dump_cell_, 1, 1), {0, 0, 0, 0}};
     box_of_pixel_.assign(pixels, excluded);
     pixel_norm_.assign(pixels, 0.0F);
-    const double q_scale = static_cast<double>(axes.n_q) /
-                           (axes.q_max_inv_angstrom - axes.q_min_inv_angstrom);
+    const double q_scale =
+        static_cast<double>(axes.n_q) / (axes.q_max_inv_angstrom - axes.q_min_inv_angstrom);
     const double chi_scale = static_cast<double>(axes.n_chi) / 360.0;
 
     // Explicit contributions of pixels whose box is too wide for a compact record, per chunk.
@@ -450,10 +550,9 @@ void CakeIntegrator::build_bounding_box(const geometry::DetectorGeometry& geomet
                 }
                 const double chi_deg = angles.chi_rad * kRadToDeg;
                 const double dchi_deg = dchi * kRadToDeg;
-                const AxisSplit qs =
-                    split_axis((q - dq - axes.q_min_inv_angstrom) * q_scale,
-                               (q + dq - axes.q_min_inv_angstrom) * q_scale,
-                               static_cast<std::uint32_t>(axes.n_q));
+                const AxisSplit qs = split_axis((q - dq - axes.q_min_inv_angstrom) * q_scale,
+                                                (q + dq - axes.q_min_inv_angstrom) * q_scale,
+                                                static_cast<std::uint32_t>(axes.n_q));
                 const AxisSplit cs = split_axis((chi_deg - dchi_deg + 180.0) * chi_scale,
                                                 (chi_deg + dchi_deg + 180.0) * chi_scale,
                                                 static_cast<std::uint32_t>(axes.n_chi));
@@ -472,11 +571,10 @@ void CakeIntegrator::build_bounding_box(const geometry::DetectorGeometry& geomet
                     continue;
                 }
                 if (qs.span <= kMaxCompactSpan && cs.span <= kMaxCompactSpan) {
-                    box_of_pixel_[pixel] =
-                        BoxRecord{pack_cell_and_spans(first_cell, qs.span, cs.span),
-                                  {quantise_weight(qs.first_weight), quantise_weight(qs.last_weight),
-                                   quantise_weight(cs.first_weight),
-                                   quantise_weight(cs.last_weight)}};
+                    box_of_pixel_[pixel] = BoxRecord{
+                        pack_cell_and_spans(first_cell, qs.span, cs.span),
+                        {quantise_weight(qs.first_weight), quantise_weight(qs.last_weight),
+                         quantise_weight(cs.first_weight), quantise_weight(cs.last_weight)}};
                     continue;
                 }
                 // Too wide for a compact record (pixels near the beam centre span many chi
@@ -528,7 +626,8 @@ void CakeIntegrator::for_each_contribution(std::size_t pixel, Visit&& visit) con
         if (it != wide_pixels_.end() && *it == pixel) {
             const auto k = static_cast<std::size_t>(it - wide_pixels_.begin());
             for (std::uint32_t e = wide_offsets_[k]; e < wide_offsets_[k + 1]; ++e) {
-                visit(wide_contributions_[e].cell, static_cast<double>(wide_contributions_[e].weight));
+                visit(wide_contributions_[e].cell,
+                      static_cast<double>(wide_contributions_[e].weight));
             }
         }
         return;
@@ -537,7 +636,7 @@ void CakeIntegrator::for_each_contribution(std::size_t pixel, Visit&& visit) con
     const std::uint32_t chi_span = record.first_cell_and_spans >> (kCellBits + 4);
     if (chi_span == 1 && q_span <= kDirectQBins) {
         for (std::uint32_t k = 0; k < q_span; ++k) {
-            visit(first_cell + k, record.weights[k] / kWeightScale);
+            visit(first_cell + k, record.weights[k] * kInvWeightScale);
         }
         return;
     }
@@ -561,9 +660,8 @@ void CakeIntegrator::build_static_sums() {
     static_dark_variance_.assign(cells, 0.0);
     const bool has_dark = !corrections_.dark_counts.empty();
     const double dark_variance_scale =
-        corrections_.dark_frame_count > 0
-            ? 1.0 / static_cast<double>(corrections_.dark_frame_count)
-            : 0.0;
+        corrections_.dark_frame_count > 0 ? 1.0 / static_cast<double>(corrections_.dark_frame_count)
+                                          : 0.0;
     contributing_pixels_ = 0;
     for (std::size_t pixel = 0; pixel < shape_.pixel_count(); ++pixel) {
         const double norm = pixel_norm_[pixel];
@@ -577,16 +675,23 @@ void CakeIntegrator::build_static_sums() {
             static_count_[cell] += weight;
             static_dark_[cell] += weight * dark;
             // Poisson variance of a mean of n dark frames: dark / n per pixel.
-            static_dark_variance_[cell] += weight * weight * std::max(dark, 0.0) * dark_variance_scale;
+            static_dark_variance_[cell] +=
+                weight * weight * std::max(dark, 0.0) * dark_variance_scale;
             contributes = true;
         });
         contributing_pixels_ += contributes ? 1U : 0U;
     }
 }
 
+std::size_t CakeIntegrator::accumulator_cells() const {
+    // The cells, the dump cell, and padding that the direct bounding-box updates may touch.
+    const bool split = options_.splitting == PixelSplitting::kBoundingBox;
+    return options_.axes.cell_count() + 1U + (split ? kDirectQBins - 1U : 0U);
+}
+
 std::size_t CakeIntegrator::lookup_size_bytes() const {
-    return cell_of_pixel_.size() * sizeof(std::uint32_t) + box_of_pixel_.size() * sizeof(BoxRecord) +
-           wide_pixels_.size() * sizeof(std::uint32_t) +
+    return cell_of_pixel_.size() * sizeof(std::uint32_t) +
+           box_of_pixel_.size() * sizeof(BoxRecord) + wide_pixels_.size() * sizeof(std::uint32_t) +
            wide_offsets_.size() * sizeof(std::uint32_t) +
            wide_contributions_.size() * sizeof(Contribution);
 }
@@ -596,7 +701,7 @@ std::size_t CakeIntegrator::lookup_size_bytes() const {
 struct CakeIntegrator::Scratch {
     std::mutex mutex;  // one frame at a time per integrator; its threads share the frame
     std::vector<std::vector<std::uint64_t>> integer_sums;  // per thread, cells + dump
-    std::vector<std::vector<double>> double_sums;          // per thread, (c v, c^2 v) interleaved
+    std::vector<std::vector<double>> double_sums;          // per thread, (c v, c^2 v) per cell
     std::vector<std::vector<std::uint32_t>> rejected;      // per thread
     std::vector<double> dark;
     std::vector<double> dark_variance;
@@ -654,11 +759,11 @@ CakeIntegrator::CellTerms CakeIntegrator::sum_frame(const FrameView& frame) cons
     scratch.dark_variance = static_dark_variance_;
     scratch.norm = static_norm_;
     scratch.count = static_count_;
-    const float* dark = corrections_.dark_counts.empty() ? nullptr : corrections_.dark_counts.data();
+    const float* dark =
+        corrections_.dark_counts.empty() ? nullptr : corrections_.dark_counts.data();
     const double dark_variance_scale =
-        corrections_.dark_frame_count > 0
-            ? 1.0 / static_cast<double>(corrections_.dark_frame_count)
-            : 0.0;
+        corrections_.dark_frame_count > 0 ? 1.0 / static_cast<double>(corrections_.dark_frame_count)
+                                          : 0.0;
     for (const auto& list : scratch.rejected) {
         for (const std::uint32_t pixel : list) {
             const double norm = pixel_norm_[pixel];
@@ -763,8 +868,8 @@ Result<void> CakeIntegrator::accumulate(const FrameView& frame, CakeAccumulator&
                sums.axes_.n_q != options_.axes.n_q ||
                sums.axes_.q_min_inv_angstrom != options_.axes.q_min_inv_angstrom ||
                sums.axes_.q_max_inv_angstrom != options_.axes.q_max_inv_angstrom) {
-        return fail(ErrorCode::kInvalidArgument,
-                    "these sums hold {} frames of another cake layout", sums.frame_count_);
+        return fail(ErrorCode::kInvalidArgument, "these sums hold {} frames of another cake layout",
+                    sums.frame_count_);
     }
     const std::lock_guard lock(scratch_->mutex);
     const CellTerms terms = sum_frame(frame);
@@ -796,10 +901,10 @@ template <class Pixel>
 void CakeIntegrator::sum_pixels(std::span<const Pixel> raw) const {
     constexpr bool kExactSums = std::is_integral_v<Pixel> && std::is_unsigned_v<Pixel>;
     const bool split = options_.splitting == PixelSplitting::kBoundingBox;
-    // + the dump cell, + padding that the direct bounding-box updates may touch past it.
-    const std::size_t n_acc = options_.axes.cell_count() + 1U + (split ? kDirectQBins - 1U : 0U);
+    const std::size_t n_acc = accumulator_cells();
     const unsigned threads = pool_->size();
-    const float* dark = corrections_.dark_counts.empty() ? nullptr : corrections_.dark_counts.data();
+    const float* dark =
+        corrections_.dark_counts.empty() ? nullptr : corrections_.dark_counts.data();
     Scratch& scratch = *scratch_;
 
     const TypedThresholds<Pixel> fast = typed_thresholds<Pixel>(thresholds_);
@@ -840,116 +945,51 @@ void CakeIntegrator::sum_pixels(std::span<const Pixel> raw) const {
                 auto& sums = scratch.integer_sums[chunk];
                 sums.assign(n_acc, 0);
                 std::uint64_t* acc = sums.data();
-                for_each_pixel(row_begin * cols, row_end * cols, [&](std::size_t i) ANISOFLOW_ALWAYS_INLINE {
-                    const Pixel v = values[i];
-                    const std::uint32_t cell = lut[i];
-                    if (in_fast_range(v, fast)) [[likely]] {
-                        acc[cell] += v;
-                    } else if (cell != dump_cell_) {
-                        if (rejected_now(v, i)) {
-                            my_rejected.push_back(static_cast<std::uint32_t>(i));
-                        } else {
-                            acc[cell] += v;
-                        }
-                    }
-                });
+                for_each_pixel(row_begin * cols, row_end * cols,
+                               [&](std::size_t i) ANISOFLOW_ALWAYS_INLINE {
+                                   const Pixel v = values[i];
+                                   const std::uint32_t cell = lut[i];
+                                   if (in_fast_range(v, fast)) [[likely]] {
+                                       acc[cell] += v;
+                                   } else if (cell != dump_cell_) {
+                                       if (rejected_now(v, i)) {
+                                           my_rejected.push_back(static_cast<std::uint32_t>(i));
+                                       } else {
+                                           acc[cell] += v;
+                                       }
+                                   }
+                               });
                 return;
             }
             auto& sums = scratch.double_sums[chunk];
             sums.assign(2 * n_acc, 0.0);
             double* acc = sums.data();
-            for_each_pixel(row_begin * cols, row_end * cols, [&](std::size_t i) ANISOFLOW_ALWAYS_INLINE {
-                const Pixel v = values[i];
-                const std::uint32_t cell = lut[i];
-                bool take = in_fast_range(v, fast);
-                if (!take && cell != dump_cell_) {
-                    if (rejected_now(v, i)) {
-                        my_rejected.push_back(static_cast<std::uint32_t>(i));
-                    } else {
-                        take = true;
-                    }
-                }
-                if (take) {
-                    const auto value = static_cast<double>(v);
-                    acc[2 * cell] += value;
-                    acc[2 * cell + 1] += value;
-                }
-            });
+            for_each_pixel(row_begin * cols, row_end * cols,
+                           [&](std::size_t i) ANISOFLOW_ALWAYS_INLINE {
+                               const Pixel v = values[i];
+                               const std::uint32_t cell = lut[i];
+                               bool take = in_fast_range(v, fast);
+                               if (!take && cell != dump_cell_) {
+                                   if (rejected_now(v, i)) {
+                                       my_rejected.push_back(static_cast<std::uint32_t>(i));
+                                   } else {
+                                       take = true;
+                                   }
+                               }
+                               if (take) {
+                                   const auto value = static_cast<double>(v);
+                                   acc[2 * cell] += value;
+                                   acc[2 * cell + 1] += value;
+                               }
+                           });
             return;
         }
         auto& sums = scratch.double_sums[chunk];
         sums.assign(2 * n_acc, 0.0);
-        double* acc = sums.data();
-        const BoxRecord* boxes = box_of_pixel_.data();
-        const auto n_q = static_cast<std::uint32_t>(options_.axes.n_q);
-        for_each_pixel(row_begin * cols, row_end * cols, [&](std::size_t i) ANISOFLOW_ALWAYS_INLINE {
-            const Pixel v = values[i];
-            const BoxRecord record = boxes[i];
-            const std::uint32_t first_cell = record.first_cell_and_spans & kCellMask;
-            if (first_cell == dump_cell_) {
-                return;  // excluded or out of range (long runs: predictable), or wide (below)
-            }
-            if (!in_fast_range(v, fast) && rejected_now(v, i)) [[unlikely]] {
-                my_rejected.push_back(static_cast<std::uint32_t>(i));
-                return;
-            }
-            const auto value = static_cast<double>(v);
-            const std::uint32_t spans = record.first_cell_and_spans >> kCellBits;
-            const std::uint32_t q_span = spans & 0xFU;
-            const std::uint32_t chi_span = spans >> 4;
-            double* cell = acc + 2 * static_cast<std::size_t>(first_cell);
-            if (chi_span == 1 && q_span <= kDirectQBins) [[likely]] {
-                // Four unconditional updates; weights past the span are zero and land in the
-                // next cells (or the padding after the dump cell), adding nothing.
-                for (std::uint32_t k = 0; k < kDirectQBins; ++k) {
-                    const double w = record.weights[k] / kWeightScale;
-                    cell[2 * k] += w * value;
-                    cell[2 * k + 1] += w * w * value;
-                }
-                return;
-            }
-            // Separable weights: along Q the first and last bins get their covered fraction,
-            // bins between share the rest equally; the same along chi.
-            const double q_first = record.weights[0] / kWeightScale;
-            const double q_last = record.weights[1] / kWeightScale;
-            const double q_middle =
-                q_span > 2 ? (1.0 - q_first - q_last) / static_cast<double>(q_span - 2) : 0.0;
-            const auto add_q_row = [&](double* row, double chi_weight) ANISOFLOW_ALWAYS_INLINE {
-                const double a = chi_weight * value;               // sum c v
-                const double a2 = chi_weight * chi_weight * value;  // sum c^2 v
-                if (q_span == 1) {
-                    row[0] += a;
-                    row[1] += a2;
-                    return;
-                }
-                row[0] += q_first * a;
-                row[1] += q_first * q_first * a2;
-                const double m = q_middle * a;
-                const double m2 = q_middle * q_middle * a2;
-                for (std::uint32_t b = 1; b + 1 < q_span; ++b) {
-                    row[2 * b] += m;
-                    row[2 * b + 1] += m2;
-                }
-                double* last = row + 2 * static_cast<std::size_t>(q_span - 1);
-                last[0] += q_last * a;
-                last[1] += q_last * q_last * a2;
-            };
-            if (chi_span == 1) {
-                add_q_row(cell, 1.0);
-                return;
-            }
-            const double chi_first = record.weights[2] / kWeightScale;
-            const double chi_last = record.weights[3] / kWeightScale;
-            const double chi_middle =
-                chi_span > 2 ? (1.0 - chi_first - chi_last) / static_cast<double>(chi_span - 2)
-                             : 0.0;
-            const std::size_t row_stride = 2 * static_cast<std::size_t>(n_q);
-            add_q_row(cell, chi_first);
-            for (std::uint32_t k = 1; k + 1 < chi_span; ++k) {
-                add_q_row(cell + k * row_stride, chi_middle);
-            }
-            add_q_row(cell + (chi_span - 1) * row_stride, chi_last);
-        });
+        const BoxRows rows_to_sum{box_of_pixel_.data(), dump_cell_,
+                                  static_cast<std::uint32_t>(options_.axes.n_q), row_begin * cols,
+                                  row_end * cols};
+        sum_box_rows(rows_to_sum, values, sums.data(), fast, rejected_now, my_rejected);
     });
 
     // Wide bounding-box pixels (near the beam centre) with their explicit weights.

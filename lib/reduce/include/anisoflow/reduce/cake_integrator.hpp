@@ -35,7 +35,7 @@ struct IntegratorOptions {
 /// Per-cell sums over one or more frames; CakeIntegrator adds frames, finish() divides.
 /// Keeping sums (not means) makes the mean of many frames exact, whatever their exposures.
 class CakeAccumulator {
-public:
+  public:
     CakeAccumulator() = default;
     explicit CakeAccumulator(const CakeAxes& axes);
 
@@ -46,7 +46,7 @@ public:
     /// Adds another accumulator's frames (same axes) to this one.
     [[nodiscard]] Result<void> merge(const CakeAccumulator& other);
 
-private:
+  private:
     friend class CakeIntegrator;
     CakeAxes axes_;
     std::vector<double> signal_;    ///< sum_f sum_p c (raw - dark) / t_f
@@ -67,7 +67,7 @@ struct PixelThresholds {
 /// scratch that integrate one frame. Safe to call from several threads; frames are then
 /// integrated one after another (each with all the integrator's threads).
 class CakeIntegrator {
-public:
+  public:
     CakeIntegrator(CakeIntegrator&&) noexcept;
     CakeIntegrator& operator=(CakeIntegrator&&) noexcept;
     CakeIntegrator(const CakeIntegrator&) = delete;
@@ -107,10 +107,11 @@ public:
     static constexpr std::uint32_t kDirectQBins = 4;
     struct BoxRecord {
         std::uint32_t first_cell_and_spans;
-        std::uint16_t weights[4];  ///< direct: Q bins 0..3; else: q first, q last, chi first, chi last
+        std::uint16_t
+            weights[4];  ///< direct: Q bins 0..3; else: q first, q last, chi first, chi last
     };
 
-private:
+  private:
     struct Scratch;
     // Per-cell terms a frame divides by: static, or corrected for this frame's exclusions.
     struct CellTerms {
@@ -123,6 +124,7 @@ private:
     CakeIntegrator();
 
     [[nodiscard]] Result<void> check_frame(const FrameView& frame) const;
+    [[nodiscard]] std::size_t accumulator_cells() const;
     // Sums the frame's pixels into the scratch (caller holds the scratch mutex).
     CellTerms sum_frame(const FrameView& frame) const;
     template <class Pixel>
