@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
     const Stats memcpy_stats = summarise(memcpy_ms);
 
     std::printf("bench_reduce: 2048x2048 uint16 frame (%.1f MB) -> 2000 x 72 cake + I(Q), "
-                "dark + mask-free, polarization 0.99, solid angle; %zu frames per case\n",
+                "dark subtracted, saturation check, polarization 0.99, solid angle; %zu frames per case\n",
                 static_cast<double>(frame_bytes) / 1e6, frames);
     std::printf("memcpy of the frame: median %.3f ms (min %.3f, max %.3f)\n", memcpy_stats.median_ms,
                 memcpy_stats.min_ms, memcpy_stats.max_ms);

@@ -193,8 +193,9 @@ ANISOFLOW_ALWAYS_INLINE inline void add_pair(double* pair, double a, double a2) 
 
 template <class Pixel, class Reject>
 __attribute__((noinline)) void sum_box_rows(const BoxRows& rows, const Pixel* values, double* acc,
-                  const TypedThresholds<Pixel>& fast, const Reject& rejected_now,
-                  std::vector<std::uint32_t>& rejected) {
+                                            const TypedThresholds<Pixel>& fast,
+                                            const Reject& rejected_now,
+                                            std::vector<std::uint32_t>& rejected) {
     const CakeIntegrator::BoxRecord* boxes = rows.boxes;
     const std::uint32_t dump_cell = rows.dump_cell;
     const std::size_t row_stride = 2 * static_cast<std::size_t>(rows.n_q);
@@ -816,7 +817,7 @@ Result<void> CakeIntegrator::integrate_into(const FrameView& frame, Cake& cake) 
 
     const std::uint64_t* integer_sums = scratch.integer ? scratch.integer_sums[0].data() : nullptr;
     const double* double_sums = scratch.integer ? nullptr : scratch.double_sums[0].data();
-    for (std::size_t c = 0; c < axes.cell_count(); ++c) {
+    for (std::size_t c = 0, iq = 0; c < axes.cell_count(); ++c, iq = (iq + 1 == n_q ? 0 : iq + 1)) {
         const double count = terms.count[c];
         const double norm = terms.norm[c];
         if (!(count > kMinCellCount) || !(norm > 0.0)) {
@@ -840,8 +841,7 @@ Result<void> CakeIntegrator::integrate_into(const FrameView& frame, Cake& cake) 
         cake.intensity[c] = signal * inv_norm;
         cake.variance[c] = variance * inv_norm * inv_norm;
         cake.count[c] = count;
-        const std::size_t iq = c % n_q;
-        cake.intensity_1d[iq] += signal;
+        cake.intensity_1d[iq] += signal;  // iq = c mod n_q, stepped rather than divided
         cake.variance_1d[iq] += variance;
         cake.count_1d[iq] += count;
         norm_1d[iq] += norm;
