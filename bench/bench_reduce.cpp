@@ -84,7 +84,8 @@ int main(int argc, char** argv) {
         if (flag == "--frames") {
             frames = std::max<std::size_t>(1, std::strtoul(argv[i + 1], nullptr, 10));
         } else if (flag == "--threads") {
-            thread_counts = {static_cast<unsigned>(std::max(1UL, std::strtoul(argv[i + 1], nullptr, 10)))};
+            thread_counts = {
+                static_cast<unsigned>(std::max(1UL, std::strtoul(argv[i + 1], nullptr, 10)))};
         } else if (flag == "--split") {
             auto parsed = anisoflow::reduce::parse_pixel_splitting(argv[i + 1]);
             if (!parsed) {
@@ -93,7 +94,8 @@ int main(int argc, char** argv) {
             }
             splittings = {*parsed};
         } else {
-            std::fprintf(stderr, "usage: bench_reduce [--frames N] [--threads T] [--split none|bbox]\n");
+            std::fprintf(stderr,
+                         "usage: bench_reduce [--frames N] [--threads T] [--split none|bbox]\n");
             return 2;
         }
     }
@@ -109,18 +111,20 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < std::max<std::size_t>(frames, 20); ++i) {
         const auto start = Clock::now();
         std::memcpy(copy.data(), pixels.data(), frame_bytes);
-        memcpy_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+        memcpy_ms.push_back(
+            std::chrono::duration<double, std::milli>(Clock::now() - start).count());
         if (copy[i % copy.size()] != pixels[i % pixels.size()]) {
             return 1;  // keeps the copy observable
         }
     }
     const Stats memcpy_stats = summarise(memcpy_ms);
 
-    std::printf("bench_reduce: 2048x2048 uint16 frame (%.1f MB) -> 2000 x 72 cake + I(Q), "
-                "dark subtracted, saturation check, polarization 0.99, solid angle; %zu frames per case\n",
-                static_cast<double>(frame_bytes) / 1e6, frames);
-    std::printf("memcpy of the frame: median %.3f ms (min %.3f, max %.3f)\n", memcpy_stats.median_ms,
-                memcpy_stats.min_ms, memcpy_stats.max_ms);
+    std::printf(
+        "bench_reduce: 2048x2048 uint16 frame (%.1f MB) -> 2000 x 72 cake + I(Q), "
+        "dark subtracted, saturation check, polarization 0.99, solid angle; %zu frames per case\n",
+        static_cast<double>(frame_bytes) / 1e6, frames);
+    std::printf("memcpy of the frame: median %.3f ms (min %.3f, max %.3f)\n",
+                memcpy_stats.median_ms, memcpy_stats.min_ms, memcpy_stats.max_ms);
     std::printf("%-6s %7s %10s %9s %9s %9s %11s %12s %10s\n", "split", "threads", "build_s",
                 "median_ms", "min_ms", "max_ms", "frames/s", "x memcpy", "lut B/px");
 
@@ -133,7 +137,8 @@ int main(int argc, char** argv) {
     for (const PixelSplitting splitting : splittings) {
         for (const unsigned threads : thread_counts) {
             const auto build_start = Clock::now();
-            auto integrator = CakeIntegrator::create(geometry, {axes, splitting, threads}, corrections);
+            auto integrator =
+                CakeIntegrator::create(geometry, {axes, splitting, threads}, corrections);
             const double build_s =
                 std::chrono::duration<double>(Clock::now() - build_start).count();
             if (!integrator) {
@@ -146,7 +151,8 @@ int main(int argc, char** argv) {
             for (std::size_t i = 0; i < frames; ++i) {
                 const auto start = Clock::now();
                 auto done = integrator->integrate_into(frame.view(), cake);
-                ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+                ms.push_back(
+                    std::chrono::duration<double, std::milli>(Clock::now() - start).count());
                 if (!done) {
                     std::fprintf(stderr, "%s\n", done.error().message.c_str());
                     return 1;
@@ -156,7 +162,8 @@ int main(int argc, char** argv) {
             const Stats s = summarise(ms);
             std::printf("%-6s %7u %10.2f %9.3f %9.3f %9.3f %11.1f %12.2f %10.2f\n",
                         std::string(to_string(splitting)).c_str(), threads, build_s, s.median_ms,
-                        s.min_ms, s.max_ms, 1000.0 / s.median_ms, s.median_ms / memcpy_stats.median_ms,
+                        s.min_ms, s.max_ms, 1000.0 / s.median_ms,
+                        s.median_ms / memcpy_stats.median_ms,
                         static_cast<double>(integrator->lookup_size_bytes()) /
                             static_cast<double>(pixels.size()));
             if (!std::isfinite(checksum)) {

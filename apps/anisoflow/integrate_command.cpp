@@ -1,7 +1,5 @@
 #include "integrate_command.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -13,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include "anisoflow/geometry/detector_geometry.hpp"
 #include "anisoflow/io/cake_file.hpp"
@@ -35,7 +34,7 @@ int report(const Error& error) {
 
 // Progress on stderr: a live line on a terminal, a log line every 10 % otherwise.
 class Progress {
-public:
+  public:
     Progress(std::string what, std::size_t total)
         : what_(std::move(what)), total_(total), live_(isatty(STDERR_FILENO) != 0) {}
     void update(std::size_t done, double ms_per_frame) {
@@ -50,7 +49,7 @@ public:
         }
     }
 
-private:
+  private:
     std::string what_;
     std::size_t total_;
     bool live_;
@@ -240,8 +239,8 @@ int run_integrate(const IntegrateOptions& o) {
         return report(integrator.error());
     }
     const double build_s = std::chrono::duration<double>(Clock::now() - build_start).count();
-    spdlog::info("lookup built split={} threads={} seconds={:.2f} bytes_per_pixel={:.1f}",
-                 o.split, threads, build_s,
+    spdlog::info("lookup built split={} threads={} seconds={:.2f} bytes_per_pixel={:.1f}", o.split,
+                 threads, build_s,
                  static_cast<double>(integrator->lookup_size_bytes()) /
                      static_cast<double>(detector.pixel_count()));
 
@@ -252,9 +251,9 @@ int run_integrate(const IntegrateOptions& o) {
         {"q_max_inv_angstrom", axes.q_max_inv_angstrom},
         {"chi_range_deg", {-180.0, 180.0}},
         {"split", o.split},
-        {"polarization_factor",
-         corrections.polarization_factor ? nlohmann::json(*corrections.polarization_factor)
-                                         : nlohmann::json(nullptr)},
+        {"polarization_factor", corrections.polarization_factor
+                                    ? nlohmann::json(*corrections.polarization_factor)
+                                    : nlohmann::json(nullptr)},
         {"solid_angle", corrections.correct_solid_angle},
         {"dark", !o.darks.empty() ? nlohmann::json(o.darks)
                                   : (o.dark_level_counts ? nlohmann::json(*o.dark_level_counts)
@@ -286,8 +285,8 @@ int run_integrate(const IntegrateOptions& o) {
         const auto start = Clock::now();
         reduce::CakeAccumulator single;
         if (auto added = integrator->accumulate(frame->view(), single); !added) {
-            return report(added.error().with_context((*source)->describe() + " frame " +
-                                                     std::to_string(i)));
+            return report(
+                added.error().with_context((*source)->describe() + " frame " + std::to_string(i)));
         }
         integrate_ms += std::chrono::duration<double, std::milli>(Clock::now() - start).count();
         if (per_frame) {
@@ -306,8 +305,7 @@ int run_integrate(const IntegrateOptions& o) {
     }
     if (!o.iq_text_path.empty()) {
         const std::vector<std::string> header = {
-            "anisoflow " + std::string(ANISOFLOW_VERSION) + " integrate",
-            "poni: " + o.poni_path,
+            "anisoflow " + std::string(ANISOFLOW_VERSION) + " integrate", "poni: " + o.poni_path,
             "frames: " + (*source)->describe() + " (" + std::to_string(frame_count) + ")",
             "split: " + o.split + ", polarization: " +
                 (corrections.polarization_factor ? std::to_string(*corrections.polarization_factor)
@@ -331,11 +329,11 @@ int run_integrate(const IntegrateOptions& o) {
     }
     std::printf("anisoflow integrate: %zu frame(s) of %zux%zu from %s\n", frame_count,
                 detector.rows, detector.cols, (*source)->describe().c_str());
-    std::printf("  cake %zu Q x %zu chi on Q [%.4f, %.4f] 1/A, split %s: %zu of %zu cells "
-                "populated, %zu pixels contribute\n",
-                axes.n_q, axes.n_chi, axes.q_min_inv_angstrom, axes.q_max_inv_angstrom,
-                o.split.c_str(), populated, axes.cell_count(),
-                integrator->contributing_pixel_count());
+    std::printf(
+        "  cake %zu Q x %zu chi on Q [%.4f, %.4f] 1/A, split %s: %zu of %zu cells "
+        "populated, %zu pixels contribute\n",
+        axes.n_q, axes.n_chi, axes.q_min_inv_angstrom, axes.q_max_inv_angstrom, o.split.c_str(),
+        populated, axes.cell_count(), integrator->contributing_pixel_count());
     std::printf("  strongest I(Q) at Q = %.4f 1/A (I = %.6g)\n", cake.q_inv_angstrom[peak],
                 cake.intensity_1d[peak]);
     std::printf("  lookup %.2f s, %.2f ms per frame on %u thread(s)\n", build_s,

@@ -8,11 +8,13 @@
 #include <spdlog/spdlog.h>
 
 #include "anisoflow/core/logging.hpp"
+
 #include "integrate_command.hpp"
 
 int main(int argc, char** argv) {
-    CLI::App app{"anisoflow: streaming reduction and structural-anisotropy analysis of high-energy "
-                 "X-ray diffraction"};
+    CLI::App app{
+        "anisoflow: streaming reduction and structural-anisotropy analysis of high-energy "
+        "X-ray diffraction"};
     app.set_version_flag("--version", std::string("anisoflow ") + ANISOFLOW_VERSION);
     app.require_subcommand(1);
     std::string log_level = "info";

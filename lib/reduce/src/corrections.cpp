@@ -10,9 +10,8 @@ Result<void> DetectorCorrections::validate(FrameShape detector_shape) const {
     const auto check = [&](const char* name, std::size_t size) {
         if (size != 0 && size != detector_shape.pixel_count()) {
             problems += fmt::format("{}{} has {} pixels but the detector has {}x{} = {}",
-                                    problems.empty() ? "" : "; ", name, size,
-                                    detector_shape.rows, detector_shape.cols,
-                                    detector_shape.pixel_count());
+                                    problems.empty() ? "" : "; ", name, size, detector_shape.rows,
+                                    detector_shape.cols, detector_shape.pixel_count());
         }
     };
     check("dark", dark_counts.size());
@@ -33,11 +32,11 @@ Result<void> DetectorCorrections::validate(FrameShape detector_shape) const {
 }
 
 Result<void> FrameAverager::add(const FrameView& frame) {
-    const std::size_t size = std::visit([](const auto& pixels) { return pixels.size(); },
-                                        frame.pixels);
+    const std::size_t size =
+        std::visit([](const auto& pixels) { return pixels.size(); }, frame.pixels);
     if (size != frame.shape.pixel_count()) {
-        return fail(ErrorCode::kCorrupt, "frame holds {} pixels but its shape {}x{} needs {}",
-                    size, frame.shape.rows, frame.shape.cols, frame.shape.pixel_count());
+        return fail(ErrorCode::kCorrupt, "frame holds {} pixels but its shape {}x{} needs {}", size,
+                    frame.shape.rows, frame.shape.cols, frame.shape.pixel_count());
     }
     if (frame_count_ == 0) {
         shape_ = frame.shape;

@@ -1,9 +1,9 @@
+#include "anisoflow/core/frame.hpp"
+
 #include <cstdint>
 #include <vector>
 
 #include <gtest/gtest.h>
-
-#include "anisoflow/core/frame.hpp"
 
 namespace anisoflow {
 namespace {
@@ -26,9 +26,9 @@ TEST(Frame, PixelTypeNamesAndSizesAgreeWithVariantOrder) {
               "float32");
     EXPECT_EQ(pixel_size_bytes(PixelType::kUint16), 2U);
     EXPECT_EQ(pixel_size_bytes(PixelType::kFloat64), 8U);
-    EXPECT_EQ(to_string(Frame::from_vector(FrameShape{1, 1}, std::vector<std::int32_t>{1})
-                            .pixel_type()),
-              "int32");
+    EXPECT_EQ(
+        to_string(Frame::from_vector(FrameShape{1, 1}, std::vector<std::int32_t>{1}).pixel_type()),
+        "int32");
 }
 
 }  // namespace

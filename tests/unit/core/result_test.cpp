@@ -1,7 +1,8 @@
+#include "anisoflow/core/result.hpp"
+
 #include <gtest/gtest.h>
 
 #include "anisoflow/core/logging.hpp"
-#include "anisoflow/core/result.hpp"
 
 namespace anisoflow {
 namespace {

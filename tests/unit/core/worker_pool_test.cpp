@@ -1,10 +1,10 @@
+#include "anisoflow/core/worker_pool.hpp"
+
 #include <atomic>
 #include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
-
-#include "anisoflow/core/worker_pool.hpp"
 
 namespace anisoflow {
 namespace {
@@ -28,9 +28,7 @@ TEST(WorkerPool, SliceZeroRunsOnTheCallingThread) {
     WorkerPool pool(2);
     std::thread::id slice_zero;
     std::thread::id slice_one;
-    pool.run([&](unsigned k) {
-        (k == 0 ? slice_zero : slice_one) = std::this_thread::get_id();
-    });
+    pool.run([&](unsigned k) { (k == 0 ? slice_zero : slice_one) = std::this_thread::get_id(); });
     EXPECT_EQ(slice_zero, std::this_thread::get_id());
     EXPECT_NE(slice_one, std::this_thread::get_id());
     WorkerPool single(0);  // clamped to one thread: the caller

@@ -1,5 +1,7 @@
 // Per-pixel geometry against pyFAI 0.21.3 (shared/reference/geometry/*.json, SPEC 1).
 
+#include "anisoflow/geometry/detector_geometry.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -10,7 +12,6 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "anisoflow/geometry/detector_geometry.hpp"
 #include "anisoflow/geometry/poni.hpp"
 #include "anisoflow/testing/test_paths.hpp"
 
@@ -65,9 +66,9 @@ TEST_P(PyfaiGeometryReference, EveryPointMatchesPyfaiWithinSpecTolerance) {
         EXPECT_LE(std::abs(geometry.solid_angle(row, col) - sa_expected),
                   kRelativeTolerance * sa_expected);
         const double pol_expected = point.at("polarization_0_99").get<double>();
-        EXPECT_LE(std::abs(DetectorGeometry::polarization(angles, kPolarizationFactor) -
-                           pol_expected),
-                  kRelativeTolerance * pol_expected);
+        EXPECT_LE(
+            std::abs(DetectorGeometry::polarization(angles, kPolarizationFactor) - pol_expected),
+            kRelativeTolerance * pol_expected);
     }
 }
 

@@ -1,5 +1,7 @@
 // Cake integration on a small synthetic detector: analytic cases for both splitting kinds.
 
+#include "anisoflow/reduce/cake_integrator.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -9,7 +11,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "anisoflow/reduce/cake_integrator.hpp"
 #include "test_detector.hpp"
 
 namespace anisoflow::reduce {
@@ -46,9 +47,8 @@ struct SmallDetector {
         for (std::size_t r = 0; r < shape().rows; ++r) {
             for (std::size_t c = 0; c < shape().cols; ++c) {
                 const double norm =
-                    geometry.solid_angle(r, c) *
-                    geometry::DetectorGeometry::polarization(geometry.pixel_centre(r, c),
-                                                             kPolarization);
+                    geometry.solid_angle(r, c) * geometry::DetectorGeometry::polarization(
+                                                     geometry.pixel_centre(r, c), kPolarization);
                 frame[r * shape().cols + c] = static_cast<float>(kDark + kLevel * norm);
             }
         }
@@ -56,7 +56,8 @@ struct SmallDetector {
     }
     [[nodiscard]] CakeIntegrator make(PixelSplitting splitting, DetectorCorrections c,
                                       unsigned threads = 1) const {
-        auto integrator = CakeIntegrator::create(geometry, {axes, splitting, threads}, std::move(c));
+        auto integrator =
+            CakeIntegrator::create(geometry, {axes, splitting, threads}, std::move(c));
         EXPECT_TRUE(integrator.has_value()) << integrator.error().message;
         return std::move(*integrator);
     }
@@ -113,8 +114,7 @@ TEST_P(BothSplittings, PixelCountsAddUpToTheContributingPixels) {
     const auto cake = *integrator.integrate(frame.view());
     const double total = std::accumulate(cake.count.begin(), cake.count.end(), 0.0);
     // Every pixel's shares sum to one (16-bit weights: 1.5e-5 per pixel at most).
-    EXPECT_NEAR(total, static_cast<double>(integrator.contributing_pixel_count()),
-                1e-4 * total);
+    EXPECT_NEAR(total, static_cast<double>(integrator.contributing_pixel_count()), 1e-4 * total);
     EXPECT_LT(integrator.contributing_pixel_count(), setup.shape().pixel_count() * 6 / 7 + 1);
 }
 
@@ -330,8 +330,8 @@ TEST(CakeIntegrator, RejectsEmptyRangesAndMismatchedCorrections) {
     EXPECT_FALSE(CakeIntegrator::create(setup.geometry, {axes, PixelSplitting::kNone, 1}, {}));
     DetectorCorrections corrections;
     corrections.flat.assign(10, 1.F);
-    const auto bad = CakeIntegrator::create(setup.geometry,
-                                            {setup.axes, PixelSplitting::kNone, 1}, corrections);
+    const auto bad =
+        CakeIntegrator::create(setup.geometry, {setup.axes, PixelSplitting::kNone, 1}, corrections);
     ASSERT_FALSE(bad.has_value());
     EXPECT_THAT(bad.error().message, HasSubstr("flat has 10 pixels"));
 }
@@ -374,7 +374,9 @@ TEST(PixelSplitting, ParsesTheNamesTheCommandLineUses) {
 
 INSTANTIATE_TEST_SUITE_P(Splittings, BothSplittings,
                          ::testing::Values(PixelSplitting::kNone, PixelSplitting::kBoundingBox),
-                         [](const auto& param_info) { return std::string(to_string(param_info.param)); });
+                         [](const auto& param_info) {
+                             return std::string(to_string(param_info.param));
+                         });
 
 }  // namespace
 }  // namespace anisoflow::reduce

@@ -1,10 +1,10 @@
+#include "anisoflow/reduce/corrections.hpp"
+
 #include <cstdint>
 #include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
-#include "anisoflow/reduce/corrections.hpp"
 
 namespace anisoflow::reduce {
 namespace {
@@ -26,9 +26,9 @@ TEST(FrameAverager, AveragesFramesOfAnyPixelType) {
 TEST(FrameAverager, RejectsShapeChangeAndEmptyMean) {
     FrameAverager averager;
     EXPECT_FALSE(averager.mean().has_value());
-    ASSERT_TRUE(averager.add(Frame::from_vector(FrameShape{2, 2}, std::vector<std::uint16_t>(4))
-                                 .view())
-                    .has_value());
+    ASSERT_TRUE(
+        averager.add(Frame::from_vector(FrameShape{2, 2}, std::vector<std::uint16_t>(4)).view())
+            .has_value());
     const auto wrong =
         averager.add(Frame::from_vector(FrameShape{1, 4}, std::vector<std::uint16_t>(4)).view());
     ASSERT_FALSE(wrong.has_value());

@@ -2,8 +2,6 @@
 // with pyFAI's method of the same splitting kind within 0.5 % (median over populated cells,
 // weighted by pixel count).
 
-#include <hdf5.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -12,6 +10,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <hdf5.h>
 
 #include "anisoflow/geometry/detector_geometry.hpp"
 #include "anisoflow/io/frame_source.hpp"
@@ -103,7 +102,7 @@ struct ReferenceCase {
 };
 
 class PyfaiIntegrationReference : public ::testing::TestWithParam<ReferenceCase> {
-protected:
+  protected:
     static void SetUpTestSuite() {
         const auto dir = testing::reference_dir() / "integration";
         auto poni = io::read_poni_file(dir / "geometry.poni");
@@ -114,9 +113,9 @@ protected:
         auto frame = (*source)->read_frame(0);
         ASSERT_TRUE(frame.has_value()) << frame.error().message;
         frame_ = new Frame(std::move(*frame));
-        auto mask = io::read_mask((dir / "frame.h5").string() +
-                                      "::/entry/instrument/detector/pixel_mask",
-                                  geometry_->shape());
+        auto mask =
+            io::read_mask((dir / "frame.h5").string() + "::/entry/instrument/detector/pixel_mask",
+                          geometry_->shape());
         ASSERT_TRUE(mask.has_value()) << mask.error().message;
         mask_ = new std::vector<std::uint8_t>(std::move(*mask));
     }
@@ -192,11 +191,10 @@ TEST_P(PyfaiIntegrationReference, AzimuthalAverageAgreesWithPyfaiIntegrate1d) {
     EXPECT_GT(agreement.compared, kNQ1d * 9 / 10);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    SharedReference, PyfaiIntegrationReference,
-    ::testing::Values(ReferenceCase{"no_histogram", PixelSplitting::kNone},
-                      ReferenceCase{"bbox_csr", PixelSplitting::kBoundingBox}),
-    [](const auto& param_info) { return param_info.param.pyfai_method; });
+INSTANTIATE_TEST_SUITE_P(SharedReference, PyfaiIntegrationReference,
+                         ::testing::Values(ReferenceCase{"no_histogram", PixelSplitting::kNone},
+                                           ReferenceCase{"bbox_csr", PixelSplitting::kBoundingBox}),
+                         [](const auto& param_info) { return param_info.param.pyfai_method; });
 
 }  // namespace
 }  // namespace anisoflow::reduce

@@ -29,17 +29,16 @@ std::string_view to_string(PixelType type);
 std::size_t pixel_size_bytes(PixelType type);
 
 /// Non-owning view of a frame's pixels; one alternative per PixelType, in the same order.
-using PixelSpan =
-    std::variant<std::span<const std::uint8_t>, std::span<const std::uint16_t>,
-                 std::span<const std::uint32_t>, std::span<const std::int8_t>,
-                 std::span<const std::int16_t>, std::span<const std::int32_t>,
-                 std::span<const float>, std::span<const double>>;
+using PixelSpan = std::variant<std::span<const std::uint8_t>, std::span<const std::uint16_t>,
+                               std::span<const std::uint32_t>, std::span<const std::int8_t>,
+                               std::span<const std::int16_t>, std::span<const std::int32_t>,
+                               std::span<const float>, std::span<const double>>;
 
 /// Owning pixel storage; alternatives in the same order as PixelSpan.
 using PixelBuffer =
-    std::variant<std::vector<std::uint8_t>, std::vector<std::uint16_t>,
-                 std::vector<std::uint32_t>, std::vector<std::int8_t>, std::vector<std::int16_t>,
-                 std::vector<std::int32_t>, std::vector<float>, std::vector<double>>;
+    std::variant<std::vector<std::uint8_t>, std::vector<std::uint16_t>, std::vector<std::uint32_t>,
+                 std::vector<std::int8_t>, std::vector<std::int16_t>, std::vector<std::int32_t>,
+                 std::vector<float>, std::vector<double>>;
 
 /// A view of one frame with the facts the reduction needs.
 struct FrameView {

@@ -33,7 +33,7 @@ struct Error {
 
 template <class T>
 class [[nodiscard]] Result : public tl::expected<T, Error> {
-public:
+  public:
     using tl::expected<T, Error>::expected;
     // NOLINTNEXTLINE(google-explicit-constructor): lets `return some_expected;` read naturally.
     Result(tl::expected<T, Error> other) : tl::expected<T, Error>(std::move(other)) {}

@@ -13,7 +13,7 @@
 namespace anisoflow {
 
 class WorkerPool {
-public:
+  public:
     explicit WorkerPool(unsigned size);
     ~WorkerPool();
     WorkerPool(const WorkerPool&) = delete;
@@ -24,7 +24,7 @@ public:
     /// Runs task(0..size-1) in parallel and waits. Not re-entrant: one run() at a time.
     void run(const std::function<void(unsigned)>& task);
 
-private:
+  private:
     void worker_loop(unsigned index);
 
     unsigned size_;

@@ -18,7 +18,7 @@ struct ScatteringAngles {
 
 /// A PONI geometry ready for per-pixel evaluation. Cheap to copy.
 class DetectorGeometry {
-public:
+  public:
     explicit DetectorGeometry(const PoniGeometry& poni);
 
     [[nodiscard]] const PoniGeometry& poni() const { return poni_; }
@@ -51,7 +51,7 @@ public:
     /// factor 0 is unpolarised, +1 fully polarised horizontally (the synchrotron case).
     [[nodiscard]] static double polarization(const ScatteringAngles& angles, double factor);
 
-private:
+  private:
     struct LabPosition {
         double t1, t2, t3;  ///< pyFAI's lab frame: t3 along the beam
     };

@@ -14,10 +14,10 @@ namespace anisoflow::geometry {
 
 /// Pixel size and shape of an area detector, from a PONI's Detector_config or the model table.
 struct DetectorModel {
-    std::string name;           ///< e.g. "Perkin", "Pilatus1M", or "Detector" for a generic one
-    double pixel1_m = 0.0;      ///< pixel size along dim1 (rows), metres
-    double pixel2_m = 0.0;      ///< pixel size along dim2 (columns), metres
-    FrameShape max_shape;       ///< rows, cols
+    std::string name;       ///< e.g. "Perkin", "Pilatus1M", or "Detector" for a generic one
+    double pixel1_m = 0.0;  ///< pixel size along dim1 (rows), metres
+    double pixel2_m = 0.0;  ///< pixel size along dim2 (columns), metres
+    FrameShape max_shape;   ///< rows, cols
 };
 
 /// Looks up a detector model by the name pyFAI writes in `Detector:` (case-insensitive, aliases
@@ -29,11 +29,11 @@ std::vector<std::string> known_detector_models();
 
 /// The calibrated geometry of one PONI file, in pyFAI's conventions (SPEC 1).
 struct PoniGeometry {
-    std::string poni_version;    ///< "1", "2", "2.1" as written in the file ("1" when absent)
+    std::string poni_version;  ///< "1", "2", "2.1" as written in the file ("1" when absent)
     DetectorModel detector;
-    double distance_m = 0.0;     ///< sample to PONI along the detector normal
-    double poni1_m = 0.0;        ///< PONI coordinate along dim1
-    double poni2_m = 0.0;        ///< PONI coordinate along dim2
+    double distance_m = 0.0;  ///< sample to PONI along the detector normal
+    double poni1_m = 0.0;     ///< PONI coordinate along dim1
+    double poni2_m = 0.0;     ///< PONI coordinate along dim2
     double rot1_rad = 0.0;
     double rot2_rad = 0.0;
     double rot3_rad = 0.0;
