@@ -1,0 +1,672 @@
+// `anisoflow integrate` end to end: the real binary (ANISOFLOW_CLI) runs as a child process with
+// its stdout and stderr captured to files; what it writes is read back with the raw HDF5 C API and
+// io::read_cake_file and compared with the library called directly on the same inputs.
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <hdf5.h>
+#include <sys/wait.h>
+
+#include "anisoflow/geometry/detector_geometry.hpp"
+#include "anisoflow/io/cake_file.hpp"
+#include "anisoflow/io/frame_source.hpp"
+#include "anisoflow/io/mask.hpp"
+#include "anisoflow/io/poni_file.hpp"
+#include "anisoflow/reduce/cake_integrator.hpp"
+#include "anisoflow/testing/test_paths.hpp"
+
+#include "fixture_writers.hpp"
+
+namespace anisoflow {
+namespace {
+
+namespace fs = std::filesystem;
+namespace fixtures = io::fixtures;
+using ::testing::HasSubstr;
+
+// ---------------------------------------------------------------------------------------------
+// Running the command line.
+
+struct CliRun {
+    int exit_code = -1;
+    std::string out;
+    std::string err;
+    std::string command;  ///< for failure messages
+};
+
+std::string shell_quote(const std::string& arg) {
+    std::string quoted = "'";
+    for (const char c : arg) {
+        quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    }
+    return quoted + "'";
+}
+
+std::string read_text(const fs::path& path) {
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+/// Runs `anisoflow <args>` with stdout and stderr captured to files in `dir`. The exit code is
+/// -1 when the child did not exit normally (a crash is never mistaken for a clean failure).
+CliRun run_cli(const fs::path& dir, const std::vector<std::string>& args) {
+    static int serial = 0;
+    const std::string stem = "cli-" + std::to_string(serial++);
+    const fs::path out = dir / (stem + ".stdout");
+    const fs::path err = dir / (stem + ".stderr");
+    CliRun run;
+    run.command = shell_quote(ANISOFLOW_CLI);
+    for (const auto& arg : args) {
+        run.command += " " + shell_quote(arg);
+    }
+    const std::string shell = run.command + " >" + shell_quote(out.string()) + " 2>" +
+                              shell_quote(err.string()) + " </dev/null";
+    const int status = std::system(shell.c_str());
+    if (status != -1 && WIFEXITED(status)) {
+        run.exit_code = WEXITSTATUS(status);
+    }
+    run.out = read_text(out);
+    run.err = read_text(err);
+    return run;
+}
+
+std::string describe(const CliRun& run) {
+    return "command: " + run.command + "\nexit code: " + std::to_string(run.exit_code) +
+           "\n--- stdout ---\n" + run.out + "--- stderr ---\n" + run.err;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading outputs back.
+
+struct Hdf5Array {
+    std::vector<hsize_t> dims;
+    std::vector<double> values;
+};
+
+/// A whole dataset as float64 through the raw HDF5 API (dims empty when it cannot be read).
+Hdf5Array read_hdf5_doubles(const fs::path& file, const std::string& path) {
+    Hdf5Array array;
+    const hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        return array;
+    }
+    const hid_t dataset = H5Dopen2(f, path.c_str(), H5P_DEFAULT);
+    if (dataset >= 0) {
+        const hid_t space = H5Dget_space(dataset);
+        std::vector<hsize_t> dims(static_cast<std::size_t>(H5Sget_simple_extent_ndims(space)));
+        H5Sget_simple_extent_dims(space, dims.data(), nullptr);
+        std::vector<double> values(static_cast<std::size_t>(H5Sget_simple_extent_npoints(space)));
+        if (H5Dread(dataset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) >=
+            0) {
+            array = {std::move(dims), std::move(values)};
+        }
+        H5Sclose(space);
+        H5Dclose(dataset);
+    }
+    H5Fclose(f);
+    return array;
+}
+
+/// Whether `path` (every link along it) exists in `file`.
+bool hdf5_link_exists(const fs::path& file, const std::string& path) {
+    const hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        return false;
+    }
+    bool exists = true;
+    std::string prefix;
+    std::stringstream parts(path);
+    for (std::string part; exists && std::getline(parts, part, '/');) {
+        if (part.empty()) {
+            continue;
+        }
+        prefix += "/" + part;
+        exists = H5Lexists(f, prefix.c_str(), H5P_DEFAULT) > 0;
+    }
+    H5Fclose(f);
+    return exists;
+}
+
+reduce::Cake read_cake(const fs::path& file) {
+    auto cake = io::read_cake_file(file);
+    EXPECT_TRUE(cake.has_value()) << (cake ? "" : cake.error().message);
+    return cake ? *cake : reduce::Cake{};
+}
+
+/// |got - expected| <= relative * |expected| element by element; NaN only where expected is NaN.
+void expect_close(const std::vector<double>& got, const std::vector<double>& expected,
+                  double relative, const std::string& what) {
+    ASSERT_EQ(got.size(), expected.size()) << what;
+    std::size_t failures = 0;
+    for (std::size_t i = 0; i < got.size() && failures < 10; ++i) {
+        const bool ok = std::isnan(expected[i])
+                            ? std::isnan(got[i])
+                            : std::abs(got[i] - expected[i]) <= relative * std::abs(expected[i]);
+        if (!ok) {
+            ++failures;
+            ADD_FAILURE() << what << "[" << i << "] = " << got[i] << ", expected " << expected[i];
+        }
+    }
+}
+
+void expect_same_cake(const reduce::Cake& got, const reduce::Cake& expected, double relative,
+                      const std::string& what) {
+    EXPECT_EQ(got.axes.n_q, expected.axes.n_q) << what;
+    EXPECT_EQ(got.axes.n_chi, expected.axes.n_chi) << what;
+    EXPECT_EQ(got.axes.q_min_inv_angstrom, expected.axes.q_min_inv_angstrom) << what;
+    EXPECT_EQ(got.axes.q_max_inv_angstrom, expected.axes.q_max_inv_angstrom) << what;
+    expect_close(got.q_inv_angstrom, expected.q_inv_angstrom, 1e-15, what + " q");
+    expect_close(got.chi_deg, expected.chi_deg, 1e-15, what + " chi");
+    expect_close(got.intensity, expected.intensity, relative, what + " intensity");
+    expect_close(got.variance, expected.variance, relative, what + " variance");
+    expect_close(got.count, expected.count, relative, what + " count");
+    expect_close(got.intensity_1d, expected.intensity_1d, relative, what + " intensity_1d");
+    expect_close(got.variance_1d, expected.variance_1d, relative, what + " variance_1d");
+    expect_close(got.count_1d, expected.count_1d, relative, what + " count_1d");
+}
+
+std::size_t populated_cells(const reduce::Cake& cake) {
+    return static_cast<std::size_t>(
+        std::count_if(cake.count.begin(), cake.count.end(), [](double c) { return c > 0.0; }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A small detector (64 x 80 pixels of 200 um at 50 mm, PONI in the middle) and its frames.
+
+constexpr std::size_t kRows = 64;
+constexpr std::size_t kCols = 80;
+// Full rings reach Q ~ 6.4 1/A (the short half-side); the corners reach ~10.2 1/A.
+const std::vector<std::string> kSmallCakeArgs = {"--n-q",   "16",  "--n-chi", "8",
+                                                 "--q-min", "1.5", "--q-max", "6"};
+
+fs::path write_small_poni(const fs::path& dir) {
+    const fs::path path = dir / "small.poni";
+    std::ofstream out(path);
+    out << "# 64 x 80 test detector, PONI at its centre\n"
+           "poni_version: 2\n"
+           "Detector: Detector\n"
+           "Detector_config: {\"pixel1\": 0.0002, \"pixel2\": 0.0002, \"max_shape\": [64, 80]}\n"
+           "Distance: 0.05\n"
+           "Poni1: 0.0064\n"
+           "Poni2: 0.008\n"
+           "Rot1: 0.0\n"
+           "Rot2: 0.0\n"
+           "Rot3: 0.0\n"
+           "Wavelength: 1.2359e-11\n";
+    return path;
+}
+
+/// Frame `index`: a ring pattern scaled by a per-frame level, on top of a 100-count offset, with a
+/// small pixel-to-pixel texture so that no two cells are alike. Every value is in [100, 65535).
+std::vector<std::uint16_t> small_frame(std::size_t index) {
+    const double level = 200.0 * static_cast<double>(1U << index);  // 200, 400, 800, ...
+    std::vector<std::uint16_t> pixels(kRows * kCols);
+    for (std::size_t r = 0; r < kRows; ++r) {
+        for (std::size_t c = 0; c < kCols; ++c) {
+            const double dr = static_cast<double>(r) + 0.5 - 32.0;
+            const double dc = static_cast<double>(c) + 0.5 - 40.0;
+            const double radius = std::sqrt(dr * dr + dc * dc);
+            const double ring = 1.0 + 0.5 * std::cos(radius / 2.5);
+            const double texture = static_cast<double>((7 * r + 3 * c + index) % 13);
+            pixels[r * kCols + c] = static_cast<std::uint16_t>(100.0 + level * ring + texture);
+        }
+    }
+    return pixels;
+}
+
+std::vector<std::uint16_t> constant_frame(std::uint16_t value) {
+    return std::vector<std::uint16_t>(kRows * kCols, value);
+}
+
+/// Frames [first, first + count) as one [count, rows, cols] stack at /entry/data/data.
+::testing::AssertionResult write_small_stack(const fs::path& file, std::size_t first,
+                                             std::size_t count) {
+    std::vector<std::uint16_t> values;
+    for (std::size_t i = first; i < first + count; ++i) {
+        const auto frame = small_frame(i);
+        values.insert(values.end(), frame.begin(), frame.end());
+    }
+    return fixtures::write_hdf5<std::uint16_t>(file, "/entry/data/data", {count, kRows, kCols},
+                                               values);
+}
+
+std::vector<std::string> concat(std::vector<std::string> a, const std::vector<std::string>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Help and version.
+
+TEST(IntegrateCli, HelpListsTheIntegrateSubcommandAndVersionPrintsIt) {
+    const fs::path dir = testing::scratch_dir();
+
+    const CliRun help = run_cli(dir, {"--help"});
+    EXPECT_EQ(help.exit_code, 0) << describe(help);
+    EXPECT_THAT(help.out, HasSubstr("integrate")) << describe(help);
+
+    const CliRun version = run_cli(dir, {"--version"});
+    EXPECT_EQ(version.exit_code, 0) << describe(version);
+    EXPECT_THAT(version.out, HasSubstr(std::string("anisoflow ") + ANISOFLOW_EXPECTED_VERSION))
+        << describe(version);
+}
+
+TEST(IntegrateCli, IntegrateHelpListsEveryOption) {
+    const fs::path dir = testing::scratch_dir();
+    const CliRun help = run_cli(dir, {"integrate", "--help"});
+    EXPECT_EQ(help.exit_code, 0) << describe(help);
+    for (const char* option :
+         {"--poni", "--frames", "--dark", "--dark-level", "--flat", "--mask", "--n-q", "--n-chi",
+          "--q-min", "--q-max", "--polarization", "--split", "--sum", "--out", "--iq-text"}) {
+        EXPECT_THAT(help.out, HasSubstr(std::string(option) + " ")) << option;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. The shared reference frame (2048 x 2048, uint16, with a pixel mask), cell by cell.
+
+TEST(IntegrateCli, ReferenceFrameCakeEqualsTheLibrarysCellByCell) {
+    const fs::path reference = testing::reference_dir() / "integration";
+    const fs::path frame_file = reference / "frame.h5";
+    const fs::path poni_file = reference / "geometry.poni";
+    ASSERT_TRUE(fs::exists(frame_file))
+        << frame_file << " missing: see tests/integration/README.md";
+    const std::string mask_spec = frame_file.string() + "::/entry/instrument/detector/pixel_mask";
+    const fs::path dir = testing::scratch_dir();
+    const fs::path out = dir / "cake.h5";
+    const fs::path text = dir / "cake.dat";
+
+    const CliRun run = run_cli(dir, {"integrate",
+                                     "--poni",
+                                     poni_file.string(),
+                                     "--frames",
+                                     frame_file.string(),
+                                     "--mask",
+                                     mask_spec,
+                                     "--dark-level",
+                                     "100",
+                                     "--polarization",
+                                     "0.99",
+                                     "--n-q",
+                                     "1000",
+                                     "--n-chi",
+                                     "72",
+                                     "--q-min",
+                                     "0.5",
+                                     "--q-max",
+                                     "25",
+                                     "--split",
+                                     "none",
+                                     "--out",
+                                     out.string(),
+                                     "--iq-text",
+                                     text.string()});
+    ASSERT_EQ(run.exit_code, 0) << describe(run);
+    EXPECT_THAT(run.out, HasSubstr("populated")) << describe(run);
+
+    // The library on the same inputs, with the settings the command line derives.
+    auto poni = io::read_poni_file(poni_file);
+    ASSERT_TRUE(poni) << poni.error().message;
+    const geometry::DetectorGeometry geometry(poni->geometry);
+    auto source = io::open_frame_source(frame_file.string());
+    ASSERT_TRUE(source) << source.error().message;
+    ASSERT_EQ((*source)->pixel_type(), PixelType::kUint16);
+    auto frame = (*source)->read_frame(0);
+    ASSERT_TRUE(frame) << frame.error().message;
+    auto mask = io::read_mask(mask_spec, geometry.shape());
+    ASSERT_TRUE(mask) << mask.error().message;
+    reduce::DetectorCorrections corrections;
+    corrections.dark_counts.assign(geometry.shape().pixel_count(), 100.0F);
+    corrections.mask = std::move(*mask);
+    corrections.polarization_factor = 0.99;
+    corrections.saturation_counts = 65535.0;
+    const reduce::CakeAxes axes{1000, 72, 0.5, 25.0};
+    auto integrator = reduce::CakeIntegrator::create(
+        geometry, {axes, reduce::PixelSplitting::kNone, std::thread::hardware_concurrency()},
+        corrections);
+    ASSERT_TRUE(integrator) << integrator.error().message;
+    auto expected = integrator->integrate(frame->view());
+    ASSERT_TRUE(expected) << expected.error().message;
+
+    const reduce::Cake cake = read_cake(out);
+    EXPECT_EQ(cake.frame_count, 1U);
+    expect_same_cake(cake, *expected, 1e-12, "reference cake");
+    // Empty cells are NaN, populated ones finite; a real frame has both.
+    std::size_t empty = 0;
+    for (std::size_t i = 0; i < cake.count.size(); ++i) {
+        const bool is_empty = !(cake.count[i] > 0.0);
+        empty += is_empty ? 1U : 0U;
+        ASSERT_EQ(std::isnan(cake.intensity[i]), is_empty) << "cell " << i;
+        ASSERT_EQ(std::isnan(cake.variance[i]), is_empty) << "cell " << i;
+    }
+    EXPECT_GT(empty, 0U);
+    EXPECT_GT(populated_cells(cake), cake.count.size() / 2);
+    EXPECT_THAT(run.out, HasSubstr(std::to_string(populated_cells(cake)) + " of 72000 cells"));
+
+    // The NeXus layout, through the raw HDF5 API.
+    EXPECT_EQ(fixtures::read_dims(out, "/entry/cake/intensity"), (std::vector<hsize_t>{72, 1000}));
+    EXPECT_EQ(fixtures::read_string_attribute(out, "/entry/cake", "signal"),
+              std::vector<std::string>{"intensity"});
+    EXPECT_EQ(fixtures::read_string_attribute(out, "/entry/cake/q", "units"),
+              std::vector<std::string>{"1/angstrom"});
+    EXPECT_FALSE(hdf5_link_exists(out, "/entry/frames")) << "one frame has no per-frame cakes";
+
+    // The I(Q) text: '#' header, then q ascending, I, sigma; its strongest row is the cake's.
+    std::ifstream in(text);
+    ASSERT_TRUE(in) << text;
+    std::size_t header_lines = 0;
+    std::vector<std::array<double, 3>> rows;
+    for (std::string line; std::getline(in, line);) {
+        if (line.starts_with("#")) {
+            ASSERT_TRUE(rows.empty()) << "header line after data: " << line;
+            ++header_lines;
+            continue;
+        }
+        std::istringstream fields(line);
+        std::vector<double> numbers;
+        for (double x = 0.0; fields >> x;) {
+            numbers.push_back(x);
+        }
+        ASSERT_TRUE(fields.eof()) << "not a number in: " << line;
+        ASSERT_EQ(numbers.size(), 3U) << line;
+        rows.push_back({numbers[0], numbers[1], numbers[2]});
+    }
+    EXPECT_GE(header_lines, 2U);
+    ASSERT_FALSE(rows.empty());
+    for (std::size_t i = 1; i < rows.size(); ++i) {
+        ASSERT_LT(rows[i - 1][0], rows[i][0]) << "q not ascending at row " << i;
+    }
+    std::size_t populated_1d = 0;
+    std::size_t peak = 0;
+    for (std::size_t iq = 0; iq < cake.axes.n_q; ++iq) {
+        if (cake.count_1d[iq] > 0.0) {
+            ++populated_1d;
+            if (!(cake.count_1d[peak] > 0.0) || cake.intensity_1d[iq] > cake.intensity_1d[peak]) {
+                peak = iq;
+            }
+        }
+    }
+    EXPECT_EQ(rows.size(), populated_1d);
+    const auto strongest = *std::max_element(
+        rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a[1] < b[1]; });
+    EXPECT_NEAR(strongest[0], cake.q_inv_angstrom[peak], 5e-7 * cake.q_inv_angstrom[peak]);
+    EXPECT_NEAR(strongest[1], cake.intensity_1d[peak], 5e-7 * cake.intensity_1d[peak]);
+    EXPECT_NEAR(strongest[2], std::sqrt(cake.variance_1d[peak]),
+                5e-7 * std::sqrt(cake.variance_1d[peak]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Several frames: per-frame cakes and their mean.
+
+TEST(IntegrateCli, SeveralFramesWritePerFrameCakesWhoseMeanIsTheCake) {
+    const fs::path dir = testing::scratch_dir();
+    const fs::path poni = write_small_poni(dir);
+    const fs::path frames = dir / "stack.h5";
+    ASSERT_TRUE(write_small_stack(frames, 0, 3));
+    const std::vector<std::string> common = concat(
+        {"integrate", "--poni", poni.string(), "--frames", frames.string(), "--dark-level", "100"},
+        kSmallCakeArgs);
+
+    const fs::path per_frame_out = dir / "per_frame.h5";
+    const CliRun run = run_cli(dir, concat(common, {"--out", per_frame_out.string()}));
+    ASSERT_EQ(run.exit_code, 0) << describe(run);
+    EXPECT_THAT(run.out, HasSubstr("3 frame(s) of 64x80")) << describe(run);
+
+    const Hdf5Array per_frame = read_hdf5_doubles(per_frame_out, "/entry/frames/intensity");
+    ASSERT_EQ(per_frame.dims, (std::vector<hsize_t>{3, 8, 16}));
+    const Hdf5Array per_frame_variance = read_hdf5_doubles(per_frame_out, "/entry/frames/variance");
+    const Hdf5Array per_frame_count = read_hdf5_doubles(per_frame_out, "/entry/frames/count");
+    ASSERT_EQ(per_frame_variance.dims, per_frame.dims);
+    ASSERT_EQ(per_frame_count.dims, per_frame.dims);
+
+    const reduce::Cake cake = read_cake(per_frame_out);
+    EXPECT_EQ(cake.frame_count, 3U);
+    ASSERT_EQ(cake.intensity.size(), 8U * 16U);
+    std::size_t full_cells = 0;
+    for (std::size_t cell = 0; cell < cake.intensity.size(); ++cell) {
+        double intensity_sum = 0.0;
+        double variance_sum = 0.0;
+        bool full = true;
+        for (std::size_t f = 0; f < 3; ++f) {
+            const std::size_t i = f * cake.intensity.size() + cell;
+            full = full && per_frame_count.values[i] > 0.0;
+            intensity_sum += per_frame.values[i];
+            variance_sum += per_frame_variance.values[i];
+            // Frames of different levels differ (the per-frame cakes are not three copies).
+            if (f > 0 && full) {
+                EXPECT_GT(per_frame.values[i], per_frame.values[i - cake.intensity.size()]);
+            }
+        }
+        if (!full) {
+            continue;
+        }
+        ++full_cells;
+        // Equal exposures, no frame-dependent exclusions: the mean over frames of per-cell
+        // ratios is the ratio of the sums, and the variance of that mean is mean(var) / n.
+        EXPECT_NEAR(cake.intensity[cell], intensity_sum / 3.0, 1e-9 * intensity_sum / 3.0)
+            << "cell " << cell;
+        EXPECT_NEAR(cake.variance[cell], variance_sum / 9.0, 1e-9 * variance_sum / 9.0)
+            << "cell " << cell;
+        // count is pixels per cell per frame (fractional: the default split is bbox).
+        EXPECT_NEAR(cake.count[cell], per_frame_count.values[cell],
+                    1e-12 * per_frame_count.values[cell])
+            << "cell " << cell;
+    }
+    EXPECT_GT(full_cells, 8U * 16U * 3U / 4U);
+
+    // --sum: the same mean, no per-frame group.
+    const fs::path sum_out = dir / "sum.h5";
+    const CliRun sum = run_cli(dir, concat(common, {"--sum", "--out", sum_out.string()}));
+    ASSERT_EQ(sum.exit_code, 0) << describe(sum);
+    EXPECT_TRUE(hdf5_link_exists(sum_out, "/entry/cake/intensity"));
+    EXPECT_FALSE(hdf5_link_exists(sum_out, "/entry/frames"));
+    const reduce::Cake summed = read_cake(sum_out);
+    EXPECT_EQ(summed.frame_count, 3U);
+    expect_same_cake(summed, cake, 0.0, "--sum cake");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Dark frames.
+
+TEST(IntegrateCli, DarkFramesGiveTheIntensitiesOfTheirMeanLevelAndAddVariance) {
+    const fs::path dir = testing::scratch_dir();
+    const fs::path poni = write_small_poni(dir);
+    const fs::path frames = dir / "stack.h5";
+    ASSERT_TRUE(write_small_stack(frames, 0, 2));
+    const fs::path darks = dir / "darks.h5";
+    std::vector<std::uint16_t> dark_values = constant_frame(10);
+    const auto twenty = constant_frame(20);
+    dark_values.insert(dark_values.end(), twenty.begin(), twenty.end());
+    ASSERT_TRUE(fixtures::write_hdf5<std::uint16_t>(darks, "/entry/data/data", {2, kRows, kCols},
+                                                    dark_values));
+    const std::vector<std::string> common =
+        concat({"integrate", "--poni", poni.string(), "--frames", frames.string(), "--sum"},
+               kSmallCakeArgs);
+
+    const fs::path with_frames = dir / "dark_frames.h5";
+    const CliRun dark_run =
+        run_cli(dir, concat(common, {"--dark", darks.string(), "--out", with_frames.string()}));
+    ASSERT_EQ(dark_run.exit_code, 0) << describe(dark_run);
+    const fs::path with_level = dir / "dark_level.h5";
+    const CliRun level_run =
+        run_cli(dir, concat(common, {"--dark-level", "15", "--out", with_level.string()}));
+    ASSERT_EQ(level_run.exit_code, 0) << describe(level_run);
+
+    const reduce::Cake from_frames = read_cake(with_frames);
+    const reduce::Cake from_level = read_cake(with_level);
+    expect_close(from_frames.intensity, from_level.intensity, 1e-9, "intensity");
+    expect_close(from_frames.count, from_level.count, 0.0, "count");
+    ASSERT_EQ(from_frames.variance.size(), from_level.variance.size());
+    std::size_t populated = 0;
+    for (std::size_t i = 0; i < from_frames.variance.size(); ++i) {
+        if (from_level.count[i] > 0.0) {
+            ++populated;
+            // A mean of 2 dark frames carries var(dark) = 15 / 2 per pixel; a level is exact.
+            EXPECT_GT(from_frames.variance[i], from_level.variance[i]) << "cell " << i;
+        }
+    }
+    EXPECT_GT(populated, 0U);
+
+    // A dark is either frames or a level, never both.
+    const fs::path both_out = dir / "both.h5";
+    const CliRun both = run_cli(dir, concat(common, {"--dark", darks.string(), "--dark-level", "15",
+                                                     "--out", both_out.string()}));
+    EXPECT_NE(both.exit_code, 0) << describe(both);
+    EXPECT_THAT(both.err + both.out, HasSubstr("--dark")) << describe(both);
+    EXPECT_FALSE(fs::exists(both_out));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Frame formats: the same frames as an HDF5 stack, a multi-page TIFF and a glob of HDF5 files.
+
+TEST(IntegrateCli, TiffPagesAndGlobbedHdf5FilesGiveTheCakeOfTheHdf5Stack) {
+    const fs::path dir = testing::scratch_dir();
+    const fs::path poni = write_small_poni(dir);
+    const auto integrate = [&](const std::string& frames, const std::string& name) {
+        const fs::path out = dir / name;
+        const CliRun run =
+            run_cli(dir, concat({"integrate", "--poni", poni.string(), "--frames", frames,
+                                 "--dark-level", "100", "--out", out.string()},
+                                kSmallCakeArgs));
+        EXPECT_EQ(run.exit_code, 0) << describe(run);
+        return run.exit_code == 0 ? read_cake(out) : reduce::Cake{};
+    };
+
+    // Three frames: HDF5 stack against a three-page TIFF.
+    const fs::path stack3 = dir / "stack3.h5";
+    ASSERT_TRUE(write_small_stack(stack3, 0, 3));
+    const fs::path tiff = dir / "frames.tif";
+    ASSERT_TRUE(fixtures::write_tiff<std::uint16_t>(
+        tiff, kRows, kCols, {small_frame(0), small_frame(1), small_frame(2)}));
+    const reduce::Cake from_stack3 = integrate(stack3.string(), "stack3.h5.out");
+    ASSERT_EQ(from_stack3.frame_count, 3U);
+    const reduce::Cake from_tiff = integrate(tiff.string(), "tiff.out");
+    EXPECT_EQ(from_tiff.frame_count, 3U);
+    expect_same_cake(from_tiff, from_stack3, 0.0, "TIFF");
+
+    // Two frames: HDF5 stack against a glob of two single-frame (2D) HDF5 files.
+    const fs::path stack2 = dir / "stack2.h5";
+    ASSERT_TRUE(write_small_stack(stack2, 0, 2));
+    fs::create_directories(dir / "single");
+    for (std::size_t i = 0; i < 2; ++i) {
+        ASSERT_TRUE(fixtures::write_hdf5<std::uint16_t>(
+            dir / "single" / ("frame_" + std::to_string(i) + ".h5"), "/entry/data/data",
+            {kRows, kCols}, small_frame(i)));
+    }
+    const reduce::Cake from_stack2 = integrate(stack2.string(), "stack2.out");
+    ASSERT_EQ(from_stack2.frame_count, 2U);
+    const reduce::Cake from_glob =
+        integrate((dir / "single" / "frame_*.h5").string() + "::/entry/data/data", "glob.out");
+    EXPECT_EQ(from_glob.frame_count, 2U);
+    expect_same_cake(from_glob, from_stack2, 0.0, "glob");
+    // And the mean of two frames is not that of three: the comparison can tell frames apart.
+    std::size_t differing = 0;
+    for (std::size_t iq = 0; iq < from_stack2.count_1d.size(); ++iq) {
+        differing += from_stack2.count_1d[iq] > 0.0 &&
+                             from_stack2.intensity_1d[iq] != from_stack3.intensity_1d[iq]
+                         ? 1U
+                         : 0U;
+    }
+    EXPECT_GT(differing, 0U);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Errors: a non-zero exit and a message naming what is wrong.
+
+class IntegrateCliErrors : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        dir_ = testing::scratch_dir();
+        poni_ = write_small_poni(dir_);
+        frames_ = dir_ / "stack.h5";
+        ASSERT_TRUE(write_small_stack(frames_, 0, 2));
+        out_ = dir_ / "cake.h5";
+    }
+
+    CliRun integrate(const std::string& poni, const std::string& frames,
+                     const std::vector<std::string>& extra = {}) {
+        return run_cli(dir_, concat(concat({"integrate", "--poni", poni, "--frames", frames,
+                                            "--dark-level", "100", "--out", out_.string()},
+                                           kSmallCakeArgs),
+                                    extra));
+    }
+
+    fs::path dir_, poni_, frames_, out_;
+};
+
+TEST_F(IntegrateCliErrors, TheSetUpRunsCleanly) {
+    const CliRun run = integrate(poni_.string(), frames_.string());
+    EXPECT_EQ(run.exit_code, 0) << describe(run);
+    EXPECT_TRUE(fs::exists(out_));
+}
+
+TEST_F(IntegrateCliErrors, MissingPoniFileIsNamed) {
+    const fs::path missing = dir_ / "nowhere.poni";
+    const CliRun run = integrate(missing.string(), frames_.string());
+    EXPECT_NE(run.exit_code, 0) << describe(run);
+    EXPECT_THAT(run.err, HasSubstr(missing.string())) << describe(run);
+    EXPECT_FALSE(fs::exists(out_));
+}
+
+TEST_F(IntegrateCliErrors, FrameShapeOtherThanTheDetectorsNamesFileAndBothShapes) {
+    const fs::path small = dir_ / "small_frames.h5";
+    ASSERT_TRUE(fixtures::write_hdf5<std::uint16_t>(small, "/entry/data/data", {2, 32, 32},
+                                                    std::vector<std::uint16_t>(2 * 32 * 32, 500)));
+    const CliRun run = integrate(poni_.string(), small.string());
+    EXPECT_EQ(run.exit_code, 1) << describe(run);
+    EXPECT_THAT(run.err, HasSubstr(small.string())) << describe(run);
+    EXPECT_THAT(run.err, HasSubstr("32x32")) << describe(run);
+    EXPECT_THAT(run.err, HasSubstr("64x80")) << describe(run);
+    EXPECT_FALSE(fs::exists(out_));
+}
+
+TEST_F(IntegrateCliErrors, MissingDatasetIsNamed) {
+    const CliRun run = integrate(poni_.string(), frames_.string() + "::/nope");
+    EXPECT_EQ(run.exit_code, 1) << describe(run);
+    EXPECT_THAT(run.err, HasSubstr("/nope")) << describe(run);
+    EXPECT_THAT(run.err, HasSubstr(frames_.string())) << describe(run);
+}
+
+TEST_F(IntegrateCliErrors, FullPixelSplittingIsRejected) {
+    const CliRun run = integrate(poni_.string(), frames_.string(), {"--split", "full"});
+    EXPECT_NE(run.exit_code, 0) << describe(run);
+    EXPECT_THAT(run.err, HasSubstr("--split")) << describe(run);
+    EXPECT_THAT(run.err, HasSubstr("full")) << describe(run);
+    EXPECT_FALSE(fs::exists(out_));
+}
+
+TEST_F(IntegrateCliErrors, TruncatedFramesFileIsNamed) {
+    const fs::path truncated = dir_ / "truncated.h5";
+    fs::copy_file(frames_, truncated);
+    fs::resize_file(truncated, fs::file_size(truncated) / 2);
+    const CliRun run = integrate(poni_.string(), truncated.string());
+    EXPECT_EQ(run.exit_code, 1) << describe(run);
+    EXPECT_THAT(run.err, HasSubstr(truncated.string())) << describe(run);
+    EXPECT_THAT(run.err, HasSubstr("truncated")) << describe(run);
+}
+
+TEST_F(IntegrateCliErrors, OutputIntoMissingDirectoryNamesTheOutputPath) {
+    out_ = dir_ / "no" / "such" / "dir" / "cake.h5";
+    const CliRun run = integrate(poni_.string(), frames_.string());
+    EXPECT_EQ(run.exit_code, 1) << describe(run);
+    EXPECT_THAT(run.err, HasSubstr(out_.string())) << describe(run);
+    EXPECT_FALSE(fs::exists(dir_ / "no"));
+}
+
+}  // namespace
+}  // namespace anisoflow
