@@ -5,13 +5,14 @@
 #include <string>
 
 #include <CLI/CLI.hpp>
-#include <spdlog/spdlog.h>
 
 #include "anisoflow/core/logging.hpp"
 
 #include "integrate_command.hpp"
 
-int main(int argc, char** argv) {
+namespace {
+
+int run(int argc, char** argv) {
     CLI::App app{
         "anisoflow: streaming reduction and structural-anisotropy analysis of high-energy "
         "X-ray diffraction"};
@@ -33,14 +34,22 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "anisoflow: %s\n", logging.error().message.c_str());
         return 2;
     }
-    try {
-        if (integrate_command->parsed()) {
-            return anisoflow::app::run_integrate(integrate);
-        }
-    } catch (const std::exception& error) {
-        // Last resort: library code reports expected failures as Result values.
-        spdlog::critical("unexpected failure: {}", error.what());
-        return 1;
+    if (integrate_command->parsed()) {
+        return anisoflow::app::run_integrate(integrate);
     }
     return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& error) {
+        // Last resort: library code reports expected failures as Result values.
+        std::fprintf(stderr, "anisoflow: unexpected failure: %s\n", error.what());
+    } catch (...) {
+        std::fprintf(stderr, "anisoflow: unexpected failure\n");
+    }
+    return 1;
 }

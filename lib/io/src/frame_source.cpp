@@ -63,7 +63,9 @@ bool has_glob_characters(std::string_view text) {
 /// Files matching a shell pattern, byte-wise sorted; directories are skipped.
 Result<std::vector<std::string>> expand_glob(const std::string& pattern) {
     glob_t matches{};
-    const int status = ::glob(pattern.c_str(), 0, nullptr, &matches);
+    // glob(3) is not thread-safe; frame sources are opened from one thread (docs/io.md).
+    const int status =
+        ::glob(pattern.c_str(), 0, nullptr, &matches);  // NOLINT(concurrency-mt-unsafe)
     std::vector<std::string> files;
     if (status == 0) {
         for (std::size_t i = 0; i < matches.gl_pathc; ++i) {

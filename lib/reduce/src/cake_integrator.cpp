@@ -82,8 +82,8 @@ ANISOFLOW_ALWAYS_INLINE inline void add_direct_q_weights(const std::uint16_t* we
     for (std::uint32_t k = 0; k < CakeIntegrator::kDirectQBins; ++k) {
         const double w = weights[k] * kInvWeightScale;
         const double wv = w * value;
-        cell[2 * k] += wv;
-        cell[2 * k + 1] += w * wv;
+        cell[2 * std::size_t{k}] += wv;
+        cell[2 * std::size_t{k} + 1] += w * wv;
     }
 }
 
@@ -238,9 +238,9 @@ __attribute__((noinline)) void sum_box_rows(const BoxRows& rows, const Pixel* va
             const double m = q_middle * a;
             const double m2 = q_middle * q_middle * a2;
             for (std::uint32_t b = 1; b + 1 < q_span; ++b) {
-                add_pair(row + 2 * b, m, m2);
+                add_pair(row + 2 * std::size_t{b}, m, m2);
             }
-            add_pair(row + 2 * (q_span - 1), q_last * a, q_last * q_last * a2);
+            add_pair(row + 2 * std::size_t{q_span - 1}, q_last * a, q_last * q_last * a2);
         };
         if (chi_span == 1) {
             add_q_row(cell, 1.0);
@@ -978,8 +978,8 @@ void CakeIntegrator::sum_pixels(std::span<const Pixel> raw) const {
                                }
                                if (take) {
                                    const auto value = static_cast<double>(v);
-                                   acc[2 * cell] += value;
-                                   acc[2 * cell + 1] += value;
+                                   acc[2 * std::size_t{cell}] += value;
+                                   acc[2 * std::size_t{cell} + 1] += value;
                                }
                            });
             return;
@@ -1006,8 +1006,8 @@ void CakeIntegrator::sum_pixels(std::span<const Pixel> raw) const {
             for (std::uint32_t e = wide_offsets_[k]; e < wide_offsets_[k + 1]; ++e) {
                 const Contribution& c = wide_contributions_[e];
                 const double w = c.weight;
-                acc[2 * c.cell] += w * value;
-                acc[2 * c.cell + 1] += w * w * value;
+                acc[2 * std::size_t{c.cell}] += w * value;
+                acc[2 * std::size_t{c.cell} + 1] += w * w * value;
             }
         }
     }
