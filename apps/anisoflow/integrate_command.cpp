@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -155,7 +156,41 @@ CLI::App* add_integrate_command(CLI::App& app, IntegrateOptions& o) {
     return cmd;
 }
 
+// Output files are checked before any long work: a typo in a path should cost nothing.
+Result<void> check_output_path(const std::string& path, const char* option) {
+    const std::filesystem::path file(path);
+    const std::filesystem::path parent =
+        file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
+    std::error_code ec;
+    if (!std::filesystem::is_directory(parent, ec)) {
+        return fail(ErrorCode::kNotFound, "{} {}: directory {} does not exist", option, path,
+                    parent.string());
+    }
+    if (std::filesystem::is_directory(file, ec)) {
+        return fail(ErrorCode::kInvalidArgument, "{} {}: is a directory", option, path);
+    }
+    return {};
+}
+
 int run_integrate(const IntegrateOptions& o) {
+    if (auto out = check_output_path(o.out_path, "--out"); !out) {
+        return report(out.error());
+    }
+    if (!o.iq_text_path.empty()) {
+        if (auto iq = check_output_path(o.iq_text_path, "--iq-text"); !iq) {
+            return report(iq.error());
+        }
+    }
+    if (o.dark_level_counts && !std::isfinite(*o.dark_level_counts)) {
+        return report(Error{
+            ErrorCode::kInvalidArgument,
+            fmt::format("--dark-level {} is not a finite number of counts", *o.dark_level_counts)});
+    }
+    if (o.saturation_counts && !(*o.saturation_counts > 0.0)) {
+        return report(Error{ErrorCode::kInvalidArgument,
+                            fmt::format("--saturation {} is not a positive number of counts",
+                                        *o.saturation_counts)});
+    }
     auto poni = io::read_poni_file(o.poni_path);
     if (!poni) {
         return report(poni.error());
@@ -239,6 +274,15 @@ int run_integrate(const IntegrateOptions& o) {
         return report(integrator.error());
     }
     const double build_s = std::chrono::duration<double>(Clock::now() - build_start).count();
+    if (integrator->contributing_pixel_count() == 0) {
+        const auto range = geometry.pixel_q_range();
+        return report(Error{
+            ErrorCode::kInvalidArgument,
+            fmt::format("no unmasked pixel falls in Q [{:.4f}, {:.4f}] 1/A; the detector's pixels "
+                        "cover Q [{:.4f}, {:.4f}] 1/A",
+                        axes.q_min_inv_angstrom, axes.q_max_inv_angstrom, range.min_inv_angstrom,
+                        range.max_inv_angstrom)});
+    }
     spdlog::info("lookup built split={} threads={} seconds={:.2f} bytes_per_pixel={:.1f}", o.split,
                  threads, build_s,
                  static_cast<double>(integrator->lookup_size_bytes()) /

@@ -668,5 +668,43 @@ TEST_F(IntegrateCliErrors, OutputIntoMissingDirectoryNamesTheOutputPath) {
     EXPECT_FALSE(fs::exists(dir_ / "no"));
 }
 
+TEST_F(IntegrateCliErrors, NonFiniteDarkLevelIsRejected) {
+    const CliRun run =
+        run_cli(dir_, {"integrate", "--poni", poni_.string(), "--frames", frames_.string(),
+                       "--dark-level", "nan", "--out", out_.string()});
+    EXPECT_EQ(run.exit_code, 1) << describe(run);
+    EXPECT_THAT(run.err, HasSubstr("--dark-level")) << describe(run);
+    EXPECT_FALSE(fs::exists(out_));
+}
+
+TEST_F(IntegrateCliErrors, QRangeWithoutPixelsIsAnErrorNamingTheDetectorsRange) {
+    const CliRun run =
+        run_cli(dir_, {"integrate", "--poni", poni_.string(), "--frames", frames_.string(),
+                       "--q-min", "50", "--q-max", "60", "--out", out_.string()});
+    EXPECT_EQ(run.exit_code, 1) << describe(run);
+    EXPECT_THAT(run.err, HasSubstr("no unmasked pixel falls in Q [50.0000, 60.0000]"))
+        << describe(run);
+    EXPECT_THAT(run.err, HasSubstr("the detector's pixels cover Q")) << describe(run);
+}
+
+TEST_F(IntegrateCliErrors, IqTextIntoMissingDirectoryFailsBeforeAnyWork) {
+    const fs::path iq = dir_ / "missing" / "iq.dat";
+    const CliRun run = integrate(poni_.string(), frames_.string(), {"--iq-text", iq.string()});
+    EXPECT_EQ(run.exit_code, 1) << describe(run);
+    EXPECT_THAT(run.err, HasSubstr(iq.string())) << describe(run);
+    EXPECT_FALSE(fs::exists(out_)) << "no cake file may be left behind";
+}
+
+TEST_F(IntegrateCliErrors, ErrorMessagesAreOneLine) {
+    out_ = dir_ / "no" / "such" / "dir" / "cake.h5";
+    const CliRun run = integrate(poni_.string(), frames_.string());
+    ASSERT_EQ(run.exit_code, 1) << describe(run);
+    std::string trimmed = run.err;
+    while (!trimmed.empty() && trimmed.back() == '\n') {
+        trimmed.pop_back();
+    }
+    EXPECT_EQ(trimmed.find('\n'), std::string::npos) << describe(run);
+}
+
 }  // namespace
 }  // namespace anisoflow

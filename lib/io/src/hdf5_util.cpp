@@ -1,5 +1,6 @@
 #include "hdf5_util.hpp"
 
+#include <algorithm>
 #include <mutex>
 #include <system_error>
 
@@ -15,7 +16,13 @@ constexpr std::size_t kMaxListedMembers = 20;  // group members listed in a "not
 herr_t collect_error(unsigned /*index*/, const H5E_error2_t* error, void* data) {
     auto* messages = static_cast<std::vector<std::string>*>(data);
     if (error->desc != nullptr && *error->desc != '\0') {
-        messages->emplace_back(error->desc);
+        // HDF5 descriptions may span lines (e.g. a time stamp); errors are one line each.
+        std::string text(error->desc);
+        std::replace(text.begin(), text.end(), '\n', ' ');
+        while (!text.empty() && text.back() == ' ') {
+            text.pop_back();
+        }
+        messages->emplace_back(std::move(text));
     }
     return 0;
 }
