@@ -184,11 +184,7 @@ class ConcatenatedSource final : public FrameSource {
                            parts_.back().description, parts_.size());
     }
 
-    Result<Frame> read_frame(std::size_t index) override {
-        if (index >= frame_count()) {
-            return fail(ErrorCode::kInvalidArgument, "{}: frame index {} out of range ({} frames)",
-                        describe(), index, frame_count());
-        }
+    Result<Frame> read_frame_at(std::size_t index) override {
         const auto after =
             std::upper_bound(parts_.begin(), parts_.end(), index,
                              [](std::size_t i, const Part& part) { return i < part.first_frame; });
@@ -265,6 +261,14 @@ Result<std::unique_ptr<FrameSource>> concatenate(std::vector<Leaf> leaves) {
 }  // namespace
 
 std::string format_shape(FrameShape shape) { return fmt::format("{}x{}", shape.rows, shape.cols); }
+
+Result<Frame> FrameSource::read_frame(std::size_t index) {
+    if (index >= frame_count()) {
+        return fail(ErrorCode::kInvalidArgument, "{}: frame index {} out of range ({} frames)",
+                    describe(), index, frame_count());
+    }
+    return read_frame_at(index);
+}
 
 Result<std::unique_ptr<FrameSource>> open_frame_source(std::string_view spec) {
     auto leaves = expand_spec(spec);

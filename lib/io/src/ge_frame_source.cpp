@@ -29,11 +29,7 @@ class GeFrameSource final : public FrameSource {
     std::size_t frame_count() const override { return frame_count_; }
     std::string describe() const override { return label_; }
 
-    Result<Frame> read_frame(std::size_t index) override {
-        if (index >= frame_count_) {
-            return fail(ErrorCode::kInvalidArgument, "{}: frame index {} out of range ({} frames)",
-                        label_, index, frame_count_);
-        }
+    Result<Frame> read_frame_at(std::size_t index) override {
         std::vector<std::uint16_t> pixels(kGeFrameShape.pixel_count());
         stream_.clear();
         stream_.seekg(static_cast<std::streamoff>(kGeHeaderBytes + index * kGeFrameBytes));

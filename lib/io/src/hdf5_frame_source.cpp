@@ -126,11 +126,7 @@ class Hdf5FrameSource final : public FrameSource {
     std::size_t frame_count() const override { return frame_count_; }
     std::string describe() const override { return label_; }
 
-    Result<Frame> read_frame(std::size_t index) override {
-        if (index >= frame_count_) {
-            return fail(ErrorCode::kInvalidArgument, "{}: frame index {} out of range ({} frames)",
-                        label_, index, frame_count_);
-        }
+    Result<Frame> read_frame_at(std::size_t index) override {
         Hid file_space = space_handle(H5Dget_space(dataset_.get()));
         if (is_stack_) {
             const hsize_t start[3] = {index, 0, 0};

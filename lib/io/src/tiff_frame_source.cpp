@@ -136,11 +136,7 @@ class TiffFrameSource final : public FrameSource {
     std::size_t frame_count() const override { return frame_count_; }
     std::string describe() const override { return label_; }
 
-    Result<Frame> read_frame(std::size_t index) override {
-        if (index >= frame_count_) {
-            return fail(ErrorCode::kInvalidArgument, "{}: frame index {} out of range ({} frames)",
-                        label_, index, frame_count_);
-        }
+    Result<Frame> read_frame_at(std::size_t index) override {
         messages_->error.clear();
         if (!go_to_page(index)) {
             return fail(ErrorCode::kCorrupt, "{}: cannot read page {}: {}", label_, index,

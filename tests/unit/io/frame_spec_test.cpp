@@ -107,6 +107,24 @@ TEST(FrameSpec, ConcatenatesSeveralSpecsInOrder) {
     EXPECT_FALSE((*source)->read_frame(5).has_value());
 }
 
+TEST(FrameSpec, OutOfRangeFrameIndexIsAnErrorNamingTheSourceForEveryFormat) {
+    const fs::path dir = testing::scratch_dir();
+    ASSERT_TRUE(fixtures::write_hdf5<std::uint16_t>(dir / "stack.h5", "/entry/data/data", {2, 2, 3},
+                                                    fixtures::ramp<std::uint16_t>(12)));
+    ASSERT_TRUE(write_flat_tiff(dir / "single.tif", 7));
+    for (const fs::path& file : {dir / "stack.h5", dir / "single.tif"}) {
+        auto source = open_frame_source(file.string());
+        ASSERT_TRUE(source.has_value()) << source.error().message;
+        const std::size_t count = (*source)->frame_count();
+        ASSERT_TRUE((*source)->read_frame(count - 1).has_value());
+        const auto beyond = (*source)->read_frame(count);
+        ASSERT_FALSE(beyond.has_value());
+        EXPECT_EQ(beyond.error().code, ErrorCode::kInvalidArgument);
+        EXPECT_THAT(beyond.error().message, HasSubstr(file.filename().string()));
+        EXPECT_THAT(beyond.error().message, HasSubstr("frame index " + std::to_string(count)));
+    }
+}
+
 TEST(FrameSpec, ConcatenationRejectsFileOfAnotherShape) {
     const fs::path dir = testing::scratch_dir();
     ASSERT_TRUE(write_flat_tiff(dir / "good_1.tif", 1));

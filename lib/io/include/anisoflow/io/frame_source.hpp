@@ -32,9 +32,14 @@ class FrameSource {
     [[nodiscard]] virtual PixelType pixel_type() const = 0;
     [[nodiscard]] virtual std::size_t frame_count() const = 0;
     /// Reads frame `index` (0-based) with Frame::index_in_source = index.
-    virtual Result<Frame> read_frame(std::size_t index) = 0;
+    /// Out-of-range indices are an error naming the source.
+    Result<Frame> read_frame(std::size_t index);
     /// Where the frames come from, for messages: "frames.h5::/entry/data/data".
     [[nodiscard]] virtual std::string describe() const = 0;
+
+  protected:
+    /// Reads frame `index`, already checked to be < frame_count().
+    virtual Result<Frame> read_frame_at(std::size_t index) = 0;
 };
 
 /// Opens one frame spec: `file.h5[::/dataset]` (.h5 .hdf5 .nxs .hdf; 2D = one frame, 3D =
