@@ -119,7 +119,12 @@ std::string absolute_hdf5_path(std::string_view path) {
     if (!path.empty() && path.front() == '/') {
         return std::string(path);
     }
-    return "/" + std::string(path);
+    // Built with reserve/append: GCC 12 at -O3 warns falsely (-Wrestrict) on "/" + string.
+    std::string absolute;
+    absolute.reserve(path.size() + 1);
+    absolute.push_back('/');
+    absolute.append(path);
+    return absolute;
 }
 
 bool dataset_exists(hid_t file, const std::string& path) {
