@@ -9,10 +9,11 @@ packages=(
   # libraries (docs/dependencies.md says why each is here)
   libexpected-dev libfmt-dev libspdlog-dev libcli11-dev nlohmann-json3-dev
   libhdf5-dev libtiff-dev
+  libxrl-dev libfftw3-dev libeigen3-dev libtomlplusplus-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
-  # sanitizer builds and formatting checks
-  clang clang-format clang-tidy
+  # formatting and lint (sanitizer builds use g++)
+  clang-format clang-tidy
 )
 
 missing=()

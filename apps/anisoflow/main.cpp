@@ -9,6 +9,7 @@
 #include "anisoflow/core/logging.hpp"
 
 #include "integrate_command.hpp"
+#include "simulate_command.hpp"
 
 namespace {
 
@@ -24,6 +25,8 @@ int run(int argc, char** argv) {
 
     anisoflow::app::IntegrateOptions integrate;
     CLI::App* integrate_command = anisoflow::app::add_integrate_command(app, integrate);
+    anisoflow::app::SimulateOptions simulate;
+    CLI::App* simulate_command = anisoflow::app::add_simulate_command(app, simulate);
 
     try {
         app.parse(argc, argv);
@@ -36,6 +39,9 @@ int run(int argc, char** argv) {
     }
     if (integrate_command->parsed()) {
         return anisoflow::app::run_integrate(integrate);
+    }
+    if (simulate_command->parsed()) {
+        return anisoflow::app::run_simulate(simulate);
     }
     return 0;
 }

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <numbers>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -704,6 +705,114 @@ TEST_F(IntegrateCliErrors, ErrorMessagesAreOneLine) {
         trimmed.pop_back();
     }
     EXPECT_EQ(trimmed.find('\n'), std::string::npos) << describe(run);
+}
+
+// ---------------------------------------------------------------------------------------------
+// anisoflow simulate: files that the readers open, and the strain where physics puts it.
+
+std::vector<std::string> small_simulation(const fs::path& out_dir) {
+    return {"simulate",   "--out-dir", out_dir.string(), "--rows", "256",     "--cols", "256",
+            "--distance", "0.05",      "--frames",       "2",      "--darks", "2",      "--seed",
+            "7"};
+}
+
+TEST(SimulateCli, WritesStacksDarkFlatAndPoniThatTheReadersOpen) {
+    const fs::path dir = testing::scratch_dir();
+    const CliRun run = run_cli(dir, small_simulation(dir / "sim"));
+    ASSERT_EQ(run.exit_code, 0) << describe(run);
+    auto poni = io::read_poni_file(dir / "sim" / "geometry.poni");
+    ASSERT_TRUE(poni.has_value()) << poni.error().message;
+    EXPECT_EQ(poni->geometry.detector.max_shape, (FrameShape{256, 256}));
+    for (const char* name : {"p.h5", "n.h5", "dark.h5", "flat.h5"}) {
+        auto source = io::open_frame_source((dir / "sim" / name).string());
+        ASSERT_TRUE(source.has_value()) << name << ": " << source.error().message;
+        EXPECT_EQ((*source)->shape(), (FrameShape{256, 256})) << name;
+        EXPECT_EQ((*source)->frame_count(), std::string(name) == "flat.h5" ? 1U : 2U) << name;
+    }
+    EXPECT_TRUE(fs::exists(dir / "sim" / "simulation.json"));
+    // Same seed, same frames: a simulation can be repeated exactly.
+    const CliRun again = run_cli(dir, small_simulation(dir / "again"));
+    ASSERT_EQ(again.exit_code, 0) << describe(again);
+    auto a = io::open_frame_source((dir / "sim" / "p.h5").string());
+    auto b = io::open_frame_source((dir / "again" / "p.h5").string());
+    ASSERT_TRUE(a && b);
+    EXPECT_EQ(std::get<std::vector<std::uint16_t>>((*a)->read_frame(1)->pixels),
+              std::get<std::vector<std::uint16_t>>((*b)->read_frame(1)->pixels));
+}
+
+// cos(2 chi) amplitude of I_P - I_N in the Q bin nearest q (axis at chi = 0 in P).
+double p_minus_n_cos2chi(const reduce::Cake& p, const reduce::Cake& n, double q) {
+    std::size_t iq = 0;
+    for (std::size_t k = 0; k < p.axes.n_q; ++k) {
+        if (std::abs(p.q_inv_angstrom[k] - q) < std::abs(p.q_inv_angstrom[iq] - q)) {
+            iq = k;
+        }
+    }
+    double projection = 0.0;
+    double norm = 0.0;
+    for (std::size_t ichi = 0; ichi < p.axes.n_chi; ++ichi) {
+        const double c = std::cos(2.0 * p.chi_deg[ichi] * std::numbers::pi / 180.0);
+        projection += (p.intensity[p.cell(ichi, iq)] - n.intensity[n.cell(ichi, iq)]) * c;
+        norm += c * c;
+    }
+    return projection / norm;
+}
+
+TEST(SimulateCli, CompressionBrightensTheAxisAboveTheFirstPeakAndDimsItBelow) {
+    const fs::path dir = testing::scratch_dir();
+    const CliRun run = run_cli(dir, small_simulation(dir / "sim"));
+    ASSERT_EQ(run.exit_code, 0) << describe(run);
+    const fs::path sim = dir / "sim";
+    for (const char* orientation : {"p", "n"}) {
+        const CliRun integrate =
+            run_cli(dir, {"integrate", "--poni", (sim / "geometry.poni").string(), "--frames",
+                          (sim / (std::string(orientation) + ".h5")).string(), "--dark",
+                          (sim / "dark.h5").string(), "--flat", (sim / "flat.h5").string(), "--n-q",
+                          "300", "--n-chi", "36", "--q-min", "1", "--q-max", "12", "--out",
+                          (dir / (std::string(orientation) + "_cake.h5")).string()});
+        ASSERT_EQ(integrate.exit_code, 0) << describe(integrate);
+    }
+    const auto p = io::read_cake_file(dir / "p_cake.h5");
+    const auto n = io::read_cake_file(dir / "n_cake.h5");
+    ASSERT_TRUE(p && n);
+    // The first peak of the default glass is at 2.70 1/A: compression moves axial features to
+    // higher Q, so along the axis (P at chi = 0) the rising edge is dimmer, the falling edge
+    // brighter; an isotropic simulation shows neither beyond noise.
+    EXPECT_LT(p_minus_n_cos2chi(*p, *n, 2.45), 0.0);
+    EXPECT_GT(p_minus_n_cos2chi(*p, *n, 2.95), 0.0);
+    EXPECT_GT(p_minus_n_cos2chi(*p, *n, 2.95), 20.0 * std::sqrt(p->variance[p->cell(0, 100)]));
+
+    const CliRun none = run_cli(dir, concat(small_simulation(dir / "none"), {"--mode", "none"}));
+    ASSERT_EQ(none.exit_code, 0) << describe(none);
+    for (const char* orientation : {"p", "n"}) {
+        const CliRun integrate =
+            run_cli(dir, {"integrate", "--poni", (dir / "none" / "geometry.poni").string(),
+                          "--frames", (dir / "none" / (std::string(orientation) + ".h5")).string(),
+                          "--dark", (dir / "none" / "dark.h5").string(), "--flat",
+                          (dir / "none" / "flat.h5").string(), "--n-q", "300", "--n-chi", "36",
+                          "--q-min", "1", "--q-max", "12", "--out",
+                          (dir / (std::string(orientation) + "_none.h5")).string()});
+        ASSERT_EQ(integrate.exit_code, 0) << describe(integrate);
+    }
+    const auto p0 = io::read_cake_file(dir / "p_none.h5");
+    const auto n0 = io::read_cake_file(dir / "n_none.h5");
+    ASSERT_TRUE(p0 && n0);
+    EXPECT_LT(std::abs(p_minus_n_cos2chi(*p0, *n0, 2.95)),
+              0.1 * std::abs(p_minus_n_cos2chi(*p, *n, 2.95)));
+}
+
+TEST(SimulateCli, BadParametersAreNamed) {
+    const fs::path dir = testing::scratch_dir();
+    const CliRun symbol =
+        run_cli(dir, concat(small_simulation(dir / "a"), {"--composition", "Zr50Xx50"}));
+    EXPECT_EQ(symbol.exit_code, 1) << describe(symbol);
+    EXPECT_THAT(symbol.err, ::testing::HasSubstr("Xx")) << describe(symbol);
+    const CliRun nu = run_cli(dir, concat(small_simulation(dir / "b"), {"--nu", "0.6"}));
+    EXPECT_EQ(nu.exit_code, 1) << describe(nu);
+    EXPECT_THAT(nu.err, ::testing::HasSubstr("--nu 0.6")) << describe(nu);
+    const CliRun radial = run_cli(dir, concat(small_simulation(dir / "c"), {"--mode", "radial"}));
+    EXPECT_EQ(radial.exit_code, 1) << describe(radial);
+    EXPECT_THAT(radial.err, ::testing::HasSubstr("not implemented yet")) << describe(radial);
 }
 
 }  // namespace

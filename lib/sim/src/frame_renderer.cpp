@@ -89,6 +89,21 @@ std::vector<double> FrameRenderer::expected_signal(const HardSphereStructure& st
     return signal;
 }
 
+Frame FrameRenderer::render_dark(const RenderSettings& settings) const {
+    std::mt19937_64 rng(settings.seed);
+    std::normal_distribution<double> read_noise(0.0, std::max(settings.read_noise_counts, 0.0));
+    const double ceiling = std::min(settings.saturation_counts, 65535.0);
+    std::vector<std::uint16_t> pixels(shape_.pixel_count());
+    for (auto& pixel : pixels) {
+        double counts = settings.dark_counts;
+        if (settings.read_noise_counts > 0.0) {
+            counts += read_noise(rng);
+        }
+        pixel = static_cast<std::uint16_t>(std::clamp(std::round(counts), 0.0, ceiling));
+    }
+    return Frame::from_vector(shape_, std::move(pixels));
+}
+
 Result<Frame> FrameRenderer::render(const HardSphereStructure& structure,
                                     const RenderSettings& settings) const {
     if (!(settings.counts_scale > 0.0) || !(settings.saturation_counts > 0.0)) {

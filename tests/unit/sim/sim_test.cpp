@@ -254,5 +254,26 @@ TEST(FrameRenderer, NoiseFollowsPoissonStatisticsAndSaturates) {
               pixels);
 }
 
+TEST(FrameRenderer, DarkFramesHoldTheDarkLevelAndReadNoiseOnly) {
+    const geometry::DetectorGeometry geometry(small_detector());
+    auto renderer = *FrameRenderer::create(geometry, flat_atomic_terms());
+    RenderSettings settings;
+    settings.dark_counts = 100.0;
+    settings.read_noise_counts = 3.0;
+    const auto dark = renderer.render_dark(settings);
+    const auto& pixels = std::get<std::vector<std::uint16_t>>(dark.pixels);
+    double sum = 0.0;
+    double sum2 = 0.0;
+    for (const auto p : pixels) {
+        sum += p;
+        sum2 += static_cast<double>(p) * p;
+    }
+    const double n = static_cast<double>(pixels.size());
+    const double mean = sum / n;
+    EXPECT_NEAR(mean, 100.0, 0.1);
+    // Gaussian read noise of 3 counts plus the 1/12 count^2 of rounding.
+    EXPECT_NEAR(std::sqrt(sum2 / n - mean * mean), std::sqrt(9.0 + 1.0 / 12.0), 0.1);
+}
+
 }  // namespace
 }  // namespace anisoflow::sim

@@ -49,6 +49,8 @@ class FrameRenderer {
     /// One uint16 frame of the given structure under the given settings.
     [[nodiscard]] Result<Frame> render(const HardSphereStructure& structure,
                                        const RenderSettings& settings) const;
+    /// A dark frame: the dark level with read noise only (no beam), same seed rules as render().
+    [[nodiscard]] Frame render_dark(const RenderSettings& settings) const;
     /// The noise-free expected counts above the dark (for tests): K [..] x sa x pol x flat.
     [[nodiscard]] std::vector<double> expected_signal(const HardSphereStructure& structure,
                                                       const RenderSettings& settings) const;

@@ -1,0 +1,39 @@
+#pragma once
+// `anisoflow simulate`: P/N frame sets, darks, a flat and the PONI of a simulated strained glass.
+
+#include <cstdint>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+namespace anisoflow::app {
+
+struct SimulateOptions {
+    std::string out_dir;
+    std::string poni_path;  ///< empty: the built-in 2048x2048 detector at 100 keV
+    std::size_t rows = 2048;
+    std::size_t cols = 2048;
+    double distance_m = 0.35;
+    std::string mode = "affine";
+    double eps = 0.006;
+    double nu = 0.37;
+    double loading_axis_chi_deg = 0.0;
+    std::size_t frames_per_orientation = 2;
+    std::size_t dark_frames = 2;
+    double counts_at_peak = 20000.0;
+    std::string composition = "Zr52.5Cu17.9Ni14.6Al10Ti5";
+    double density_per_cubic_angstrom = 0.0553;
+    double packing_fraction = 0.55;
+    double debye_waller_angstrom = 0.15;
+    double dark_level_counts = 100.0;
+    double read_noise_counts = 2.0;
+    double polarization_factor = 0.99;
+    double flat_variation = 0.02;
+    bool noiseless = false;
+    std::uint64_t seed = 1;
+};
+
+CLI::App* add_simulate_command(CLI::App& app, SimulateOptions& options);
+int run_simulate(const SimulateOptions& options);
+
+}  // namespace anisoflow::app
