@@ -413,6 +413,46 @@ TEST(Harmonics, ReportedStandardErrorsMatchScatterOverSeeds) {
     }
 }
 
+TEST(Harmonics, PnVariancesEqualExactLinearPropagation) {
+    // I0 and a2 are linear in the cell intensities, so a unit step in one cell gives its
+    // coefficient exactly; var = sum coefficient^2 var_cell is an independent reference that is
+    // sensitive to the P/N covariance term of var(I0) (unequal variances, a gap in N only).
+    ModelOptions m;
+    m.n_q = 1;
+    m.n_chi = 36;
+    m.q_min = 10.0;
+    m.q_max = 10.5;
+    m.sigma = 0.5;
+    ModelOptions m_n = m;
+    m_n.sigma = 3.0;
+    reduce::Cake p = model_cake(m, kLoadingAxisChiDeg);
+    reduce::Cake n = model_cake(m_n, kLoadingAxisChiDeg + 90.0);
+    empty_chi_range(n, 3, 8);  // where cos 2(chi - chi_L) > 0: sum x_k != 0
+    const auto base = extract_pn(p, n, options());
+    ASSERT_TRUE(base);
+    double var_i0 = 0.0;
+    double var_a2 = 0.0;
+    for (reduce::Cake* cake : {&p, &n}) {
+        for (std::size_t ic = 0; ic < m.n_chi; ++ic) {
+            const std::size_t k = cake->cell(ic, 0);
+            if (cake->is_empty(ic, 0)) {
+                continue;
+            }
+            cake->intensity[k] += 1.0;
+            const auto stepped = extract_pn(p, n, options());
+            cake->intensity[k] -= 1.0;
+            ASSERT_TRUE(stepped);
+            const double d_i0 = stepped->i0.value[0] - base->i0.value[0];
+            const double d_a2 = stepped->a2.value[0] - base->a2.value[0];
+            var_i0 += d_i0 * d_i0 * cake->variance[k];
+            var_a2 += d_a2 * d_a2 * cake->variance[k];
+        }
+    }
+    // Step differences of values ~100 lose ~1e-14 absolute: 1e-9 relative is ample.
+    expect_relative(base->i0.variance[0], var_i0, 1e-9, "var I0");
+    expect_relative(base->a2.variance[0], var_a2, 1e-9, "var a2");
+}
+
 TEST(Harmonics, BinsWithFewerThanThreeCellsAreNaN) {
     ModelOptions m;
     m.n_q = 3;
