@@ -301,6 +301,36 @@ TEST(Transforms, FastPathHandlesAnyUniformRGridAndNonUniformOnes) {
     }
 }
 
+TEST(Transforms, SmallRGuardKeepsTheFastPathAccurateNearZero) {
+    // On r in [0, 0.2] the l = 2 split's 3/r^3 terms cancel by up to ~1e12 (and the variance's
+    // 9/r^6 ones by more); without the fallback to direct sums the fast path fails here.
+    const std::vector<double> q = bin_centres(0.05, 25.0, 2000);
+    QCurve s0 = sample(q, glass_s0);
+    QCurve s2 = sample(q, glass_s2);
+    std::vector<double> r(2001);
+    for (std::size_t j = 0; j < r.size(); ++j) r[j] = 1e-4 * static_cast<double>(j);
+    const TransformOptions options{kRho0, false};
+    const auto fast = FastTransform::create(*uniform_q_grid_of(q), r, options);
+    ASSERT_TRUE(fast.has_value() && fast->uses_fft());
+    for (const int order : {0, 2}) {
+        const auto direct =
+            order == 0 ? transform_l0_direct(s0, r, options) : transform_l2_direct(s2, r, options);
+        const auto result = order == 0 ? fast->transform_l0(s0) : fast->transform_l2(s2);
+        ASSERT_TRUE(direct.has_value() && result.has_value());
+        const double curve_max = max_abs(direct->value, order == 0 ? 1.0 : 0.0);
+        const double difference = max_difference(*result, *direct, 0.0, 1.0) / curve_max;
+        RecordProperty(order == 0 ? "l0_small_r_difference" : "l2_small_r_difference",
+                       sci(difference));
+        EXPECT_LE(difference, kFastAgreement) << "order " << order;
+        // Variances from r = 1e-4 on (at r = 0, var(g2) = 0 exactly in both paths).
+        for (std::size_t j = 1; j < r.size(); ++j) {
+            ASSERT_NEAR(result->variance[j], direct->variance[j],
+                        kFastVarianceAgreement * direct->variance[j])
+                << "order " << order << ", r = " << r[j];
+        }
+    }
+}
+
 TEST(Transforms, LorchWindowVanishesAtQMax) {
     const std::vector<double> q = bin_centres(0.5, 20.0, 400);
     QCurve s0 = sample(q, glass_s0);
