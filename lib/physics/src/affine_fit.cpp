@@ -34,6 +34,9 @@ constexpr double kSigmaA = 3.0;     // |A - 1| <= max(tau, 3 sigma_A), SPEC 7
 constexpr double kAlphaZero = 3.0;  // alpha within 3 stderr of 0 is "consistent with zero"
 constexpr int kMaxSlopeIterations = 100;
 constexpr std::size_t kMinWindowPoints = 5;
+// A slope is undetermined when the signal of its regressor, sum w (x^2 - var x), is known to less
+// than 1/5 of itself: the ratio estimator and its linearised stderr are then unreliable.
+constexpr double kMinDenominatorSignificance = 5.0;
 constexpr std::size_t kMinFitPoints = 10;
 
 // Savitzky-Golay derivative weights: point i uses samples lo[i] .. lo[i] + width - 1 with
@@ -143,7 +146,8 @@ Prepared prepare(const RCurve& g0, const RCurve& g2, std::size_t half_width, dou
 // slope = sum w x y / sum w (x^2 - var x), w = 1 / (var y + slope^2 var x), iterated to a fixed
 // point; its variance by the delta method with the correlations of neighbouring x
 // (docs/physics-fits.md). Without eiv: weighted least squares with w = 1 / var y.
-SlopeFit fit_slope(const Prepared& p, std::size_t a, std::size_t b, double start, bool eiv) {
+SlopeFit fit_slope(const Prepared& p, std::size_t a, std::size_t b, double start, bool eiv,
+                   double min_significance = 0.0) {
     assert(a <= b && b < p.n && "fit range inside the grid");
     const std::vector<double>& y = p.g2->value;
     const std::vector<double>& vy = p.g2->variance;
@@ -196,14 +200,20 @@ SlopeFit fit_slope(const Prepared& p, std::size_t a, std::size_t b, double start
     if (eiv) {
         var_num += std::max(t1, 0.0);
         // 2 slope^2 sum_ik w_i w_k Cov(dx_i, dx_k)^2: the fluctuation of sum w dx^2.
+        // Also the variance of the denominator sum w (x^2 - var x), 2 Cov^2 + 4 x x Cov per pair
+        // (x x for xi xi: conservative), to refuse slopes whose denominator is mostly noise.
         double t4 = 0.0;
+        double var_den = 0.0;
         for (std::size_t j = 0; j < m; ++j) {
             const std::size_t i = a + j;
             for (std::size_t d = 0; d < p.cov_band[i].size() && j + d < m; ++d) {
                 const double c = p.cov_band[i][d];
-                t4 += (d == 0 ? 1.0 : 2.0) * w[j] * w[j + d] * c * c;
+                const double pair = (d == 0 ? 1.0 : 2.0) * w[j] * w[j + d];
+                t4 += pair * c * c;
+                var_den += pair * (2.0 * c * c + 4.0 * p.x[i] * p.x[i + d] * c);
             }
         }
+        if (den < min_significance * std::sqrt(std::max(var_den, 0.0))) return fit;
         // slope^2 sum_m var(g0_m) S_m^2, S_m = sum_i w_i xi_i r_i c_i(m): the noise of g0 reaching
         // the regressor at first order. S_m^2 estimated without bias from the noisy x.
         double t2 = 0.0;
@@ -446,9 +456,12 @@ Result<AffineAnalysis> analyse_affine(const RCurve& g0, const RCurve& g2,
     }
     const Prepared p = prepare(g0, g2, checked->half_width, h);
     const bool eiv = options.errors_in_variables;
-    auto fit = [&](std::size_t lo, std::size_t hi, double start) {
+    // Windows (significance > 0) refuse a denominator that is mostly noise; range fits do not.
+    auto fit = [&](std::size_t lo, std::size_t hi, double start, double significance = 0.0) {
         const SlopeFit plain = fit_slope(p, lo, hi, start, false);
-        return eiv ? fit_slope(p, lo, hi, std::isfinite(start) ? start : plain.slope, true) : plain;
+        return eiv ? fit_slope(p, lo, hi, std::isfinite(start) ? start : plain.slope, true,
+                               significance)
+                   : plain;
     };
 
     AffineAnalysis out;
@@ -475,7 +488,7 @@ Result<AffineAnalysis> analyse_affine(const RCurve& g0, const RCurve& g2,
             continue;
         }
         centres.push_back(i);
-        local.push_back(fit(lo, hi, full.slope));
+        local.push_back(fit(lo, hi, full.slope, kMinDenominatorSignificance));
     }
     assert(!centres.empty() && "window not wider than the fit range");
     out.local_ratio.r_angstrom.reserve(centres.size());
