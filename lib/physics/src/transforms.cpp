@@ -165,8 +165,12 @@ void store_point(Order order, double c, const PointSums& sums, RCurve& out, std:
 
 Result<RCurve> transform_direct(Order order, const QCurve& s, const std::vector<double>& r,
                                 const TransformOptions& options) {
-    if (auto ok = check_options(options); !ok) return tl::unexpected(ok.error());
-    if (auto ok = check_r_grid(r); !ok) return tl::unexpected(ok.error());
+    if (auto ok = check_options(options); !ok) {
+        return tl::unexpected(ok.error());
+    }
+    if (auto ok = check_r_grid(r); !ok) {
+        return tl::unexpected(ok.error());
+    }
     if (auto ok = check_curve(s, order == Order::kL0 ? "S0" : "S2"); !ok) {
         return tl::unexpected(ok.error());
     }
@@ -216,9 +220,13 @@ std::size_t fft_friendly_length(std::size_t n) {
     for (std::size_t m = std::max<std::size_t>(n, 1);; ++m) {
         std::size_t rest = m;
         for (const std::size_t p : {2U, 3U, 5U, 7U}) {
-            while (rest % p == 0) rest /= p;
+            while (rest % p == 0) {
+                rest /= p;
+            }
         }
-        if (rest == 1) return m;
+        if (rest == 1) {
+            return m;
+        }
     }
 }
 
@@ -282,14 +290,20 @@ struct FastTransform::Chirp {
     void apply(const ChirpKernel& kernel, std::span<const double> c, fftw_complex* work,
                std::vector<Complex>& out) const {
         Complex* a = as_complex(work);
-        for (std::size_t k = 0; k < n_q; ++k) a[k] = c[k] * kernel.pre[k];
+        for (std::size_t k = 0; k < n_q; ++k) {
+            a[k] = c[k] * kernel.pre[k];
+        }
         std::fill(a + n_q, a + length, Complex{});
         fftw_execute_dft(forward.get(), work, work);
         const Complex* b = as_complex(kernel.kernel_hat.get());
-        for (std::size_t m = 0; m < length; ++m) a[m] *= b[m];
+        for (std::size_t m = 0; m < length; ++m) {
+            a[m] *= b[m];
+        }
         fftw_execute_dft(backward.get(), work, work);
         out.resize(n_r);
-        for (std::size_t j = 0; j < n_r; ++j) out[j] = a[j] * kernel.post[j];
+        for (std::size_t j = 0; j < n_r; ++j) {
+            out[j] = a[j] * kernel.post[j];
+        }
     }
 };
 
@@ -303,7 +317,9 @@ double spherical_bessel_j2(double x) {
         for (int n = 0; n < 12; ++n) {
             term *= -0.5 * x2 / ((n + 1.0) * (2.0 * n + 7.0));
             sum += term;
-            if (std::abs(term) < 1e-18 * std::abs(sum)) break;
+            if (std::abs(term) < 1e-18 * std::abs(sum)) {
+                break;
+            }
         }
         return x2 * sum;
     }
@@ -379,8 +395,12 @@ std::size_t FastTransform::fft_length() const { return chirp_ ? chirp_->length :
 
 Result<FastTransform> FastTransform::create(const UniformQGrid& q, std::vector<double> r_angstrom,
                                             const TransformOptions& options) {
-    if (auto ok = check_options(options); !ok) return tl::unexpected(ok.error());
-    if (auto ok = check_r_grid(r_angstrom); !ok) return tl::unexpected(ok.error());
+    if (auto ok = check_options(options); !ok) {
+        return tl::unexpected(ok.error());
+    }
+    if (auto ok = check_r_grid(r_angstrom); !ok) {
+        return tl::unexpected(ok.error());
+    }
     if (q.n < 2 || !(q.dq_inv_angstrom > 0.0) || !(q.q_first_inv_angstrom > 0.0) ||
         !std::isfinite(q.dq_inv_angstrom) || !std::isfinite(q.q_first_inv_angstrom)) {
         return fail(ErrorCode::kInvalidArgument,
@@ -406,7 +426,9 @@ Result<FastTransform> FastTransform::create(const UniformQGrid& q, std::vector<d
     for (std::size_t j = 0; uniform && j < n_r; ++j) {
         uniform = std::abs(t.r_[j] - (r0 + static_cast<double>(j) * dr)) <= kUniformTolerance * dr;
     }
-    if (!uniform) return t;
+    if (!uniform) {
+        return t;
+    }
 
     auto chirp = std::make_unique<Chirp>();
     chirp->n_q = q.n;
@@ -439,7 +461,9 @@ namespace {
 
 Result<void> check_fast_curve(const QCurve& curve, const std::vector<double>& model, double dq,
                               const char* name) {
-    if (auto ok = check_curve(curve, name); !ok) return ok;
+    if (auto ok = check_curve(curve, name); !ok) {
+        return ok;
+    }
     if (curve.size() != model.size()) {
         return fail(ErrorCode::kInvalidArgument,
                     "{}: {} Q points, the fast transform was built for {}", name, curve.size(),
@@ -457,7 +481,9 @@ Result<void> check_fast_curve(const QCurve& curve, const std::vector<double>& mo
 
 double abs_sum(std::span<const double> values) {
     double sum = 0.0;
-    for (const double v : values) sum += std::abs(v);
+    for (const double v : values) {
+        sum += std::abs(v);
+    }
     return sum;
 }
 
@@ -497,7 +523,9 @@ Result<RCurve> FastTransform::transform_l0(const QCurve& s0) const {
     for (std::size_t j = 0; j < n_r; ++j) {
         const double r = r_[j];
         direct[j] = r <= 0.0 || kRoundoff * coef_abs / r > kValueGuard * bound;
-        if (!direct[j]) out.value[j] = 1.0 + c * z[j].imag() / r;
+        if (!direct[j]) {
+            out.value[j] = 1.0 + c * z[j].imag() / r;
+        }
     }
 
     // Variances: sum_k (w_k Q_k sin(Q_k r)/r)^2 v_k = (sum b - Re sum b e^{2 i Q r}) / (2 r^2).
@@ -508,7 +536,9 @@ Result<RCurve> FastTransform::transform_l0(const QCurve& s0) const {
         b[k] = nan_variance ? 0.0 : wq * wq * s0.variance[k];
     }
     const double b_sum = abs_sum(b);
-    if (!nan_variance) chirp_->apply(chirp_->doubled, b, work.get(), z);
+    if (!nan_variance) {
+        chirp_->apply(chirp_->doubled, b, work.get(), z);
+    }
     for (std::size_t j = 0; j < n_r; ++j) {
         const double r = r_[j];
         if (nan_variance) {
@@ -526,7 +556,9 @@ Result<RCurve> FastTransform::transform_l0(const QCurve& s0) const {
         if (direct[j]) {
             store_point(Order::kL0, c, direct_point_l0(q_, weight_, s0.value, s0.variance, r), out,
                         j);
-            if (nan_variance) out.variance[j] = kNaN;
+            if (nan_variance) {
+                out.variance[j] = kNaN;
+            }
         }
     }
     return out;
@@ -625,7 +657,9 @@ Result<RCurve> FastTransform::transform_l2(const QCurve& s2) const {
         chirp_->apply(chirp_->doubled, v1, work.get(), z1);
         for (std::size_t j = 0; j < n_r; ++j) {
             const double r = r_[j];
-            if (direct[j]) continue;
+            if (direct[j]) {
+                continue;
+            }
             const double r2 = r * r;
             const double r3 = r2 * r;
             const double r4 = r2 * r2;
@@ -651,7 +685,9 @@ Result<RCurve> FastTransform::transform_l2(const QCurve& s2) const {
             store_point(Order::kL2, c, direct_point_l2(q_, weight_, s2.value, s2.variance, r_[j]),
                         out, j);
         }
-        if (nan_variance) out.variance[j] = kNaN;
+        if (nan_variance) {
+            out.variance[j] = kNaN;
+        }
     }
     return out;
 }

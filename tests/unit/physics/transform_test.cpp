@@ -53,9 +53,10 @@ struct Shell {
     }
     [[nodiscard]] double g_minus_one(double r) const {
         const double s2 = 2.0 * sigma_angstrom * sigma_angstrom;
-        const double R = radius_angstrom;
+        const double radius = radius_angstrom;
         return amplitude / r *
-               (std::exp(-(r - R) * (r - R) / s2) - std::exp(-(r + R) * (r + R) / s2));
+               (std::exp(-(r - radius) * (r - radius) / s2) -
+                std::exp(-(r + radius) * (r + radius) / s2));
     }
 };
 
@@ -67,7 +68,9 @@ const std::vector<Shell>& glass_shells() {
 
 double glass_s0(double q) {
     double s = 1.0;
-    for (const Shell& shell : glass_shells()) s += shell.s_minus_one(q);
+    for (const Shell& shell : glass_shells()) {
+        s += shell.s_minus_one(q);
+    }
     return s;
 }
 
@@ -83,20 +86,26 @@ double glass_s2(double q) {
 std::vector<double> bin_centres(double q_min, double q_max, std::size_t n) {
     const double dq = (q_max - q_min) / static_cast<double>(n);
     std::vector<double> q(n);
-    for (std::size_t k = 0; k < n; ++k) q[k] = q_min + (static_cast<double>(k) + 0.5) * dq;
+    for (std::size_t k = 0; k < n; ++k) {
+        q[k] = q_min + (static_cast<double>(k) + 0.5) * dq;
+    }
     return q;
 }
 
 QCurve sample(const std::vector<double>& q, const std::function<double(double)>& f,
               double variance = 1e-6) {
     QCurve curve{q, std::vector<double>(q.size()), std::vector<double>(q.size(), variance)};
-    for (std::size_t k = 0; k < q.size(); ++k) curve.value[k] = f(q[k]);
+    for (std::size_t k = 0; k < q.size(); ++k) {
+        curve.value[k] = f(q[k]);
+    }
     return curve;
 }
 
 double max_abs(const std::vector<double>& values, double offset = 0.0) {
     double m = 0.0;
-    for (const double v : values) m = std::max(m, std::abs(v - offset));
+    for (const double v : values) {
+        m = std::max(m, std::abs(v - offset));
+    }
     return m;
 }
 
@@ -183,7 +192,9 @@ TEST(Transforms, DirectL0MatchesGaussianShellClosedForm) {
     ASSERT_TRUE(g0.has_value()) << g0.error().message;
     double worst = 0.0;
     for (std::size_t j = 0; j < r.size(); ++j) {
-        if (r[j] < 0.5) continue;
+        if (r[j] < 0.5) {
+            continue;
+        }
         worst = std::max(worst, std::abs(g0->value[j] - 1.0 - shell.g_minus_one(r[j])));
     }
     RecordProperty("g0_closed_form_max_error", sci(worst));
@@ -233,7 +244,9 @@ TEST_P(FastPathAgreement, FastPathAgreesWithDirectQuadrature) {
     const AgreementCase c = GetParam();
     const std::vector<double> q = bin_centres(0.5, 25.0, 2000);
     QCurve s = c.order == 0 ? sample(q, glass_s0) : sample(q, glass_s2);
-    for (std::size_t k = 0; k < q.size(); ++k) s.variance[k] = 1e-6 * (1.0 + 0.5 * std::sin(q[k]));
+    for (std::size_t k = 0; k < q.size(); ++k) {
+        s.variance[k] = 1e-6 * (1.0 + 0.5 * std::sin(q[k]));
+    }
     const std::vector<double> r = uniform_r_grid(20.0, 2000);
     const TransformOptions options{kRho0, c.lorch};
 
@@ -278,7 +291,9 @@ TEST(Transforms, FastPathHandlesAnyUniformRGridAndNonUniformOnes) {
     ASSERT_TRUE(grid.has_value());
 
     std::vector<double> shifted(700);  // starts at 0, spacing unrelated to 2 pi / (n dq)
-    for (std::size_t j = 0; j < shifted.size(); ++j) shifted[j] = 0.0137 * static_cast<double>(j);
+    for (std::size_t j = 0; j < shifted.size(); ++j) {
+        shifted[j] = 0.0137 * static_cast<double>(j);
+    }
     std::vector<double> uneven(300);
     for (std::size_t j = 0; j < uneven.size(); ++j) {
         uneven[j] = 0.2 + 12.0 * std::pow(static_cast<double>(j) / 299.0, 1.5);
@@ -308,7 +323,9 @@ TEST(Transforms, SmallRGuardKeepsTheFastPathAccurateNearZero) {
     QCurve s0 = sample(q, glass_s0);
     QCurve s2 = sample(q, glass_s2);
     std::vector<double> r(2001);
-    for (std::size_t j = 0; j < r.size(); ++j) r[j] = 1e-4 * static_cast<double>(j);
+    for (std::size_t j = 0; j < r.size(); ++j) {
+        r[j] = 1e-4 * static_cast<double>(j);
+    }
     const TransformOptions options{kRho0, false};
     const auto fast = FastTransform::create(*uniform_q_grid_of(q), r, options);
     ASSERT_TRUE(fast.has_value() && fast->uses_fft());
@@ -358,7 +375,9 @@ TEST(Transforms, LorchWindowReducesTerminationRipples) {
     double ripple_plain = 0.0;
     double ripple_lorch = 0.0;
     for (std::size_t j = 0; j < r.size(); ++j) {
-        if (r[j] < 0.8) continue;
+        if (r[j] < 0.8) {
+            continue;
+        }
         const double exact = 1.0 + shell.g_minus_one(r[j]);
         ripple_plain = std::max(ripple_plain, std::abs(plain->value[j] - exact));
         ripple_lorch = std::max(ripple_lorch, std::abs(lorch->value[j] - exact));
@@ -411,12 +430,12 @@ TEST(Transforms, VarianceIsSumOfSquaredWeightedKernels) {
 
 TEST(Transforms, ReducedPairDistributionIsFourPiRhoRTimesGMinusOne) {
     const RCurve g0{{0.5, 2.0, 3.0}, {0.0, 2.5, 1.0}, {1e-4, 4e-4, 0.0}};
-    const auto G = reduced_pair_distribution(g0, kRho0);
-    ASSERT_TRUE(G.has_value()) << G.error().message;
+    const auto big_g = reduced_pair_distribution(g0, kRho0);
+    ASSERT_TRUE(big_g.has_value()) << big_g.error().message;
     for (std::size_t j = 0; j < g0.size(); ++j) {
         const double scale = 4.0 * kPi * kRho0 * g0.r_angstrom[j];
-        EXPECT_DOUBLE_EQ(G->value[j], scale * (g0.value[j] - 1.0));
-        EXPECT_DOUBLE_EQ(G->variance[j], scale * scale * g0.variance[j]);
+        EXPECT_DOUBLE_EQ(big_g->value[j], scale * (g0.value[j] - 1.0));
+        EXPECT_DOUBLE_EQ(big_g->variance[j], scale * scale * g0.variance[j]);
     }
     EXPECT_FALSE(reduced_pair_distribution(g0, 0.0).has_value());
 }
@@ -491,14 +510,19 @@ TEST(Transforms, FastTransformIsSafeToCreateAndUseFromSeveralThreads) {
     std::vector<std::vector<double>> shared_results(kThreads);
     std::vector<std::vector<double>> own_results(kThreads);
     std::vector<std::thread> threads;
+    threads.reserve(kThreads);
     for (int t = 0; t < kThreads; ++t) {
         threads.emplace_back([&, t] {
             const auto own = FastTransform::create(*uniform_q_grid_of(q), r, {kRho0, true});
-            if (own) own_results[t] = own->transform_l2(s2)->value;
+            if (own) {
+                own_results[t] = own->transform_l2(s2)->value;
+            }
             shared_results[t] = reference->transform_l2(s2)->value;
         });
     }
-    for (auto& thread : threads) thread.join();
+    for (auto& thread : threads) {
+        thread.join();
+    }
     for (int t = 0; t < kThreads; ++t) {
         EXPECT_EQ(shared_results[t], expected->value);
         EXPECT_EQ(own_results[t], expected->value);
