@@ -22,6 +22,8 @@
 #include "anisoflow/io/poni_file.hpp"
 #include "anisoflow/reduce/cake_integrator.hpp"
 
+#include "command_support.hpp"
+
 namespace anisoflow::app {
 
 namespace {
@@ -31,86 +33,6 @@ using Clock = std::chrono::steady_clock;
 int report(const Error& error) {
     std::fprintf(stderr, "anisoflow integrate: %s\n", error.message.c_str());
     return 1;
-}
-
-// Progress on stderr: a live line on a terminal, a log line every 10 % otherwise.
-class Progress {
-  public:
-    Progress(std::string what, std::size_t total)
-        : what_(std::move(what)), total_(total), live_(isatty(STDERR_FILENO) != 0) {}
-    void update(std::size_t done, double ms_per_frame) {
-        if (live_) {
-            std::fprintf(stderr, "\r%s %zu/%zu (%.1f ms/frame)", what_.c_str(), done, total_,
-                         ms_per_frame);
-            if (done == total_) {
-                std::fputc('\n', stderr);
-            }
-        } else if (done == total_ || done * 10 / total_ != (done - 1) * 10 / total_) {
-            spdlog::info("{} frames={}/{} ms_per_frame={:.1f}", what_, done, total_, ms_per_frame);
-        }
-    }
-
-  private:
-    std::string what_;
-    std::size_t total_;
-    bool live_;
-};
-
-// Mean of every frame of the given specs (darks, flats), checked against the detector shape.
-Result<std::pair<std::vector<float>, std::size_t>> average_frames(
-    const std::vector<std::string>& specs, FrameShape detector, const char* what) {
-    auto source = io::open_frame_sources(specs);
-    if (!source) {
-        return tl::unexpected(source.error());
-    }
-    if (auto shape = io::check_shape(**source, detector); !shape) {
-        return tl::unexpected(shape.error());
-    }
-    reduce::FrameAverager averager;
-    Progress progress(std::string("averaging ") + what, (*source)->frame_count());
-    for (std::size_t i = 0; i < (*source)->frame_count(); ++i) {
-        auto frame = (*source)->read_frame(i);
-        if (!frame) {
-            return tl::unexpected(frame.error());
-        }
-        if (auto added = averager.add(frame->view()); !added) {
-            return tl::unexpected(added.error().with_context((*source)->describe()));
-        }
-        progress.update(i + 1, 0.0);
-    }
-    auto mean = averager.mean();
-    if (!mean) {
-        return tl::unexpected(mean.error().with_context(what));
-    }
-    return std::make_pair(std::move(*mean), averager.frame_count());
-}
-
-std::optional<double> integer_saturation(PixelType type) {
-    switch (type) {
-        case PixelType::kUint8:
-            return std::numeric_limits<std::uint8_t>::max();
-        case PixelType::kUint16:
-            return std::numeric_limits<std::uint16_t>::max();
-        case PixelType::kUint32:
-            return std::numeric_limits<std::uint32_t>::max();
-        case PixelType::kInt8:
-            return std::numeric_limits<std::int8_t>::max();
-        case PixelType::kInt16:
-            return std::numeric_limits<std::int16_t>::max();
-        case PixelType::kInt32:
-            return std::numeric_limits<std::int32_t>::max();
-        case PixelType::kFloat32:
-        case PixelType::kFloat64:
-            return std::nullopt;
-    }
-    return std::nullopt;
-}
-
-std::string read_text(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
 }
 
 }  // namespace
@@ -154,22 +76,6 @@ CLI::App* add_integrate_command(CLI::App& app, IntegrateOptions& o) {
     cmd->add_option("--out", o.out_path, "output NeXus file (cake.h5)")->required();
     cmd->add_option("--iq-text", o.iq_text_path, "also write I(Q) as pyFAI-style text columns");
     return cmd;
-}
-
-// Output files are checked before any long work: a typo in a path should cost nothing.
-Result<void> check_output_path(const std::string& path, const char* option) {
-    const std::filesystem::path file(path);
-    const std::filesystem::path parent =
-        file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
-    std::error_code ec;
-    if (!std::filesystem::is_directory(parent, ec)) {
-        return fail(ErrorCode::kNotFound, "{} {}: directory {} does not exist", option, path,
-                    parent.string());
-    }
-    if (std::filesystem::is_directory(file, ec)) {
-        return fail(ErrorCode::kInvalidArgument, "{} {}: is a directory", option, path);
-    }
-    return {};
 }
 
 int run_integrate(const IntegrateOptions& o) {

@@ -1,0 +1,104 @@
+#include "command_support.hpp"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include "anisoflow/io/frame_source.hpp"
+#include "anisoflow/reduce/corrections.hpp"
+
+namespace anisoflow::app {
+
+Progress::Progress(std::string what, std::size_t total)
+    : what_(std::move(what)), total_(total), live_(isatty(STDERR_FILENO) != 0) {}
+
+void Progress::update(std::size_t done, double ms_per_frame) {
+    if (live_) {
+        std::fprintf(stderr, "\r%s %zu/%zu (%.1f ms/frame)", what_.c_str(), done, total_,
+                     ms_per_frame);
+        if (done == total_) {
+            std::fputc('\n', stderr);
+        }
+    } else if (done == total_ || done * 10 / total_ != (done - 1) * 10 / total_) {
+        spdlog::info("{} frames={}/{} ms_per_frame={:.1f}", what_, done, total_, ms_per_frame);
+    }
+}
+
+// Mean of every frame of the given specs (darks, flats), checked against the detector shape.
+Result<std::pair<std::vector<float>, std::size_t>> average_frames(
+    const std::vector<std::string>& specs, FrameShape detector, const char* what) {
+    auto source = io::open_frame_sources(specs);
+    if (!source) {
+        return tl::unexpected(source.error());
+    }
+    if (auto shape = io::check_shape(**source, detector); !shape) {
+        return tl::unexpected(shape.error());
+    }
+    reduce::FrameAverager averager;
+    Progress progress(std::string("averaging ") + what, (*source)->frame_count());
+    for (std::size_t i = 0; i < (*source)->frame_count(); ++i) {
+        auto frame = (*source)->read_frame(i);
+        if (!frame) {
+            return tl::unexpected(frame.error());
+        }
+        if (auto added = averager.add(frame->view()); !added) {
+            return tl::unexpected(added.error().with_context((*source)->describe()));
+        }
+        progress.update(i + 1, 0.0);
+    }
+    auto mean = averager.mean();
+    if (!mean) {
+        return tl::unexpected(mean.error().with_context(what));
+    }
+    return std::make_pair(std::move(*mean), averager.frame_count());
+}
+
+std::optional<double> integer_saturation(PixelType type) {
+    switch (type) {
+        case PixelType::kUint8:
+            return std::numeric_limits<std::uint8_t>::max();
+        case PixelType::kUint16:
+            return std::numeric_limits<std::uint16_t>::max();
+        case PixelType::kUint32:
+            return std::numeric_limits<std::uint32_t>::max();
+        case PixelType::kInt8:
+            return std::numeric_limits<std::int8_t>::max();
+        case PixelType::kInt16:
+            return std::numeric_limits<std::int16_t>::max();
+        case PixelType::kInt32:
+            return std::numeric_limits<std::int32_t>::max();
+        case PixelType::kFloat32:
+        case PixelType::kFloat64:
+            return std::nullopt;
+    }
+    return std::nullopt;
+}
+
+std::string read_text(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+Result<void> check_output_path(const std::string& path, const char* option) {
+    const std::filesystem::path file(path);
+    const std::filesystem::path parent =
+        file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
+    std::error_code ec;
+    if (!std::filesystem::is_directory(parent, ec)) {
+        return fail(ErrorCode::kNotFound, "{} {}: directory {} does not exist", option, path,
+                    parent.string());
+    }
+    if (std::filesystem::is_directory(file, ec)) {
+        return fail(ErrorCode::kInvalidArgument, "{} {}: is a directory", option, path);
+    }
+    return {};
+}
+
+}  // namespace anisoflow::app

@@ -1,0 +1,43 @@
+#pragma once
+// Pieces every anisoflow subcommand shares: progress on stderr, frame averaging for darks and
+// flats, the saturation level of a pixel type, output path checks.
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "anisoflow/core/frame.hpp"
+#include "anisoflow/core/result.hpp"
+
+namespace anisoflow::app {
+
+/// Progress on stderr: a live line on a terminal, a log line every 10 % otherwise.
+class Progress {
+  public:
+    Progress(std::string what, std::size_t total);
+    void update(std::size_t done, double ms_per_frame);
+
+  private:
+    std::string what_;
+    std::size_t total_;
+    bool live_;
+};
+
+/// Mean of every frame of the given specs (darks, flats), checked against the detector shape;
+/// returns the mean and the number of frames.
+Result<std::pair<std::vector<float>, std::size_t>> average_frames(
+    const std::vector<std::string>& specs, FrameShape detector, const char* what);
+
+/// The largest value of an integer pixel type (a detector saturates there); none for floats.
+std::optional<double> integer_saturation(PixelType type);
+
+/// The whole text of a small file ("" when unreadable: callers have opened it already).
+std::string read_text(const std::string& path);
+
+/// An error naming the option when the file's directory does not exist or the path is a
+/// directory: checked before any long work, so a typo costs nothing.
+Result<void> check_output_path(const std::string& path, const char* option);
+
+}  // namespace anisoflow::app
