@@ -8,6 +8,7 @@
 
 #include "anisoflow/core/logging.hpp"
 
+#include "analyze_command.hpp"
 #include "integrate_command.hpp"
 #include "simulate_command.hpp"
 
@@ -25,6 +26,8 @@ int run(int argc, char** argv) {
 
     anisoflow::app::IntegrateOptions integrate;
     CLI::App* integrate_command = anisoflow::app::add_integrate_command(app, integrate);
+    anisoflow::app::AnalyzeOptions analyze;
+    CLI::App* analyze_command = anisoflow::app::add_analyze_command(app, analyze);
     anisoflow::app::SimulateOptions simulate;
     CLI::App* simulate_command = anisoflow::app::add_simulate_command(app, simulate);
 
@@ -39,6 +42,9 @@ int run(int argc, char** argv) {
     }
     if (integrate_command->parsed()) {
         return anisoflow::app::run_integrate(integrate);
+    }
+    if (analyze_command->parsed()) {
+        return anisoflow::app::run_analyze(analyze);
     }
     if (simulate_command->parsed()) {
         return anisoflow::app::run_simulate(simulate);
