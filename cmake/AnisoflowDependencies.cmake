@@ -7,6 +7,7 @@ find_package(spdlog REQUIRED)                 # logging
 find_package(HDF5 REQUIRED COMPONENTS C HL)   # frames, masks and NeXus output
 find_package(TIFF REQUIRED)                   # TIFF frames and masks
 find_package(CLI11 REQUIRED)                  # command line of the anisoflow tool
+find_package(tomlplusplus REQUIRED)           # TOML configuration files (hand-edited, comments)
 find_package(nlohmann_json REQUIRED)          # reading the PONI Detector_config and test references
 find_package(Eigen3 REQUIRED NO_MODULE)       # small dense least-squares problems in the fits
 pkg_check_modules(FFTW3 REQUIRED IMPORTED_TARGET fftw3)    # fast sine/cosine transforms (SPEC 6)

@@ -80,7 +80,8 @@ std::vector<std::string> pdf_header(const AnalyzeOptions& o, const char* what) {
 CLI::App* add_analyze_command(CLI::App& app, AnalyzeOptions& o) {
     CLI::App* cmd = app.add_subcommand(
         "analyze", "Structural anisotropy from P and N frame sets (S0/S2, g0/g2, alpha, r_c)");
-    cmd->set_config("--config", "", "TOML file giving any of these options by name", false);
+    cmd->add_option("--config", o.config_path,
+                    "TOML file giving any of these options by name (flags override it)");
     cmd->add_option("--poni", o.poni_path, "pyFAI PONI calibration")->required();
     cmd->add_option("--p", o.p_frames,
                     "frames of orientation P (loading axis at --loading-axis-chi)")

@@ -11,6 +11,7 @@
 namespace anisoflow::app {
 
 struct AnalyzeOptions {
+    std::string config_path;  ///< read by arguments_with_config() before parsing
     std::string poni_path;
     std::vector<std::string> p_frames;
     std::vector<std::string> n_frames;

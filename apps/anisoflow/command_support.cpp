@@ -1,12 +1,15 @@
 #include "command_support.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <set>
 #include <sstream>
 
 #include <spdlog/spdlog.h>
+#include <toml++/toml.h>
 #include <unistd.h>
 
 #include "anisoflow/io/frame_source.hpp"
@@ -99,6 +102,94 @@ Result<void> check_output_path(const std::string& path, const char* option) {
         return fail(ErrorCode::kInvalidArgument, "{} {}: is a directory", option, path);
     }
     return {};
+}
+
+Result<std::vector<std::string>> arguments_with_config(const std::vector<std::string>& arguments,
+                                                       const CLI::App& subcommand) {
+    // Where the subcommand starts, and its --config FILE if any.
+    const auto begin = std::find(arguments.begin(), arguments.end(), subcommand.get_name());
+    std::string config_path;
+    for (auto it = begin; it != arguments.end(); ++it) {
+        if (*it == "--config" && it + 1 != arguments.end()) {
+            config_path = *(it + 1);
+        } else if (it->rfind("--config=", 0) == 0) {
+            config_path = it->substr(9);
+        }
+    }
+    if (begin == arguments.end() || config_path.empty()) {
+        return arguments;
+    }
+    toml::table table;
+    try {
+        table = toml::parse_file(config_path);
+    } catch (const toml::parse_error& error) {
+        return fail(ErrorCode::kParse, "--config {}: line {}: {}", config_path,
+                    error.source().begin.line, error.description());
+    }
+    std::set<std::string> known;
+    std::set<std::string> given;
+    for (const CLI::Option* option : subcommand.get_options()) {
+        for (const std::string& name : option->get_lnames()) {
+            known.insert(name);
+        }
+    }
+    for (auto it = begin; it != arguments.end(); ++it) {
+        if (it->rfind("--", 0) == 0) {
+            given.insert(it->substr(
+                2, it->find('=') == std::string::npos ? std::string::npos : it->find('=') - 2));
+        }
+    }
+    std::vector<std::string> result = arguments;
+    for (const auto& [raw_key, node] : table) {
+        std::string key(raw_key.str());
+        std::replace(key.begin(), key.end(), '_', '-');
+        if (!known.contains(key) || key == "config" || key == "help") {
+            return fail(ErrorCode::kInvalidArgument,
+                        "--config {}: unknown key '{}' (keys are the option names of '{}', e.g. "
+                        "composition, density, nu, loading-axis-chi, q-max)",
+                        config_path, raw_key.str(), subcommand.get_name());
+        }
+        if (given.contains(key)) {
+            continue;  // the command line overrides the file
+        }
+        const auto scalar = [&](const toml::node& value) -> Result<std::string> {
+            if (const auto* text = value.as_string()) {
+                return text->get();
+            }
+            if (const auto* integer = value.as_integer()) {
+                return std::to_string(integer->get());
+            }
+            if (const auto* real = value.as_floating_point()) {
+                return fmt::format("{}", real->get());
+            }
+            return fail(ErrorCode::kInvalidArgument,
+                        "--config {}: key '{}' needs a string or number", config_path,
+                        raw_key.str());
+        };
+        if (const auto* flag = node.as_boolean()) {
+            if (flag->get()) {
+                result.push_back("--" + key);
+            }
+            continue;
+        }
+        result.push_back("--" + key);
+        if (const auto* list = node.as_array()) {
+            for (const toml::node& element : *list) {
+                auto value = scalar(element);
+                if (!value) {
+                    return tl::unexpected(value.error());
+                }
+                result.push_back(*value);
+            }
+            continue;
+        }
+        auto value = scalar(node);
+        if (!value) {
+            return tl::unexpected(value.error());
+        }
+        result.push_back(*value);
+    }
+    return result;
 }
 
 }  // namespace anisoflow::app

@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 #include "anisoflow/core/frame.hpp"
 #include "anisoflow/core/result.hpp"
 
@@ -39,5 +41,12 @@ std::string read_text(const std::string& path);
 /// An error naming the option when the file's directory does not exist or the path is a
 /// directory: checked before any long work, so a typo costs nothing.
 Result<void> check_output_path(const std::string& path, const char* option);
+
+/// `--config FILE.toml` for a subcommand (SPEC 8): every key must name one of the
+/// subcommand's long options (dashes or underscores), or the error names the key and the file;
+/// values fill only the options the command line does not give, so flags override the file.
+/// Returns the arguments to parse, the TOML keys turned into flags after the given ones.
+Result<std::vector<std::string>> arguments_with_config(const std::vector<std::string>& arguments,
+                                                       const CLI::App& subcommand);
 
 }  // namespace anisoflow::app

@@ -1,14 +1,17 @@
 // anisoflow: offline entry point. Each subcommand is declared and run by its own module.
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "anisoflow/core/logging.hpp"
 
 #include "analyze_command.hpp"
+#include "command_support.hpp"
 #include "integrate_command.hpp"
 #include "simulate_command.hpp"
 
@@ -31,8 +34,15 @@ int run(int argc, char** argv) {
     anisoflow::app::SimulateOptions simulate;
     CLI::App* simulate_command = anisoflow::app::add_simulate_command(app, simulate);
 
+    std::vector<std::string> arguments(argv + 1, argv + argc);
+    auto with_config = anisoflow::app::arguments_with_config(arguments, *analyze_command);
+    if (!with_config) {
+        std::fprintf(stderr, "anisoflow: %s\n", with_config.error().message.c_str());
+        return 2;
+    }
+    std::reverse(with_config->begin(), with_config->end());  // CLI11 takes them last first
     try {
-        app.parse(argc, argv);
+        app.parse(*with_config);
     } catch (const CLI::ParseError& error) {
         return app.exit(error);
     }

@@ -815,5 +815,175 @@ TEST(SimulateCli, BadParametersAreNamed) {
     EXPECT_THAT(radial.err, ::testing::HasSubstr("not implemented yet")) << describe(radial);
 }
 
+// ---------------------------------------------------------------------------------------------
+// anisoflow analyze: from simulated P/N frames to RESULT.h5, SUMMARY.json and .gr files.
+
+// A simulated run at realistic Q resolution (a pixel spans ~0.034 1/A, as on a 2048^2 detector
+// at 0.35 m; a coarser one smears the first peak): 1200x1200 pixels of 200 um at 0.30 m, full
+// rings up to Q ~ 19 1/A.
+std::vector<std::string> small_run(const fs::path& out_dir, const std::string& mode) {
+    // clang-format off
+    return {"simulate", "--out-dir", out_dir.string(), "--rows", "1200", "--cols", "1200",
+            "--distance", "0.30", "--frames", "1", "--darks", "1", "--mode", mode,
+            "--seed", "3"};
+    // clang-format on
+}
+
+std::vector<std::string> analyze_args(const fs::path& sim, const fs::path& out) {
+    return {"analyze",
+            "--poni",
+            (sim / "geometry.poni").string(),
+            "--p",
+            (sim / "p.h5").string(),
+            "--n",
+            (sim / "n.h5").string(),
+            "--dark",
+            (sim / "dark.h5").string(),
+            "--flat",
+            (sim / "flat.h5").string(),
+            "--composition",
+            "Zr52.5Cu17.9Ni14.6Al10Ti5",
+            "--density",
+            "0.0553",
+            "--nu",
+            "0.37",
+            "--loading-axis-chi",
+            "0",
+            "--n-q",
+            "600",
+            "--r-max",
+            "20",
+            "--r-fit-max",
+            "15",
+            "--out",
+            (out / "RESULT.h5").string(),
+            "--json",
+            (out / "SUMMARY.json").string()};
+}
+
+std::string json_value(const std::string& json, const std::string& key) {
+    const auto at = json.find("\"" + key + "\":");
+    if (at == std::string::npos) {
+        return "";
+    }
+    const auto start = at + key.size() + 3;
+    const auto end = json.find_first_of(",\n}", start);
+    std::string value = json.substr(start, end - start);
+    value.erase(0, value.find_first_not_of(' '));
+    return value;
+}
+
+TEST(AnalyzeCli, AffineRunWritesEverySummaryKeyAndFindsBondStretching) {
+    const fs::path dir = testing::scratch_dir();
+    const CliRun sim = run_cli(dir, small_run(dir / "sim", "affine"));
+    ASSERT_EQ(sim.exit_code, 0) << describe(sim);
+    const CliRun run = run_cli(dir, analyze_args(dir / "sim", dir));
+    ASSERT_EQ(run.exit_code, 0) << describe(run);
+    const std::string summary = read_text(dir / "SUMMARY.json");
+    // SPEC 8's keys, every one of them.
+    for (const char* key : {"alpha", "alpha_stderr", "alpha_full_range", "alpha_full_range_stderr",
+                            "eps_aff", "nu", "r_c_angstrom", "mechanism", "corr_stretching",
+                            "corr_rotation", "first_peak_shift_angstrom", "n_frames_p",
+                            "n_frames_n", "mode", "normalisation", "version"}) {
+        EXPECT_NE(json_value(summary, key), "") << key << " missing from\n" << summary;
+    }
+    EXPECT_EQ(json_value(summary, "mechanism"), "\"bond-stretching\"") << summary;
+    EXPECT_EQ(json_value(summary, "n_frames_p"), "1");
+    EXPECT_EQ(json_value(summary, "mode"), "\"pn\"");
+    // Compression gives a positive alpha (SPEC 7's sign convention).
+    EXPECT_GT(std::stod(json_value(summary, "alpha_full_range")), 0.0);
+    EXPECT_THAT(run.out, ::testing::HasSubstr("mechanism: bond-stretching"));
+    for (const char* gr : {"RESULT_G.gr", "RESULT_g0.gr", "RESULT_g2.gr"}) {
+        EXPECT_THAT(read_text(dir / gr), ::testing::HasSubstr("#### start data")) << gr;
+    }
+    EXPECT_EQ(fixtures::read_dims(dir / "RESULT.h5", "/entry/cakes/p/intensity"),
+              (std::vector<hsize_t>{72, 600}));
+}
+
+TEST(AnalyzeCli, IsotropicRunIsCalledIsotropic) {
+    const fs::path dir = testing::scratch_dir();
+    const CliRun sim = run_cli(dir, small_run(dir / "sim", "none"));
+    ASSERT_EQ(sim.exit_code, 0) << describe(sim);
+    const CliRun run = run_cli(dir, analyze_args(dir / "sim", dir));
+    ASSERT_EQ(run.exit_code, 0) << describe(run);
+    const std::string summary = read_text(dir / "SUMMARY.json");
+    EXPECT_EQ(json_value(summary, "mechanism"), "\"isotropic\"") << summary;
+    EXPECT_EQ(json_value(summary, "r_c_angstrom"), "null") << summary;
+}
+
+TEST(AnalyzeCli, BadInputsGiveErrorsNamingWhatIsWrong) {
+    const fs::path dir = testing::scratch_dir();
+    const CliRun sim = run_cli(dir, small_run(dir / "sim", "affine"));
+    ASSERT_EQ(sim.exit_code, 0) << describe(sim);
+    const auto with = [&](const std::string& flag, const std::string& value) {
+        std::vector<std::string> args = analyze_args(dir / "sim", dir);
+        const auto it = std::find(args.begin(), args.end(), flag);
+        if (it != args.end()) {
+            *(it + 1) = value;
+        } else {
+            args.push_back(flag);
+            args.push_back(value);
+        }
+        return run_cli(dir, args);
+    };
+    const CliRun symbol = with("--composition", "Zr50Qq50");
+    EXPECT_EQ(symbol.exit_code, 1) << describe(symbol);
+    EXPECT_THAT(symbol.err, ::testing::HasSubstr("Qq")) << describe(symbol);
+    const CliRun density = with("--density", "-0.05");
+    EXPECT_EQ(density.exit_code, 1) << describe(density);
+    EXPECT_THAT(density.err, ::testing::HasSubstr("density -0.05")) << describe(density);
+    const CliRun nu = with("--nu", "0.5");
+    EXPECT_EQ(nu.exit_code, 1) << describe(nu);
+    EXPECT_THAT(nu.err, ::testing::HasSubstr("nu 0.5")) << describe(nu);
+    const CliRun q = with("--q-max", "80");
+    EXPECT_EQ(q.exit_code, 1) << describe(q);
+    EXPECT_THAT(q.err, ::testing::HasSubstr("outside the detector's coverage")) << describe(q);
+    // N frames of another detector geometry than P's.
+    const CliRun other = run_cli(dir, {"simulate", "--out-dir", (dir / "other").string(), "--rows",
+                                       "200", "--cols", "200", "--frames", "1", "--darks", "0"});
+    ASSERT_EQ(other.exit_code, 0) << describe(other);
+    const CliRun mixed = with("--n", (dir / "other" / "n.h5").string());
+    EXPECT_EQ(mixed.exit_code, 1) << describe(mixed);
+    EXPECT_THAT(mixed.err, ::testing::HasSubstr("200x200")) << describe(mixed);
+    EXPECT_THAT(mixed.err, ::testing::HasSubstr("1200x1200")) << describe(mixed);
+}
+
+TEST(AnalyzeCli, TomlConfigGivesTheSameKeysAsTheFlags) {
+    const fs::path dir = testing::scratch_dir();
+    const CliRun sim = run_cli(dir, small_run(dir / "sim", "affine"));
+    ASSERT_EQ(sim.exit_code, 0) << describe(sim);
+    const CliRun flags = run_cli(dir, analyze_args(dir / "sim", dir));
+    ASSERT_EQ(flags.exit_code, 0) << describe(flags);
+    {
+        std::ofstream toml(dir / "analysis.toml");
+        toml << "# beamtime 2026-11: Zr-based glass, crept\n"
+             << "composition = \"Zr52.5Cu17.9Ni14.6Al10Ti5\"\n"
+             << "density = 0.0553\nnu = 0.37\nloading-axis-chi = 0.0\n"
+             << "n-q = 600\nr-max = 20.0\nr-fit-max = 15.0\n";
+    }
+    const fs::path sim_dir = dir / "sim";
+    const CliRun config =
+        run_cli(dir, {"analyze", "--config", (dir / "analysis.toml").string(), "--poni",
+                      (sim_dir / "geometry.poni").string(), "--p", (sim_dir / "p.h5").string(),
+                      "--n", (sim_dir / "n.h5").string(), "--dark", (sim_dir / "dark.h5").string(),
+                      "--flat", (sim_dir / "flat.h5").string(), "--out", (dir / "C.h5").string(),
+                      "--json", (dir / "C.json").string()});
+    ASSERT_EQ(config.exit_code, 0) << describe(config);
+    EXPECT_EQ(json_value(read_text(dir / "C.json"), "alpha_full_range"),
+              json_value(read_text(dir / "SUMMARY.json"), "alpha_full_range"));
+    // A misspelt key is an error, not silently ignored.
+    {
+        std::ofstream toml(dir / "bad.toml");
+        toml << "composition = \"Zr\"\ndensity = 0.05\nnu = 0.3\nloading-axis-chi = 0\n"
+             << "poisson = 0.37\n";
+    }
+    const CliRun bad =
+        run_cli(dir, {"analyze", "--config", (dir / "bad.toml").string(), "--poni",
+                      (sim_dir / "geometry.poni").string(), "--p", (sim_dir / "p.h5").string(),
+                      "--out", (dir / "B.h5").string(), "--json", (dir / "B.json").string()});
+    EXPECT_NE(bad.exit_code, 0) << describe(bad);
+    EXPECT_THAT(bad.err + bad.out, ::testing::HasSubstr("poisson")) << describe(bad);
+}
+
 }  // namespace
 }  // namespace anisoflow
