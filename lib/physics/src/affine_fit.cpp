@@ -99,7 +99,8 @@ struct Prepared {
     }
 };
 
-Prepared prepare(const RCurve& g0, const RCurve& g2, std::size_t half_width, double h) {
+Prepared prepare(const RCurve& g0, const RCurve& g2, std::size_t half_width, double h,
+                 const std::vector<double>& dg0_variance = {}) {
     Prepared p;
     p.n = g0.size();
     p.h = h;
@@ -137,6 +138,22 @@ Prepared prepare(const RCurve& g0, const RCurve& g2, std::size_t half_width, dou
                 s += p.st.at(i, m) * p.st.at(k, m) * g0.variance[m];
             }
             p.cov_band[i][d] = g0.r_angstrom[i] * g0.r_angstrom[k] * s;
+        }
+    }
+    if (!dg0_variance.empty()) {
+        // The caller's variance of dg0/dr replaces the independent-sample one; the covariances
+        // of neighbouring x keep their stencil shape, rescaled to the new variances.
+        std::vector<double> scale(p.n, 0.0);
+        for (std::size_t i = 0; i < p.n; ++i) {
+            scale[i] = p.var_dg0[i] > 0.0 ? std::sqrt(dg0_variance[i] / p.var_dg0[i]) : 0.0;
+            p.var_dg0[i] = dg0_variance[i];
+            const double r = g0.r_angstrom[i];
+            p.vx[i] = r * r * dg0_variance[i];
+        }
+        for (std::size_t i = 0; i < p.n; ++i) {
+            for (std::size_t d = 0; d < p.cov_band[i].size(); ++d) {
+                p.cov_band[i][d] *= scale[i] * scale[i + d];
+            }
         }
     }
     return p;
@@ -338,6 +355,19 @@ Result<Checked> check_inputs(const RCurve& g0, const RCurve& g2, const AffineFit
                     "fit range [{}, {}] A is not an interval inside the grid [{}, {}] A",
                     o.r_fit_min, o.r_fit_max, g0.r_angstrom.front(), g0.r_angstrom.back());
     }
+    if (!o.dg0_variance.empty()) {
+        if (o.dg0_variance.size() != g0.size()) {
+            return fail(ErrorCode::kInvalidArgument,
+                        "dg0_variance has {} values but the g0 grid {} points",
+                        o.dg0_variance.size(), g0.size());
+        }
+        for (double v : o.dg0_variance) {
+            if (!std::isfinite(v) || v < 0.0) {
+                return fail(ErrorCode::kInvalidArgument,
+                            "dg0_variance holds {}: not a finite non-negative variance", v);
+            }
+        }
+    }
     if (!(o.tau > 0.0)) return fail(ErrorCode::kInvalidArgument, "tau={} is not positive", o.tau);
     if (!(o.window_angstrom > 0.0) || o.window_angstrom > o.r_fit_max - o.r_fit_min) {
         return fail(ErrorCode::kInvalidArgument,
@@ -434,7 +464,7 @@ Result<SlopeFit> fit_alpha(const RCurve& g0, const RCurve& g2, const AffineFitOp
     if (!index_range(g0.r_angstrom, checked->h, r_min, r_max, a, b) || b - a + 1 < kMinFitPoints) {
         return fail(ErrorCode::kInvalidArgument, "too few points in [{}, {}] A", r_min, r_max);
     }
-    const Prepared p = prepare(g0, g2, checked->half_width, checked->h);
+    const Prepared p = prepare(g0, g2, checked->half_width, checked->h, options.dg0_variance);
     const SlopeFit plain = fit_slope(p, a, b, 0.0, false);
     if (!options.errors_in_variables) return plain;
     return fit_slope(p, a, b, plain.slope, true);
@@ -454,7 +484,7 @@ Result<AffineAnalysis> analyse_affine(const RCurve& g0, const RCurve& g2,
         return fail(ErrorCode::kInvalidArgument, "too few points in the fit range [{}, {}] A",
                     options.r_fit_min, options.r_fit_max);
     }
-    const Prepared p = prepare(g0, g2, checked->half_width, h);
+    const Prepared p = prepare(g0, g2, checked->half_width, h, options.dg0_variance);
     const bool eiv = options.errors_in_variables;
     // Windows (significance > 0) refuse a denominator that is mostly noise; range fits do not.
     auto fit = [&](std::size_t lo, std::size_t hi, double start, double significance = 0.0) {

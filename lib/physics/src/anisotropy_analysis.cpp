@@ -2,7 +2,9 @@
 
 #include <cmath>
 #include <mutex>
+#include <numbers>
 #include <string>
+#include <vector>
 
 #include "anisoflow/physics/transforms.hpp"
 
@@ -81,6 +83,45 @@ Result<TrimmedCurves> trim_and_fill(const StructureFunctions& structure) {
 }
 
 }  // namespace
+
+// Variance of dg0/dr on the r grid, propagated exactly from S0's (independent) Q-bin variances:
+// g0 - 1 = 1/(2 pi^2 rho0 r) sum_k w_k Q_k (S0_k - 1) sin(Q_k r) (trapezoid weights w_k, times
+// the Lorch window when on), so dg0/dr = c sum_k w_k Q_k (S0_k - 1) (Q_k r cos - sin)(Q_k r)/r^2.
+// The transform's g0 is band-limited and its noise correlated over ~pi/q_max, far more than the
+// r step: the derivative of the independent-sample propagation overestimates this ~10-fold.
+std::vector<double> g0_derivative_variance(const QCurve& s0, const std::vector<double>& r,
+                                           double density, bool lorch) {
+    const std::vector<double>& q = s0.q_inv_angstrom;
+    const std::size_t n = q.size();
+    std::vector<double> b(n, 0.0);  // (w_k Q_k)^2 var S0_k
+    const double q_max = q.back();
+    for (std::size_t k = 0; k < n; ++k) {
+        const double left = k > 0 ? q[k] - q[k - 1] : 0.0;
+        const double right = k + 1 < n ? q[k + 1] - q[k] : 0.0;
+        double w = 0.5 * (left + right);
+        if (lorch) {
+            const double x = std::numbers::pi * q[k] / q_max;
+            w *= k + 1 == n ? 0.0 : std::sin(x) / x;
+        }
+        const double wq = w * q[k];
+        b[k] = wq * wq * s0.variance[k];
+    }
+    const double c = 1.0 / (2.0 * std::numbers::pi * std::numbers::pi * density);
+    std::vector<double> out(r.size(), 0.0);
+    for (std::size_t j = 0; j < r.size(); ++j) {
+        const double rj = r[j];
+        double sum = 0.0;
+        for (std::size_t k = 0; k < n; ++k) {
+            const double x = q[k] * rj;
+            // (x cos x - sin x) / r^2, with its small-x limit -x^3 / 3 / r^2 = -Q^3 r / 3.
+            const double kernel = x < 1e-3 ? -q[k] * q[k] * q[k] * rj / 3.0
+                                           : (x * std::cos(x) - std::sin(x)) / (rj * rj);
+            sum += b[k] * kernel * kernel;
+        }
+        out[j] = c * c * sum;
+    }
+    return out;
+}
 
 std::string_view to_string(ExtractionMode mode) {
     return mode == ExtractionMode::kPn ? "pn" : "single";
@@ -246,6 +287,8 @@ Result<AnisotropyResult> AnisotropyAnalyzer::analyse(const reduce::Cake& p,
     fit.r_fit_min = s.r_fit_min_angstrom;
     fit.r_fit_max = s.r_fit_max_angstrom;
     fit.s2_consistent_with_zero = result.s2_consistent_with_zero;
+    fit.dg0_variance = g0_derivative_variance(curves->s0, result.g0.r_angstrom,
+                                              s.density_per_cubic_angstrom, s.lorch);
     auto affine = analyse_affine(result.g0, result.g2, fit);
     if (!affine) {
         return tl::unexpected(affine.error());

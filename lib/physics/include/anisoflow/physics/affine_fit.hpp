@@ -7,6 +7,7 @@
 #include <limits>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include "anisoflow/core/result.hpp"
 #include "anisoflow/physics/curves.hpp"
@@ -27,6 +28,12 @@ struct AffineFitOptions {
     /// Whether S2 is consistent with zero, when the caller has tested it (e.g. on S2(Q)); when
     /// empty, g2 is tested against zero with its variances (chi^2 at 99 % over the fit range).
     std::optional<bool> s2_consistent_with_zero;
+    /// Variance of dg0/dr at each g0 grid point, when the caller knows it (empty: propagated
+    /// from g0's variances through the derivative stencil assuming independent g0 samples).
+    /// g0 from a Fourier transform is band-limited to q_max and oversampled (correlated over
+    /// ~pi/q_max >> the r step), so the independent-sample estimate is ~10x too large and the
+    /// errors-in-variables correction then biases alpha high (docs/physics-fits.md).
+    std::vector<double> dg0_variance;
 };
 
 /// Which microscopic picture the shape of g2 supports (SPEC 7).

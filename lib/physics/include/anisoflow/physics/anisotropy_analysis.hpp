@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "anisoflow/core/result.hpp"
 #include "anisoflow/physics/affine_fit.hpp"
@@ -21,6 +22,14 @@ namespace anisoflow::physics {
 enum class ExtractionMode { kPn, kSingle };
 std::string_view to_string(ExtractionMode mode);
 Result<ExtractionMode> parse_extraction_mode(std::string_view name);  ///< "pn" or "single"
+
+/// Variance of dg0/dr at each r, propagated exactly from S0's independent Q-bin variances
+/// through the SPEC 6 l = 0 transform (trapezoid rule over S0's samples, Lorch window when
+/// `lorch`): g0 is band-limited to q_max and its noise correlated over ~pi/q_max, so this is
+/// ~10x below what a derivative stencil on g0's own (marginal) variances gives. The analysis
+/// hands it to analyse_affine (AffineFitOptions::dg0_variance); docs/physics-fits.md.
+std::vector<double> g0_derivative_variance(const QCurve& s0, const std::vector<double>& r,
+                                           double rho0_per_cubic_angstrom, bool lorch);
 
 /// Everything the analysis needs besides the cakes (SPEC 8's keys, in their units).
 struct AnalysisSettings {
