@@ -19,6 +19,7 @@
 #include "anisoflow/physics/affine_fit.hpp"
 
 #include "hdf5_util.hpp"
+#include "nexus_writer.hpp"
 
 namespace anisoflow::io {
 
@@ -27,155 +28,12 @@ using detail::Hid;
 
 namespace {
 
+using detail::NexusWriter;
+
 constexpr std::string_view kProgramName = "anisoflow";
 constexpr std::string_view kInverseAngstrom = "1/angstrom";
 constexpr std::string_view kAngstrom = "angstrom";
 constexpr std::string_view kDimensionless = "";  // NeXus NX_DIMENSIONLESS
-
-/// Writes NeXus objects; after the first failure every call is a no-op and status() reports it,
-/// so a sequence of writes needs one check at the end. (The cake file has its own twin; the two
-/// differ in what they write, not how.)
-class NexusWriter {
-  public:
-    explicit NexusWriter(hid_t file) : file_(file) {}
-
-    void group(const std::string& path, const char* nx_class) {
-        if (failed()) {
-            return;
-        }
-        Hid group = detail::group_handle(
-            H5Gcreate2(file_, path.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
-        check(group.valid(), "cannot create group " + path);
-        string_attr(path, "NX_class", nx_class);
-    }
-
-    void string_attr(const std::string& object, const char* name, std::string_view value) {
-        const std::string copy(value);
-        const char* text = copy.c_str();
-        Hid space = detail::space_handle(H5Screate(H5S_SCALAR));
-        Hid type = string_type();
-        write_attr(object, name, space.get(), type.get(), &text);
-    }
-
-    void strings_attr(const std::string& object, const char* name,
-                      const std::vector<std::string>& values) {
-        const std::vector<const char*> texts = c_strings(values);
-        const hsize_t dims[1] = {texts.size()};
-        Hid space = detail::space_handle(H5Screate_simple(1, dims, nullptr));
-        Hid type = string_type();
-        write_attr(object, name, space.get(), type.get(), texts.data());
-    }
-
-    void int_attr(const std::string& object, const char* name, std::int64_t value) {
-        Hid space = detail::space_handle(H5Screate(H5S_SCALAR));
-        write_attr(object, name, space.get(), H5T_NATIVE_INT64, &value, H5T_STD_I64LE);
-    }
-
-    void double_attr(const std::string& object, const char* name, double value) {
-        Hid space = detail::space_handle(H5Screate(H5S_SCALAR));
-        write_attr(object, name, space.get(), H5T_NATIVE_DOUBLE, &value, H5T_IEEE_F64LE);
-    }
-
-    /// A float64 dataset, with @units when `units` is given ("" = dimensionless).
-    void doubles(const std::string& path, const std::vector<hsize_t>& dims,
-                 const std::vector<double>& values, std::optional<std::string_view> units) {
-        Hid space = detail::space_handle(
-            H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
-        write_dataset(path, space.get(), H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, values.data(),
-                      !values.empty());
-        if (units) {
-            string_attr(path, "units", *units);
-        }
-    }
-
-    void scalar(const std::string& path, double value, std::optional<std::string_view> units) {
-        Hid space = detail::space_handle(H5Screate(H5S_SCALAR));
-        write_dataset(path, space.get(), H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value, true);
-        if (units) {
-            string_attr(path, "units", *units);
-        }
-    }
-
-    void integer(const std::string& path, std::int64_t value) {
-        Hid space = detail::space_handle(H5Screate(H5S_SCALAR));
-        write_dataset(path, space.get(), H5T_STD_I64LE, H5T_NATIVE_INT64, &value, true);
-    }
-
-    void text(const std::string& path, std::string_view value) {
-        const std::string copy(value);
-        const char* data = copy.c_str();
-        Hid space = detail::space_handle(H5Screate(H5S_SCALAR));
-        Hid type = string_type();
-        write_dataset(path, space.get(), type.get(), type.get(), &data, true);
-    }
-
-    void texts(const std::string& path, const std::vector<std::string>& values) {
-        const std::vector<const char*> data = c_strings(values);
-        const hsize_t dims[1] = {data.size()};
-        Hid space = detail::space_handle(H5Screate_simple(1, dims, nullptr));
-        Hid type = string_type();
-        write_dataset(path, space.get(), type.get(), type.get(), data.data(), !data.empty());
-    }
-
-    [[nodiscard]] bool failed() const { return error_.has_value(); }
-
-    Result<void> status(const std::filesystem::path& file) const {
-        if (error_) {
-            return tl::unexpected(error_->with_context(file.string()));
-        }
-        return {};
-    }
-
-  private:
-    static Hid string_type() {
-        Hid type = detail::type_handle(H5Tcopy(H5T_C_S1));
-        H5Tset_size(type.get(), H5T_VARIABLE);
-        H5Tset_cset(type.get(), H5T_CSET_UTF8);
-        return type;
-    }
-
-    static std::vector<const char*> c_strings(const std::vector<std::string>& values) {
-        std::vector<const char*> texts;
-        texts.reserve(values.size());
-        for (const auto& value : values) {
-            texts.push_back(value.c_str());
-        }
-        return texts;
-    }
-
-    void write_attr(const std::string& object, const char* name, hid_t space, hid_t memory_type,
-                    const void* data, hid_t file_type = H5I_INVALID_HID) {
-        if (failed()) {
-            return;
-        }
-        Hid attribute = detail::attribute_handle(
-            H5Acreate_by_name(file_, object.c_str(), name, file_type >= 0 ? file_type : memory_type,
-                              space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
-        check(attribute && H5Awrite(attribute.get(), memory_type, data) >= 0,
-              fmt::format("cannot write attribute {}@{}", object, name));
-    }
-
-    void write_dataset(const std::string& path, hid_t space, hid_t file_type, hid_t memory_type,
-                       const void* data, bool has_data) {
-        if (failed()) {
-            return;
-        }
-        Hid dataset = detail::dataset_handle(H5Dcreate2(file_, path.c_str(), file_type, space,
-                                                        H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
-        check(dataset && (!has_data || H5Dwrite(dataset.get(), memory_type, H5S_ALL, H5S_ALL,
-                                                H5P_DEFAULT, data) >= 0),
-              "cannot write " + path);
-    }
-
-    void check(bool ok, const std::string& what) {
-        if (!ok && !error_) {
-            error_ = Error{ErrorCode::kIo, fmt::format("{}: {}", what, hdf5_error_detail())};
-        }
-    }
-
-    hid_t file_;
-    std::optional<Error> error_;
-};
 
 /// Value and variance of `curve` must have `n` entries each, as must its grid.
 template <class Curve>
