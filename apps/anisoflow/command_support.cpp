@@ -140,14 +140,17 @@ Result<std::vector<std::string>> arguments_with_config(const std::vector<std::st
         }
     }
     std::vector<std::string> result = arguments;
-    for (const auto& [raw_key, node] : table) {
-        std::string key(raw_key.str());
+    for (const auto& entry : table) {
+        // Named copies: clang 14 cannot capture structured bindings in lambdas (C++20 allows it).
+        const std::string raw_key(entry.first.str());
+        const toml::node& node = entry.second;
+        std::string key = raw_key;
         std::replace(key.begin(), key.end(), '_', '-');
         if (!known.contains(key) || key == "config" || key == "help") {
             return fail(ErrorCode::kInvalidArgument,
                         "--config {}: unknown key '{}' (keys are the option names of '{}', e.g. "
                         "composition, density, nu, loading-axis-chi, q-max)",
-                        config_path, raw_key.str(), subcommand.get_name());
+                        config_path, raw_key, subcommand.get_name());
         }
         if (given.contains(key)) {
             continue;  // the command line overrides the file
@@ -163,8 +166,7 @@ Result<std::vector<std::string>> arguments_with_config(const std::vector<std::st
                 return fmt::format("{}", real->get());
             }
             return fail(ErrorCode::kInvalidArgument,
-                        "--config {}: key '{}' needs a string or number", config_path,
-                        raw_key.str());
+                        "--config {}: key '{}' needs a string or number", config_path, raw_key);
         };
         if (const auto* flag = node.as_boolean()) {
             if (flag->get()) {
