@@ -7,7 +7,16 @@ cd "$(dirname "$0")/.."
 if [ "$#" -gt 0 ]; then files=("$@"); else mapfile -t files < <(git ls-files 'lib/*.cpp' 'apps/*.cpp' 'services/*.cpp'); fi
 status=0
 for file in "${files[@]}"; do
-  clang-tidy -p build/dev --quiet "$file" 2>/dev/null | grep -E "(error|warning):" && status=1
+  # clang-tidy exits non-zero on findings; keep its output and decide from that.
+  output=$(clang-tidy -p build/dev --quiet "$file" 2>/dev/null || true)
+  if grep -qE "(error|warning):" <<<"$output"; then
+    grep -E "(error|warning):" <<<"$output"
+    status=1
+  fi
 done
-[ "$status" -eq 0 ] && echo "lint: clang-tidy clean on ${#files[@]} files"
+if [ "$status" -eq 0 ]; then
+  echo "lint: clang-tidy clean on ${#files[@]} files"
+else
+  echo "lint: clang-tidy found problems (above)" >&2
+fi
 exit "$status"

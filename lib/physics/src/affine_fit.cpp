@@ -47,7 +47,9 @@ struct Stencils {
     std::vector<std::size_t> pattern;
     std::vector<std::vector<double>> coef;
     [[nodiscard]] double at(std::size_t i, std::size_t m) const {
-        if (m < lo[i] || m >= lo[i] + width) return 0.0;
+        if (m < lo[i] || m >= lo[i] + width) {
+            return 0.0;
+        }
         return coef[pattern[i]][m - lo[i]];
     }
 };
@@ -69,7 +71,9 @@ Stencils make_stencils(std::size_t n, std::size_t half_width, double h) {
         // Row 1 of the pseudo-inverse: the fitted polynomial's slope at the evaluation point.
         const Eigen::MatrixXd pinv = (v.transpose() * v).ldlt().solve(v.transpose());
         std::vector<double> c(s.width);
-        for (std::size_t j = 0; j < s.width; ++j) c[j] = pinv(1, static_cast<Eigen::Index>(j)) / h;
+        for (std::size_t j = 0; j < s.width; ++j) {
+            c[j] = pinv(1, static_cast<Eigen::Index>(j)) / h;
+        }
         s.coef.push_back(std::move(c));
     }
     s.lo.resize(n);
@@ -93,7 +97,9 @@ struct Prepared {
     std::vector<std::vector<double>> cov_band;  // cov_band[i][d] = Cov(dx_i, dx_{i+d})
 
     [[nodiscard]] double cov(std::size_t i, std::size_t k) const {
-        if (k < i) std::swap(i, k);
+        if (k < i) {
+            std::swap(i, k);
+        }
         const std::size_t d = k - i;
         return d < cov_band[i].size() ? cov_band[i][d] : 0.0;
     }
@@ -181,7 +187,9 @@ SlopeFit fit_slope(const Prepared& p, std::size_t a, std::size_t b, double start
             dmax = std::max(dmax, w[j]);
         }
         any_variance = dmax > 0.0;
-        for (double& wj : w) wj = any_variance ? 1.0 / std::max(wj, dmax * 1e-12) : 1.0;
+        for (double& wj : w) {
+            wj = any_variance ? 1.0 / std::max(wj, dmax * 1e-12) : 1.0;
+        }
     };
     double slope = std::isfinite(start) ? start : 0.0;
     double den = 0.0;
@@ -194,11 +202,15 @@ SlopeFit fit_slope(const Prepared& p, std::size_t a, std::size_t b, double start
             num += w[j] * p.x[i] * y[i];
             den += w[j] * (p.x[i] * p.x[i] - (eiv ? p.vx[i] : 0.0));
         }
-        if (!(den > 0.0)) return fit;  // no signal in the regressor: undetermined
+        if (!(den > 0.0)) {
+            return fit;  // no signal in the regressor: undetermined
+        }
         const double next = num / den;
         const bool converged = std::abs(next - slope) <= 1e-12 * std::abs(next) || !eiv;
         slope = next;
-        if (converged) break;
+        if (converged) {
+            break;
+        }
     }
     set_weights(slope);
 
@@ -230,7 +242,9 @@ SlopeFit fit_slope(const Prepared& p, std::size_t a, std::size_t b, double start
                 var_den += pair * (2.0 * c * c + 4.0 * p.x[i] * p.x[i + d] * c);
             }
         }
-        if (den < min_significance * std::sqrt(std::max(var_den, 0.0))) return fit;
+        if (den < min_significance * std::sqrt(std::max(var_den, 0.0))) {
+            return fit;
+        }
         // slope^2 sum_m var(g0_m) S_m^2, S_m = sum_i w_i xi_i r_i c_i(m): the noise of g0 reaching
         // the regressor at first order. S_m^2 estimated without bias from the noisy x.
         double t2 = 0.0;
@@ -245,11 +259,15 @@ SlopeFit fit_slope(const Prepared& p, std::size_t a, std::size_t b, double start
             double v = 0.0;
             for (std::size_t i = i0; i <= i1; ++i) {
                 const double bi = w[i - a] * p.g0->r_angstrom[i] * p.st.at(i, mm);
-                if (bi == 0.0) continue;
+                if (bi == 0.0) {
+                    continue;
+                }
                 s += bi * p.x[i];
                 for (std::size_t k = i0; k <= i1; ++k) {
                     const double bk = w[k - a] * p.g0->r_angstrom[k] * p.st.at(k, mm);
-                    if (bk != 0.0) v += bi * bk * p.cov(i, k);
+                    if (bk != 0.0) {
+                        v += bi * bk * p.cov(i, k);
+                    }
                 }
             }
             t2 += p.g0->variance[mm] * (s * s - v);
@@ -276,7 +294,9 @@ bool index_range(const std::vector<double>& r, double h, double r_min, double r_
     const double tol = kGridTolerance * h;
     const auto first = std::lower_bound(r.begin(), r.end(), r_min - tol);
     const auto last = std::upper_bound(r.begin(), r.end(), r_max + tol);
-    if (first >= last) return false;
+    if (first >= last) {
+        return false;
+    }
     a = static_cast<std::size_t>(first - r.begin());
     b = static_cast<std::size_t>(last - r.begin()) - 1;
     return true;
@@ -288,10 +308,14 @@ Result<double> check_curve(const RCurve& c, std::string_view name) {
                     "{}: r, value and variance lengths differ ({}, {}, {})", name, c.size(),
                     c.value.size(), c.variance.size());
     }
-    if (c.size() < 2) return fail(ErrorCode::kInvalidArgument, "{}: fewer than 2 samples", name);
+    if (c.size() < 2) {
+        return fail(ErrorCode::kInvalidArgument, "{}: fewer than 2 samples", name);
+    }
     const double h =
         (c.r_angstrom.back() - c.r_angstrom.front()) / static_cast<double>(c.size() - 1);
-    if (!(h > 0.0)) return fail(ErrorCode::kInvalidArgument, "{}: r grid is not ascending", name);
+    if (!(h > 0.0)) {
+        return fail(ErrorCode::kInvalidArgument, "{}: r grid is not ascending", name);
+    }
     for (std::size_t i = 0; i + 1 < c.size(); ++i) {
         const double step = c.r_angstrom[i + 1] - c.r_angstrom[i];
         if (std::abs(step - h) > 1e-4 * h) {
@@ -322,9 +346,13 @@ Result<Checked> check_inputs(const RCurve& g0, const RCurve& g2, const AffineFit
                     "nu={} is outside the Poisson-ratio range (-1, 0.5)", o.nu);
     }
     auto h0 = check_curve(g0, "g0");
-    if (!h0) return tl::unexpected(h0.error());
+    if (!h0) {
+        return tl::unexpected(h0.error());
+    }
     auto h2 = check_curve(g2, "g2");
-    if (!h2) return tl::unexpected(h2.error());
+    if (!h2) {
+        return tl::unexpected(h2.error());
+    }
     const double h = *h0;
     if (g0.size() != g2.size()) {
         return fail(ErrorCode::kInvalidArgument, "g0 and g2 grids differ: {} and {} points",
@@ -368,7 +396,9 @@ Result<Checked> check_inputs(const RCurve& g0, const RCurve& g2, const AffineFit
             }
         }
     }
-    if (!(o.tau > 0.0)) return fail(ErrorCode::kInvalidArgument, "tau={} is not positive", o.tau);
+    if (!(o.tau > 0.0)) {
+        return fail(ErrorCode::kInvalidArgument, "tau={} is not positive", o.tau);
+    }
     if (!(o.window_angstrom > 0.0) || o.window_angstrom > o.r_fit_max - o.r_fit_min) {
         return fail(ErrorCode::kInvalidArgument,
                     "window_angstrom={} is not positive or wider than the fit range",
@@ -406,9 +436,13 @@ double pearson(const std::vector<double>& u, const std::vector<double>& v) {
 
 // Offset in (-0.5, 0.5) samples of the vertex of the parabola through f[i-1], f[i], f[i+1].
 double parabolic_offset(const std::vector<double>& f, std::size_t i) {
-    if (i == 0 || i + 1 >= f.size()) return 0.0;
+    if (i == 0 || i + 1 >= f.size()) {
+        return 0.0;
+    }
     const double curvature = f[i - 1] - 2.0 * f[i] + f[i + 1];
-    if (curvature == 0.0) return 0.0;
+    if (curvature == 0.0) {
+        return 0.0;
+    }
     return std::clamp(0.5 * (f[i - 1] - f[i + 1]) / curvature, -0.5, 0.5);
 }
 
@@ -445,7 +479,9 @@ double eps_aff_from_alpha(double alpha, double nu) {
 
 Result<RCurve> radial_derivative(const RCurve& f, int half_width_points) {
     auto h = check_curve(f, "f");
-    if (!h) return tl::unexpected(h.error());
+    if (!h) {
+        return tl::unexpected(h.error());
+    }
     if (half_width_points < 2 || f.size() < 2 * static_cast<std::size_t>(half_width_points) + 1) {
         return fail(ErrorCode::kInvalidArgument,
                     "half_width_points={} is below 2 or too wide for {} samples", half_width_points,
@@ -458,7 +494,9 @@ Result<RCurve> radial_derivative(const RCurve& f, int half_width_points) {
 Result<SlopeFit> fit_alpha(const RCurve& g0, const RCurve& g2, const AffineFitOptions& options,
                            double r_min, double r_max) {
     auto checked = check_inputs(g0, g2, options);
-    if (!checked) return tl::unexpected(checked.error());
+    if (!checked) {
+        return tl::unexpected(checked.error());
+    }
     std::size_t a = 0;
     std::size_t b = 0;
     if (!index_range(g0.r_angstrom, checked->h, r_min, r_max, a, b) || b - a + 1 < kMinFitPoints) {
@@ -466,14 +504,18 @@ Result<SlopeFit> fit_alpha(const RCurve& g0, const RCurve& g2, const AffineFitOp
     }
     const Prepared p = prepare(g0, g2, checked->half_width, checked->h, options.dg0_variance);
     const SlopeFit plain = fit_slope(p, a, b, 0.0, false);
-    if (!options.errors_in_variables) return plain;
+    if (!options.errors_in_variables) {
+        return plain;
+    }
     return fit_slope(p, a, b, plain.slope, true);
 }
 
 Result<AffineAnalysis> analyse_affine(const RCurve& g0, const RCurve& g2,
                                       const AffineFitOptions& options) {
     auto checked = check_inputs(g0, g2, options);
-    if (!checked) return tl::unexpected(checked.error());
+    if (!checked) {
+        return tl::unexpected(checked.error());
+    }
     const double h = checked->h;
     const std::vector<double>& r = g0.r_angstrom;
     const std::size_t n = g0.size();
@@ -522,7 +564,9 @@ Result<AffineAnalysis> analyse_affine(const RCurve& g0, const RCurve& g2,
     }
     assert(!centres.empty() && "window not wider than the fit range");
     out.local_ratio.r_angstrom.reserve(centres.size());
-    for (std::size_t i : centres) out.local_ratio.r_angstrom.push_back(r[i]);
+    for (std::size_t i : centres) {
+        out.local_ratio.r_angstrom.push_back(r[i]);
+    }
     out.local_ratio.value.assign(centres.size(), kNaN);
     out.local_ratio.variance.assign(centres.size(), kInf);
 
@@ -542,7 +586,9 @@ Result<AffineAnalysis> analyse_affine(const RCurve& g0, const RCurve& g2,
             const double sigma = std::sqrt(out.local_ratio.variance[j]);
             const bool ok = !std::isfinite(ratio) ||
                             std::abs(ratio - 1.0) <= std::max(options.tau, kSigmaA * sigma);
-            if (!ok) break;
+            if (!ok) {
+                break;
+            }
             first_ok = j;
         }
         return first_ok;
@@ -574,11 +620,15 @@ Result<AffineAnalysis> analyse_affine(const RCurve& g0, const RCurve& g2,
             }
             const SlopeFit refit = fit(centres[rc], b, alpha);
             out.r_c_angstrom = r[centres[rc]];
-            if (!std::isfinite(refit.slope)) break;
+            if (!std::isfinite(refit.slope)) {
+                break;
+            }
             out.alpha = refit.slope;
             out.alpha_stderr = refit.stderr_value;
             out.alpha_reduced_chi2 = refit.reduced_chi2;
-            if (rc == previous) break;
+            if (rc == previous) {
+                break;
+            }
             previous = rc;
             alpha = refit.slope;
         }
@@ -616,15 +666,21 @@ Result<AffineAnalysis> analyse_affine(const RCurve& g0, const RCurve& g2,
         double integral = 0.0;
         double interior_var = 0.0;
         for (std::size_t i = b + 1; i-- > 0;) {
-            if (!(r[i] > 0.0)) break;
+            if (!(r[i] > 0.0)) {
+                break;
+            }
             double var_integral = 0.0;
             if (i < b) {
                 integral += 0.5 * h * (g2.value[i] / r[i] + g2.value[i + 1] / r[i + 1]);
-                if (i + 1 < b) interior_var += h * h * g2.variance[i + 1] / (r[i + 1] * r[i + 1]);
+                if (i + 1 < b) {
+                    interior_var += h * h * g2.variance[i + 1] / (r[i + 1] * r[i + 1]);
+                }
                 var_integral =
                     interior_var + end_var + 0.25 * h * h * g2.variance[i] / (r[i] * r[i]);
             }
-            if (g0.value[i] < kEpsMinG0) continue;
+            if (g0.value[i] < kEpsMinG0) {
+                continue;
+            }
             const double product = out.eps_aff * g0_r - kSqrt5 / c * integral;
             const double var_product = base_var + 5.0 / (c * c) * var_integral;
             const double eps = product / g0.value[i];
@@ -636,7 +692,9 @@ Result<AffineAnalysis> analyse_affine(const RCurve& g0, const RCurve& g2,
 
     // Mechanism (SPEC 7): correlations over [r where g0 first reaches 0.3, 8 A].
     std::size_t i03 = 0;
-    while (i03 < n && g0.value[i03] < kEpsMinG0) ++i03;
+    while (i03 < n && g0.value[i03] < kEpsMinG0) {
+        ++i03;
+    }
     std::vector<double> g2s;
     std::vector<double> stretch;
     std::vector<double> rotate;
@@ -684,17 +742,25 @@ Result<AffineAnalysis> analyse_affine(const RCurve& g0, const RCurve& g2,
         while (end + 1 < n && r[end + 1] <= r[i03] + 2.0) {
             ++end;
             above = above || g0.value[end] > 1.0;
-            if (above && g0.value[end] < 1.0) break;
+            if (above && g0.value[end] < 1.0) {
+                break;
+            }
         }
         std::size_t ip = i03;
         for (std::size_t i = i03; i <= end; ++i) {
-            if (g0.value[i] > g0.value[ip]) ip = i;
+            if (g0.value[i] > g0.value[ip]) {
+                ip = i;
+            }
         }
         const double r0 = r[ip] + h * parabolic_offset(g0.value, ip);
         std::size_t iq = n;
         for (std::size_t i = 0; i < n; ++i) {
-            if (std::abs(r[i] - r0) > kPeakSearchAngstrom) continue;
-            if (iq == n || std::abs(g2.value[i]) > std::abs(g2.value[iq])) iq = i;
+            if (std::abs(r[i] - r0) > kPeakSearchAngstrom) {
+                continue;
+            }
+            if (iq == n || std::abs(g2.value[i]) > std::abs(g2.value[iq])) {
+                iq = i;
+            }
         }
         if (iq < n && g2.value[iq] != 0.0) {
             out.first_peak_shift_angstrom = r[iq] + h * parabolic_offset(g2.value, iq) - r0;
