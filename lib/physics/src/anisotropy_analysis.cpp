@@ -107,16 +107,43 @@ std::vector<double> g0_derivative_variance(const QCurve& s0, const std::vector<d
         b[k] = wq * wq * s0.variance[k];
     }
     const double c = 1.0 / (2.0 * std::numbers::pi * std::numbers::pi * density);
+    // (x cos x - sin x) / r^2 at x = Q r, with its small-x limit -x^3 / 3 / r^2 = -Q^3 r / 3.
+    const auto kernel = [](double q_k, double r_j, double x, double cos_x, double sin_x) {
+        return x < 1e-3 ? -q_k * q_k * q_k * r_j / 3.0 : (x * cos_x - sin_x) / (r_j * r_j);
+    };
+    // On a uniform Q grid, cos(Q r) and sin(Q r) follow from the previous sample by one rotation
+    // (re-seeded exactly every kReseed steps, so rounding cannot drift): the sum then costs a
+    // few multiplies per term instead of two trig calls, which dominated the whole analysis.
+    constexpr std::size_t kReseed = 64;
+    const auto grid = uniform_q_grid_of(q);
     std::vector<double> out(r.size(), 0.0);
     for (std::size_t j = 0; j < r.size(); ++j) {
         const double rj = r[j];
         double sum = 0.0;
-        for (std::size_t k = 0; k < n; ++k) {
-            const double x = q[k] * rj;
-            // (x cos x - sin x) / r^2, with its small-x limit -x^3 / 3 / r^2 = -Q^3 r / 3.
-            const double kernel = x < 1e-3 ? -q[k] * q[k] * q[k] * rj / 3.0
-                                           : (x * std::cos(x) - std::sin(x)) / (rj * rj);
-            sum += b[k] * kernel * kernel;
+        if (grid) {
+            const double step_cos = std::cos(grid->dq_inv_angstrom * rj);
+            const double step_sin = std::sin(grid->dq_inv_angstrom * rj);
+            double cos_x = 0.0;
+            double sin_x = 0.0;
+            for (std::size_t k = 0; k < n; ++k) {
+                const double x = q[k] * rj;
+                if (k % kReseed == 0) {
+                    cos_x = std::cos(x);
+                    sin_x = std::sin(x);
+                } else {
+                    const double next_cos = cos_x * step_cos - sin_x * step_sin;
+                    sin_x = sin_x * step_cos + cos_x * step_sin;
+                    cos_x = next_cos;
+                }
+                const double value = kernel(q[k], rj, x, cos_x, sin_x);
+                sum += b[k] * value * value;
+            }
+        } else {
+            for (std::size_t k = 0; k < n; ++k) {
+                const double x = q[k] * rj;
+                const double value = kernel(q[k], rj, x, std::cos(x), std::sin(x));
+                sum += b[k] * value * value;
+            }
         }
         out[j] = c * c * sum;
     }

@@ -399,6 +399,48 @@ TEST(AffineFit, TransformCorrelatedNoiseNeedsTheQSpaceDerivativeVariance) {
     }
 }
 
+// g0_derivative_variance evaluates cos and sin of Q r by rotation on a uniform grid; it must give
+// the sum written out directly, sum_k (w_k Q_k)^2 var_k [(x cos x - sin x) / r^2]^2 / (2 pi^2
+// rho)^2, and take the direct path on a non-uniform grid.
+TEST(AffineFit, DerivativeVarianceRecurrenceEqualsTheDirectSum) {
+    constexpr double kRho = 0.0553;
+    const auto expected = [&](const QCurve& s0, double r) {
+        double sum = 0.0;
+        const auto& q = s0.q_inv_angstrom;
+        for (std::size_t k = 0; k < q.size(); ++k) {
+            const double left = k > 0 ? q[k] - q[k - 1] : 0.0;
+            const double right = k + 1 < q.size() ? q[k + 1] - q[k] : 0.0;
+            const double wq = 0.5 * (left + right) * q[k];
+            const double x = q[k] * r;
+            const double kernel = (x * std::cos(x) - std::sin(x)) / (r * r);
+            sum += wq * wq * s0.variance[k] * kernel * kernel;
+        }
+        const double c = 1.0 / (2.0 * M_PI * M_PI * kRho);
+        return c * c * sum;
+    };
+    QCurve uniform;
+    QCurve stretched;
+    for (std::size_t k = 0; k < 2000; ++k) {
+        const double q = 0.5 + (static_cast<double>(k) + 0.5) * 0.01275;
+        uniform.q_inv_angstrom.push_back(q);
+        stretched.q_inv_angstrom.push_back(q *
+                                           (1.0 + 1e-3 * std::sin(0.01 * static_cast<double>(k))));
+        const double variance = 1e-4 * (1.0 + 0.5 * std::cos(0.37 * static_cast<double>(k)));
+        uniform.variance.push_back(variance);
+        stretched.variance.push_back(variance);
+    }
+    uniform.value.assign(2000, 1.0);
+    stretched.value.assign(2000, 1.0);
+    const std::vector<double> r = {0.5, 1.0, 2.7, 7.3, 12.9, 19.99, 25.0};
+    for (const QCurve* s0 : {&uniform, &stretched}) {
+        const auto fast = g0_derivative_variance(*s0, r, kRho, false);
+        for (std::size_t j = 0; j < r.size(); ++j) {
+            EXPECT_NEAR(fast[j], expected(*s0, r[j]), 1e-10 * expected(*s0, r[j]))
+                << "r = " << r[j] << (s0 == &uniform ? " (uniform)" : " (non-uniform)");
+        }
+    }
+}
+
 TEST(AffineFit, RejectsPoissonRatioOutOfRange) {
     const Synthetic s = make_affine();
     AffineFitOptions o = options();
