@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdio>
+#include <numbers>
 #include <random>
 #include <string>
 #include <vector>
@@ -415,7 +416,7 @@ TEST(AffineFit, DerivativeVarianceRecurrenceEqualsTheDirectSum) {
             const double kernel = (x * std::cos(x) - std::sin(x)) / (r * r);
             sum += wq * wq * s0.variance[k] * kernel * kernel;
         }
-        const double c = 1.0 / (2.0 * M_PI * M_PI * kRho);
+        const double c = 1.0 / (2.0 * std::numbers::pi * std::numbers::pi * kRho);
         return c * c * sum;
     };
     QCurve uniform;
