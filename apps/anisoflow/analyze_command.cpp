@@ -14,7 +14,6 @@
 #include "anisoflow/geometry/detector_geometry.hpp"
 #include "anisoflow/io/analysis_file.hpp"
 #include "anisoflow/io/frame_source.hpp"
-#include "anisoflow/io/mask.hpp"
 #include "anisoflow/io/poni_file.hpp"
 #include "anisoflow/physics/anisotropy_analysis.hpp"
 #include "anisoflow/reduce/cake_integrator.hpp"
@@ -198,29 +197,11 @@ int run_analyze(const AnalyzeOptions& o) {
                                         coverage.min_inv_angstrom, coverage.max_inv_angstrom)});
     }
 
-    reduce::DetectorCorrections corrections;
-    if (!o.darks.empty()) {
-        auto dark = average_frames(o.darks, detector, "darks");
-        if (!dark) {
-            return report(dark.error());
-        }
-        corrections.dark_counts = std::move(dark->first);
-        corrections.dark_frame_count = dark->second;
+    auto loaded = load_detector_corrections(o.darks, o.flats, o.mask, detector);
+    if (!loaded) {
+        return report(loaded.error());
     }
-    if (!o.flats.empty()) {
-        auto flat = average_frames(o.flats, detector, "flats");
-        if (!flat) {
-            return report(flat.error());
-        }
-        corrections.flat = std::move(flat->first);
-    }
-    if (!o.mask.empty()) {
-        auto mask = io::read_mask(o.mask, detector);
-        if (!mask) {
-            return report(mask.error());
-        }
-        corrections.mask = std::move(*mask);
-    }
+    reduce::DetectorCorrections corrections = std::move(*loaded);
     auto first_source = io::open_frame_sources(o.p_frames);
     if (!first_source) {
         return report(first_source.error().with_context("--p"));

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "anisoflow/io/frame_source.hpp"
+#include "anisoflow/io/mask.hpp"
 #include "anisoflow/reduce/corrections.hpp"
 
 namespace anisoflow::app {
@@ -59,6 +60,36 @@ Result<std::pair<std::vector<float>, std::size_t>> average_frames(
         return tl::unexpected(mean.error().with_context(what));
     }
     return std::make_pair(std::move(*mean), averager.frame_count());
+}
+
+Result<reduce::DetectorCorrections> load_detector_corrections(const std::vector<std::string>& darks,
+                                                              const std::vector<std::string>& flats,
+                                                              const std::string& mask,
+                                                              FrameShape detector) {
+    reduce::DetectorCorrections corrections;
+    if (!darks.empty()) {
+        auto dark = average_frames(darks, detector, "darks");
+        if (!dark) {
+            return tl::unexpected(dark.error());
+        }
+        corrections.dark_counts = std::move(dark->first);
+        corrections.dark_frame_count = dark->second;
+    }
+    if (!flats.empty()) {
+        auto flat = average_frames(flats, detector, "flats");
+        if (!flat) {
+            return tl::unexpected(flat.error());
+        }
+        corrections.flat = std::move(flat->first);
+    }
+    if (!mask.empty()) {
+        auto pixels = io::read_mask(mask, detector);
+        if (!pixels) {
+            return tl::unexpected(pixels.error());
+        }
+        corrections.mask = std::move(*pixels);
+    }
+    return corrections;
 }
 
 std::optional<double> integer_saturation(PixelType type) {

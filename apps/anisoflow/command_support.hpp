@@ -12,6 +12,7 @@
 
 #include "anisoflow/core/frame.hpp"
 #include "anisoflow/core/result.hpp"
+#include "anisoflow/reduce/corrections.hpp"
 
 namespace anisoflow::app {
 
@@ -31,6 +32,13 @@ class Progress {
 /// returns the mean and the number of frames.
 Result<std::pair<std::vector<float>, std::size_t>> average_frames(
     const std::vector<std::string>& specs, FrameShape detector, const char* what);
+
+/// Dark (mean of the dark frames, with their count), flat (mean) and mask from the files given
+/// on the command line, each checked against the detector shape; empty lists leave them unset.
+Result<reduce::DetectorCorrections> load_detector_corrections(const std::vector<std::string>& darks,
+                                                              const std::vector<std::string>& flats,
+                                                              const std::string& mask,
+                                                              FrameShape detector);
 
 /// The largest value of an integer pixel type (a detector saturates there); none for floats.
 std::optional<double> integer_saturation(PixelType type);

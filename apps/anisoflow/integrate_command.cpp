@@ -18,7 +18,6 @@
 #include "anisoflow/io/cake_file.hpp"
 #include "anisoflow/io/frame_source.hpp"
 #include "anisoflow/io/iq_text.hpp"
-#include "anisoflow/io/mask.hpp"
 #include "anisoflow/io/poni_file.hpp"
 #include "anisoflow/reduce/cake_integrator.hpp"
 
@@ -119,31 +118,14 @@ int run_integrate(const IntegrateOptions& o) {
         return report(Error{ErrorCode::kNotFound, (*source)->describe() + ": no frames"});
     }
 
-    reduce::DetectorCorrections corrections;
-    if (!o.darks.empty()) {
-        auto dark = average_frames(o.darks, detector, "darks");
-        if (!dark) {
-            return report(dark.error());
-        }
-        corrections.dark_counts = std::move(dark->first);
-        corrections.dark_frame_count = dark->second;
-    } else if (o.dark_level_counts) {
+    auto loaded = load_detector_corrections(o.darks, o.flats, o.mask, detector);
+    if (!loaded) {
+        return report(loaded.error());
+    }
+    reduce::DetectorCorrections corrections = std::move(*loaded);
+    if (o.darks.empty() && o.dark_level_counts) {
         corrections.dark_counts.assign(detector.pixel_count(),
                                        static_cast<float>(*o.dark_level_counts));
-    }
-    if (!o.flats.empty()) {
-        auto flat = average_frames(o.flats, detector, "flats");
-        if (!flat) {
-            return report(flat.error());
-        }
-        corrections.flat = std::move(flat->first);
-    }
-    if (!o.mask.empty()) {
-        auto mask = io::read_mask(o.mask, detector);
-        if (!mask) {
-            return report(mask.error());
-        }
-        corrections.mask = std::move(*mask);
     }
     corrections.saturation_counts =
         o.saturation_counts ? o.saturation_counts : integer_saturation((*source)->pixel_type());
