@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <memory>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -31,11 +32,10 @@ int report(const Error& error) {
     return 1;
 }
 
-// Mean cake of every frame of one orientation.
-Result<reduce::Cake> integrate_orientation(const std::vector<std::string>& specs,
-                                           const char* orientation, FrameShape detector,
-                                           const reduce::CakeIntegrator& integrator,
-                                           std::size_t& frame_count) {
+// The frames of one orientation, opened and checked against the detector.
+Result<std::unique_ptr<io::FrameSource>> open_orientation(const std::vector<std::string>& specs,
+                                                          const char* orientation,
+                                                          FrameShape detector) {
     auto source = io::open_frame_sources(specs);
     if (!source) {
         return tl::unexpected(source.error().with_context(std::string("--") + orientation));
@@ -43,20 +43,27 @@ Result<reduce::Cake> integrate_orientation(const std::vector<std::string>& specs
     if (auto shape = io::check_shape(**source, detector); !shape) {
         return tl::unexpected(shape.error().with_context(std::string("--") + orientation));
     }
-    frame_count = (*source)->frame_count();
+    return source;
+}
+
+// Mean cake of every frame of one orientation.
+Result<reduce::Cake> integrate_orientation(io::FrameSource& source, const char* orientation,
+                                           const reduce::CakeIntegrator& integrator,
+                                           std::size_t& frame_count) {
+    frame_count = source.frame_count();
     if (frame_count == 0) {
-        return fail(ErrorCode::kNotFound, "--{} {}: no frames", orientation, (*source)->describe());
+        return fail(ErrorCode::kNotFound, "--{} {}: no frames", orientation, source.describe());
     }
     reduce::CakeAccumulator sums;
     Progress progress(std::string("reading ") + orientation + " frames", frame_count);
     const auto start = std::chrono::steady_clock::now();
     for (std::size_t i = 0; i < frame_count; ++i) {
-        auto frame = (*source)->read_frame(i);
+        auto frame = source.read_frame(i);
         if (!frame) {
             return tl::unexpected(frame.error());
         }
         if (auto added = integrator.accumulate(frame->view(), sums); !added) {
-            return tl::unexpected(added.error().with_context((*source)->describe()));
+            return tl::unexpected(added.error().with_context(source.describe()));
         }
         const double ms =
             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
@@ -202,12 +209,19 @@ int run_analyze(const AnalyzeOptions& o) {
         return report(loaded.error());
     }
     reduce::DetectorCorrections corrections = std::move(*loaded);
-    auto first_source = io::open_frame_sources(o.p_frames);
-    if (!first_source) {
-        return report(first_source.error().with_context("--p"));
+    auto p_source = open_orientation(o.p_frames, "p", detector);
+    if (!p_source) {
+        return report(p_source.error());
     }
-    corrections.saturation_counts = integer_saturation((*first_source)->pixel_type());
-    first_source->reset();
+    std::unique_ptr<io::FrameSource> n_source;
+    if (*mode == physics::ExtractionMode::kPn) {
+        auto opened = open_orientation(o.n_frames, "n", detector);
+        if (!opened) {
+            return report(opened.error());
+        }
+        n_source = std::move(*opened);
+    }
+    corrections.saturation_counts = integer_saturation((*p_source)->pixel_type());
     corrections.polarization_factor = o.polarization_factor;
     auto splitting = reduce::parse_pixel_splitting(o.split);
     if (!splitting) {
@@ -223,13 +237,13 @@ int run_analyze(const AnalyzeOptions& o) {
 
     std::size_t n_frames_p = 0;
     std::size_t n_frames_n = 0;
-    auto cake_p = integrate_orientation(o.p_frames, "p", detector, *integrator, n_frames_p);
+    auto cake_p = integrate_orientation(**p_source, "p", *integrator, n_frames_p);
     if (!cake_p) {
         return report(cake_p.error());
     }
     std::optional<reduce::Cake> cake_n;
     if (*mode == physics::ExtractionMode::kPn) {
-        auto cake = integrate_orientation(o.n_frames, "n", detector, *integrator, n_frames_n);
+        auto cake = integrate_orientation(*n_source, "n", *integrator, n_frames_n);
         if (!cake) {
             return report(cake.error());
         }

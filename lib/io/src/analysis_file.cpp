@@ -20,6 +20,7 @@
 
 #include "hdf5_util.hpp"
 #include "nexus_writer.hpp"
+#include "text_output.hpp"
 
 namespace anisoflow::io {
 
@@ -314,17 +315,7 @@ Result<void> write_pdf_text(const std::filesystem::path& path, const physics::RC
         return fail(ErrorCode::kIo, "{}: cannot create: {}", file,
                     std::generic_category().message(errno));
     }
-    for (const auto& header : header_lines) {
-        std::string_view rest = header;  // an embedded newline starts another comment line
-        while (true) {
-            const auto end = rest.find('\n');
-            out << "# " << rest.substr(0, end) << '\n';
-            if (end == std::string_view::npos) {
-                break;
-            }
-            rest.remove_prefix(end + 1);
-        }
-    }
+    detail::write_comment_lines(out, header_lines);
     const std::string label = units.empty() ? fmt::format("{}(r)", quantity)
                                             : fmt::format("{}({})", quantity, latex_units(units));
     out << "#### start data\n#S 1\n"

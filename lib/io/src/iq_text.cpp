@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "text_output.hpp"
+
 namespace anisoflow::io {
 
 Result<void> write_iq_text(const std::filesystem::path& path, const reduce::Cake& cake,
@@ -31,17 +33,7 @@ Result<void> write_iq_text(const std::filesystem::path& path, const reduce::Cake
         return fail(ErrorCode::kIo, "{}: cannot create: {}", path.string(),
                     std::generic_category().message(errno));
     }
-    for (const auto& header : header_lines) {
-        std::string_view rest = header;  // an embedded newline starts another comment line
-        while (true) {
-            const auto end = rest.find('\n');
-            out << "# " << rest.substr(0, end) << '\n';
-            if (end == std::string_view::npos) {
-                break;
-            }
-            rest.remove_prefix(end + 1);
-        }
-    }
+    detail::write_comment_lines(out, header_lines);
     out << (with_sigma ? "#  q_A^-1  I  sigma\n" : "#  q_A^-1  I\n");
     for (std::size_t iq = 0; iq < n_q; ++iq) {
         if (!(cake.count_1d[iq] > 0.0)) {
