@@ -139,12 +139,19 @@ int main(int argc, char** argv) {
         (void)transform->transform_l0(first->structure.s0);
         (void)transform->transform_l2(first->structure.s2);
     });
-    const double derivative_variance = time_ms(std::min<std::size_t>(repeats, 5), [&] {
-        (void)physics::g0_derivative_variance(s0, first->g0.r_angstrom, 0.0553, false);
+    const physics::TransformOptions transform_options{0.0553, false};
+    const auto& s2 = first->structure.s2;
+    const double noise_model = time_ms(repeats, [&] {
+        (void)physics::TransformNoise::create(s0, s2, first->g0.r_angstrom, transform_options, 162);
     });
+    auto noise =
+        physics::TransformNoise::create(s0, s2, first->g0.r_angstrom, transform_options, 162);
+    if (!noise) {
+        return fail(noise.error());
+    }
     physics::AffineFitOptions fit;
     fit.nu = 0.37;
-    fit.dg0_variance = physics::g0_derivative_variance(s0, first->g0.r_angstrom, 0.0553, false);
+    fit.transform_noise = std::make_shared<const physics::TransformNoise>(std::move(*noise));
     const double affine =
         time_ms(repeats, [&] { (void)physics::analyse_affine(first->g0, first->g2, fit); });
 
@@ -158,8 +165,8 @@ int main(int argc, char** argv) {
                 100 * normalisation / total);
     std::printf("  transforms l=0 + l=2    %8.2f ms   %5.1f %%\n", transforms,
                 100 * transforms / total);
-    std::printf("  var(dg0/dr) propagation %8.2f ms   %5.1f %%\n", derivative_variance,
-                100 * derivative_variance / total);
+    std::printf("  noise model (bands)     %8.2f ms   %5.1f %%\n", noise_model,
+                100 * noise_model / total);
     std::printf("  affine fit, r_c, eps(r) %8.2f ms   %5.1f %%\n", affine, 100 * affine / total);
     std::printf("  result (one low-count frame per orientation): alpha %.6g (true %.6g), %s\n",
                 first->affine.alpha, 2.0 * 1.37 * 0.006 / (3.0 * std::sqrt(5.0)),

@@ -125,7 +125,9 @@ CLI::App* add_analyze_command(CLI::App& app, AnalyzeOptions& o) {
     cmd->add_option("--polarization", o.polarization_factor, "polarization factor")
         ->capture_default_str();
     cmd->add_flag("--lorch", o.lorch, "apply the Lorch window in the transforms");
-    cmd->add_option("--split", o.split, "pixel splitting: none or bbox")
+    cmd->add_option("--split", o.split,
+                    "pixel splitting: none (default: independent Q bins, as the error propagation "
+                    "assumes) or bbox")
         ->capture_default_str()
         ->check(CLI::IsMember({"none", "bbox"}));
     cmd->add_option("--threads", o.threads, "threads per frame (default: all cores)");

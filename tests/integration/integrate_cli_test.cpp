@@ -810,9 +810,9 @@ TEST(SimulateCli, BadParametersAreNamed) {
     const CliRun nu = run_cli(dir, concat(small_simulation(dir / "b"), {"--nu", "0.6"}));
     EXPECT_EQ(nu.exit_code, 1) << describe(nu);
     EXPECT_THAT(nu.err, ::testing::HasSubstr("--nu 0.6")) << describe(nu);
-    const CliRun radial = run_cli(dir, concat(small_simulation(dir / "c"), {"--mode", "radial"}));
-    EXPECT_EQ(radial.exit_code, 1) << describe(radial);
-    EXPECT_THAT(radial.err, ::testing::HasSubstr("not implemented yet")) << describe(radial);
+    const CliRun mode = run_cli(dir, concat(small_simulation(dir / "c"), {"--mode", "shear"}));
+    EXPECT_EQ(mode.exit_code, 1) << describe(mode);
+    EXPECT_THAT(mode.err, ::testing::HasSubstr("shear")) << describe(mode);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -909,6 +909,10 @@ TEST(AnalyzeCli, IsotropicRunIsCalledIsotropic) {
     const std::string summary = read_text(dir / "SUMMARY.json");
     EXPECT_EQ(json_value(summary, "mechanism"), "\"isotropic\"") << summary;
     EXPECT_EQ(json_value(summary, "r_c_angstrom"), "null") << summary;
+    // No anisotropy: alpha is consistent with zero within 3 of its standard errors.
+    EXPECT_LT(std::abs(std::stod(json_value(summary, "alpha"))),
+              3.0 * std::stod(json_value(summary, "alpha_stderr")))
+        << summary;
 }
 
 TEST(AnalyzeCli, BadInputsGiveErrorsNamingWhatIsWrong) {
@@ -1016,6 +1020,7 @@ TEST(AnalyzeCli, AffineAlphaIsWithinOnePercentInPnModeAndTwoInSingle) {
     // Affine everywhere: r_c at the lowest window centre (r_fit_min + 1 A) at most.
     EXPECT_LE(std::stod(json_value(pn, "r_c_angstrom")), 2.3 + 1.0 + 1e-9) << pn;
     const std::string single = analyze("single");
+    EXPECT_NEAR(std::stod(json_value(single, "alpha")) / alpha_true, 1.0, 0.02) << single;
     EXPECT_NEAR(std::stod(json_value(single, "alpha_full_range")) / alpha_true, 1.0, 0.02)
         << single;
     EXPECT_EQ(json_value(single, "mechanism"), "\"bond-stretching\"") << single;

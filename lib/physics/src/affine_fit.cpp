@@ -4,6 +4,7 @@
 #include "anisoflow/physics/affine_fit.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <cmath>
 #include <cstddef>
@@ -86,7 +87,7 @@ Stencils make_stencils(std::size_t n, std::size_t half_width, double h) {
     return s;
 }
 
-// Regressor x = r dg0/dr and observations y = g2 with their (co)variances on the full grid.
+// Regressor x = r dg0/dr and observations y = g2 with their covariances on the full grid.
 struct Prepared {
     std::size_t n = 0;
     double h = 0.0;
@@ -94,19 +95,28 @@ struct Prepared {
     const RCurve* g2 = nullptr;
     Stencils st;
     std::vector<double> dg0, var_dg0, x, vx;
-    std::vector<std::vector<double>> cov_band;  // cov_band[i][d] = Cov(dx_i, dx_{i+d})
-
-    [[nodiscard]] double cov(std::size_t i, std::size_t k) const {
-        if (k < i) {
-            std::swap(i, k);
-        }
-        const std::size_t d = k - i;
-        return d < cov_band[i].size() ? cov_band[i][d] : 0.0;
-    }
+    const TransformNoise* noise = nullptr;  // exact long-range variances, when known
+    BandedCovariance own_cxx;               // the bands when no noise model is given
+    BandedCovariance own_cyy;
+    const BandedCovariance* cxx = nullptr;  // Cov(x_i, x_k)
+    const BandedCovariance* cyy = nullptr;  // Cov(y_i, y_k)
+    BandedCovariance cxx2;                  // Cov(x_i, x_k)^2
+    BandedCovariance cxy;                   // Cov(x_i, x_k) Cov(y_i, y_k)
 };
 
+// The element-wise product of two bands (over the narrower one).
+BandedCovariance product(const BandedCovariance& m, const BandedCovariance& k) {
+    BandedCovariance out(m.size(), std::min(m.max_lag(), k.max_lag()));
+    for (std::size_t i = 0; i < m.size(); ++i) {
+        for (std::size_t d = 0; d <= out.max_lag() && i + d < m.size(); ++d) {
+            out.at(i, d) = m.at(i, d) * k.at(i, d);
+        }
+    }
+    return out;
+}
+
 Prepared prepare(const RCurve& g0, const RCurve& g2, std::size_t half_width, double h,
-                 const std::vector<double>& dg0_variance = {}) {
+                 const AffineFitOptions& options = {}) {
     Prepared p;
     p.n = g0.size();
     p.h = h;
@@ -131,76 +141,178 @@ Prepared prepare(const RCurve& g0, const RCurve& g2, std::size_t half_width, dou
         p.x[i] = r * d;
         p.vx[i] = r * r * v;
     }
-    p.cov_band.resize(p.n);
-    for (std::size_t i = 0; i < p.n; ++i) {
-        const std::size_t band = std::min(p.st.width * 2 - 1, p.n - i);
-        p.cov_band[i].assign(band, 0.0);
-        for (std::size_t d = 0; d < band; ++d) {
-            const std::size_t k = i + d;
-            const std::size_t m0 = std::max(p.st.lo[i], p.st.lo[k]);
-            const std::size_t m1 = std::min(p.st.lo[i], p.st.lo[k]) + p.st.width;
-            double s = 0.0;
-            for (std::size_t m = m0; m < m1; ++m) {
-                s += p.st.at(i, m) * p.st.at(k, m) * g0.variance[m];
-            }
-            p.cov_band[i][d] = g0.r_angstrom[i] * g0.r_angstrom[k] * s;
-        }
-    }
-    if (!dg0_variance.empty()) {
-        // The caller's variance of dg0/dr replaces the independent-sample one; the covariances
-        // of neighbouring x keep their stencil shape, rescaled to the new variances.
-        std::vector<double> scale(p.n, 0.0);
+    if (options.transform_noise) {
+        p.noise = options.transform_noise.get();
+        p.cxx = &p.noise->regressor_band();
+        p.cyy = &p.noise->g2_band();
         for (std::size_t i = 0; i < p.n; ++i) {
-            scale[i] = p.var_dg0[i] > 0.0 ? std::sqrt(dg0_variance[i] / p.var_dg0[i]) : 0.0;
-            p.var_dg0[i] = dg0_variance[i];
-            const double r = g0.r_angstrom[i];
-            p.vx[i] = r * r * dg0_variance[i];
+            p.vx[i] = p.cxx->at(i, 0);
         }
+    } else {
+        // Independent g0 samples: neighbouring x share stencil samples, so
+        // Cov(x_i, x_k) = r_i r_k sum_m c_i(m) c_k(m) var(g0_m) over 4M + 1 points.
+        p.own_cxx = BandedCovariance(p.n, p.st.width * 2 - 2);
         for (std::size_t i = 0; i < p.n; ++i) {
-            for (std::size_t d = 0; d < p.cov_band[i].size(); ++d) {
-                p.cov_band[i][d] *= scale[i] * scale[i + d];
+            for (std::size_t d = 0; d <= p.own_cxx.max_lag() && i + d < p.n; ++d) {
+                const std::size_t k = i + d;
+                const std::size_t m0 = std::max(p.st.lo[i], p.st.lo[k]);
+                const std::size_t m1 = std::min(p.st.lo[i], p.st.lo[k]) + p.st.width;
+                double s = 0.0;
+                for (std::size_t m = m0; m < m1; ++m) {
+                    s += p.st.at(i, m) * p.st.at(k, m) * g0.variance[m];
+                }
+                p.own_cxx.at(i, d) = g0.r_angstrom[i] * g0.r_angstrom[k] * s;
             }
         }
+        p.own_cyy = BandedCovariance(p.n, 0);
+        for (std::size_t i = 0; i < p.n; ++i) {
+            p.own_cyy.at(i, 0) = g2.variance[i];
+        }
+        p.cxx = &p.own_cxx;
+        p.cyy = &p.own_cyy;
     }
+    p.cxx2 = product(*p.cxx, *p.cxx);
+    p.cxy = product(*p.cxx, *p.cyy);
     return p;
+}
+
+// The same sum over a window [lo, end) that only moves right, updated as indices enter and
+// leave it: O(band) per step instead of O(window x band) per window.
+class SlidingForm {
+  public:
+    SlidingForm(const std::vector<double>& a, const BandedCovariance& m,
+                const std::vector<double>& b, std::size_t start)
+        : a_(a), m_(m), b_(b), lo_(start), end_(start) {}
+
+    void push_back() {
+        const std::size_t n = end_;
+        const std::size_t band = m_.max_lag();
+        value_ += a_[n] * m_.at(n, 0) * b_[n] + cross(n, std::max(lo_, n > band ? n - band : 0), n);
+        ++end_;
+    }
+    void pop_front() {
+        const std::size_t n = lo_;
+        value_ -=
+            a_[n] * m_.at(n, 0) * b_[n] + cross(n, n + 1, std::min(end_, n + m_.max_lag() + 1));
+        ++lo_;
+    }
+    [[nodiscard]] double value() const { return value_; }
+
+  private:
+    // a_n sum_j M_nj b_j + b_n sum_j a_j M_jn over j in [from, to).
+    [[nodiscard]] double cross(std::size_t n, std::size_t from, std::size_t to) const {
+        double sb = 0.0;
+        double sa = 0.0;
+        for (std::size_t j = from; j < to; ++j) {
+            const double mnj = m_(n, j);
+            sb += mnj * b_[j];
+            sa += mnj * a_[j];
+        }
+        return a_[n] * sb + b_[n] * sa;
+    }
+
+    const std::vector<double>& a_;
+    const BandedCovariance& m_;
+    const std::vector<double>& b_;
+    std::size_t lo_;
+    std::size_t end_;
+    double value_ = 0.0;
+};
+
+// Weights 1 / (var y + slope^2 var x) (errors in variables) or 1 / var y, on the whole grid; all
+// ones when no sample in [a, b] has a variance. Returns whether any has.
+bool set_weights(const Prepared& p, std::size_t a, std::size_t b, double slope, bool eiv,
+                 std::vector<double>& w) {
+    w.assign(p.n, 0.0);
+    double dmax = 0.0;
+    for (std::size_t i = a; i <= b; ++i) {
+        w[i] = p.g2->variance[i] + (eiv ? slope * slope * p.vx[i] : 0.0);
+        dmax = std::max(dmax, w[i]);
+    }
+    for (std::size_t i = a; i <= b; ++i) {
+        w[i] = dmax > 0.0 ? 1.0 / std::max(w[i], dmax * 1e-12) : 1.0;
+    }
+    return dmax > 0.0;
+}
+
+// Delta-method variance of slope = N / D, N = sum w x y, D = sum w (x^2 - var x), weights held:
+// d slope = [sum w x dy + sum w (y - 2 slope x) dx] / D with the covariances of x and y
+// (docs/physics-fits.md). With u = w x and v = w y from the noisy data,
+// u'Cyy u + (v - 2 s u)'Cxx (v - 2 s u) estimates that, plus the second-order terms
+// sum w w Cxx Cyy and 2 s^2 sum w w Cxx^2 once more each than they belong: subtracted.
+struct Forms {
+    double uyu = 0.0, vxv = 0.0, vxu = 0.0, uxu = 0.0, wxxw = 0.0, wxyw = 0.0;
+    [[nodiscard]] double slope_variance(double slope) const {
+        return uyu + vxv - 4.0 * slope * vxu + 4.0 * slope * slope * uxu - wxyw -
+               2.0 * slope * slope * wxxw;
+    }
+    // var D = sum_ik w_i w_k (2 Cxx_ik^2 + 4 x_i x_k Cxx_ik) for Gaussian noise.
+    [[nodiscard]] double denominator_variance() const { return 2.0 * wxxw + 4.0 * uxu; }
+};
+
+struct FitVectors {
+    std::vector<double> w, u, v;
+};
+
+FitVectors fit_vectors(const Prepared& p, const std::vector<double>& w) {
+    FitVectors f{w, std::vector<double>(p.n, 0.0), std::vector<double>(p.n, 0.0)};
+    for (std::size_t i = 0; i < p.n; ++i) {
+        f.u[i] = w[i] * p.x[i];
+        f.v[i] = w[i] * p.g2->value[i];
+    }
+    return f;
+}
+
+// Every quadratic form of the slope's variance over [lo, hi] in one pass over the bands.
+Forms all_forms(const Prepared& p, const FitVectors& f, std::size_t lo, std::size_t hi) {
+    Forms out;
+    const std::size_t band = std::max(p.cxx->max_lag(), p.cyy->max_lag());
+    const auto term = [](double m, double ai, double bi, double ak, double bk, bool diagonal) {
+        return diagonal ? m * ai * bk : m * (ai * bk + ak * bi);
+    };
+    for (std::size_t i = lo; i <= hi; ++i) {
+        const std::size_t top = std::min(hi, i + band);
+        for (std::size_t k = i; k <= top; ++k) {
+            const bool diagonal = k == i;
+            const std::size_t d = k - i;
+            if (d <= p.cyy->max_lag()) {
+                out.uyu += term(p.cyy->at(i, d), f.u[i], f.u[i], f.u[k], f.u[k], diagonal);
+            }
+            if (d <= p.cxx->max_lag()) {
+                const double cxx = p.cxx->at(i, d);
+                out.vxv += term(cxx, f.v[i], f.v[i], f.v[k], f.v[k], diagonal);
+                out.vxu += term(cxx, f.v[i], f.u[i], f.v[k], f.u[k], diagonal);
+                out.uxu += term(cxx, f.u[i], f.u[i], f.u[k], f.u[k], diagonal);
+                out.wxxw += term(p.cxx2.at(i, d), f.w[i], f.w[i], f.w[k], f.w[k], diagonal);
+            }
+            if (d <= p.cxy.max_lag()) {
+                out.wxyw += term(p.cxy.at(i, d), f.w[i], f.w[i], f.w[k], f.w[k], diagonal);
+            }
+        }
+    }
+    return out;
 }
 
 // Fits g2 = slope * x over indices [a, b]. With eiv, the weighted moment estimator
 // slope = sum w x y / sum w (x^2 - var x), w = 1 / (var y + slope^2 var x), iterated to a fixed
-// point; its variance by the delta method with the correlations of neighbouring x
-// (docs/physics-fits.md). Without eiv: weighted least squares with w = 1 / var y.
+// point (docs/physics-fits.md). Without eiv: weighted least squares with w = 1 / var y.
 SlopeFit fit_slope(const Prepared& p, std::size_t a, std::size_t b, double start, bool eiv,
-                   double min_significance = 0.0) {
+                   bool with_variance = true) {
     assert(a <= b && b < p.n && "fit range inside the grid");
     const std::vector<double>& y = p.g2->value;
-    const std::vector<double>& vy = p.g2->variance;
-    const std::size_t m = b - a + 1;
     SlopeFit fit;
-    fit.n_points = m;
-    std::vector<double> w(m, 1.0);
+    fit.n_points = b - a + 1;
+    std::vector<double> w;
     bool any_variance = false;
-    auto set_weights = [&](double slope) {
-        double dmax = 0.0;
-        for (std::size_t j = 0; j < m; ++j) {
-            const std::size_t i = a + j;
-            w[j] = vy[i] + (eiv ? slope * slope * p.vx[i] : 0.0);
-            dmax = std::max(dmax, w[j]);
-        }
-        any_variance = dmax > 0.0;
-        for (double& wj : w) {
-            wj = any_variance ? 1.0 / std::max(wj, dmax * 1e-12) : 1.0;
-        }
-    };
     double slope = std::isfinite(start) ? start : 0.0;
     double den = 0.0;
     for (int iteration = 0; iteration < kMaxSlopeIterations; ++iteration) {
-        set_weights(slope);
+        any_variance = set_weights(p, a, b, slope, eiv, w);
         double num = 0.0;
         den = 0.0;
-        for (std::size_t j = 0; j < m; ++j) {
-            const std::size_t i = a + j;
-            num += w[j] * p.x[i] * y[i];
-            den += w[j] * (p.x[i] * p.x[i] - (eiv ? p.vx[i] : 0.0));
+        for (std::size_t i = a; i <= b; ++i) {
+            num += w[i] * p.x[i] * y[i];
+            den += w[i] * (p.x[i] * p.x[i] - (eiv ? p.vx[i] : 0.0));
         }
         if (!(den > 0.0)) {
             return fit;  // no signal in the regressor: undetermined
@@ -212,80 +324,86 @@ SlopeFit fit_slope(const Prepared& p, std::size_t a, std::size_t b, double start
             break;
         }
     }
-    set_weights(slope);
-
-    double var_num = 0.0;  // variance of sum w (x y - slope (x^2 - var x)) at the true slope
-    double t1 = 0.0;
-    for (std::size_t j = 0; j < m; ++j) {
-        const std::size_t i = a + j;
-        const double w2 = w[j] * w[j];
-        if (eiv) {
-            t1 += w2 * (p.x[i] * p.x[i] - p.vx[i]) * vy[i];  // sum w^2 xi^2 var y, unbiased
-            var_num += w2 * p.vx[i] * vy[i];                 // sum w^2 var x var y
-        } else {
-            var_num += w2 * p.x[i] * p.x[i] * vy[i];
+    any_variance = set_weights(p, a, b, slope, eiv, w);
+    const FitVectors f = fit_vectors(p, w);
+    Forms forms = with_variance ? all_forms(p, f, a, b) : Forms{};
+    if (with_variance && p.noise != nullptr) {
+        // A long range sums correlations far beyond the bands: its first-order terms exactly,
+        // in Q space (u'Cyy u and (v - 2 s u)'Cxx (v - 2 s u)); the bands keep the small
+        // second-order ones.
+        std::vector<double> residual(p.n, 0.0);
+        for (std::size_t i = a; i <= b; ++i) {
+            residual[i] = f.v[i] - 2.0 * slope * f.u[i];
         }
-    }
-    if (eiv) {
-        var_num += std::max(t1, 0.0);
-        // 2 slope^2 sum_ik w_i w_k Cov(dx_i, dx_k)^2: the fluctuation of sum w dx^2.
-        // Also the variance of the denominator sum w (x^2 - var x), 2 Cov^2 + 4 x x Cov per pair
-        // (x x for xi xi: conservative), to refuse slopes whose denominator is mostly noise.
-        double t4 = 0.0;
-        double var_den = 0.0;
-        for (std::size_t j = 0; j < m; ++j) {
-            const std::size_t i = a + j;
-            for (std::size_t d = 0; d < p.cov_band[i].size() && j + d < m; ++d) {
-                const double c = p.cov_band[i][d];
-                const double pair = (d == 0 ? 1.0 : 2.0) * w[j] * w[j + d];
-                t4 += pair * c * c;
-                var_den += pair * (2.0 * c * c + 4.0 * p.x[i] * p.x[i + d] * c);
-            }
-        }
-        if (den < min_significance * std::sqrt(std::max(var_den, 0.0))) {
-            return fit;
-        }
-        // slope^2 sum_m var(g0_m) S_m^2, S_m = sum_i w_i xi_i r_i c_i(m): the noise of g0 reaching
-        // the regressor at first order. S_m^2 estimated without bias from the noisy x.
-        double t2 = 0.0;
-        const std::size_t m_lo = p.st.lo[a];
-        const std::size_t m_hi = p.st.lo[b] + p.st.width;
-        std::vector<double> coeff;
-        for (std::size_t mm = m_lo; mm < m_hi; ++mm) {
-            const std::size_t reach = p.st.width - 1;  // stencils touching sample mm
-            const std::size_t i0 = std::max(a, mm >= reach ? mm - reach : 0);
-            const std::size_t i1 = std::min(b, mm + reach);
-            double s = 0.0;
-            double v = 0.0;
-            for (std::size_t i = i0; i <= i1; ++i) {
-                const double bi = w[i - a] * p.g0->r_angstrom[i] * p.st.at(i, mm);
-                if (bi == 0.0) {
-                    continue;
-                }
-                s += bi * p.x[i];
-                for (std::size_t k = i0; k <= i1; ++k) {
-                    const double bk = w[k - a] * p.g0->r_angstrom[k] * p.st.at(k, mm);
-                    if (bk != 0.0) {
-                        v += bi * bk * p.cov(i, k);
-                    }
-                }
-            }
-            t2 += p.g0->variance[mm] * (s * s - v);
-        }
-        var_num += slope * slope * (2.0 * t4 + std::max(t2, 0.0));
+        forms.uyu = p.noise->g2_variance(f.u);
+        forms.vxv = p.noise->regressor_variance(residual);
+        forms.vxu = 0.0;
+        forms.uxu = 0.0;
     }
     fit.slope = slope;
-    fit.stderr_value = std::sqrt(std::max(var_num, 0.0)) / den;
-    if (any_variance && m > 1) {
+    fit.stderr_value =
+        with_variance ? std::sqrt(std::max(forms.slope_variance(slope), 0.0)) / den : kNaN;
+    if (any_variance && fit.n_points > 1) {
         double chi2 = 0.0;
-        for (std::size_t j = 0; j < m; ++j) {
-            const std::size_t i = a + j;
+        for (std::size_t i = a; i <= b; ++i) {
             const double res = y[i] - slope * p.x[i];
-            chi2 += w[j] * res * res;
+            chi2 += w[i] * res * res;
         }
-        fit.reduced_chi2 = chi2 / static_cast<double>(m - 1);
+        fit.reduced_chi2 = chi2 / static_cast<double>(fit.n_points - 1);
     }
     return fit;
+}
+
+// Slopes of the windows [lo_j, hi_j] (both non-decreasing in j), all with the weights of
+// `reference` (the long-range slope: under the affine hypothesis the right ones), so that their
+// sums and variance forms slide along the grid. A window whose denominator is known to less than
+// kMinDenominatorSignificance times its own standard deviation is undetermined.
+std::vector<SlopeFit> fit_windows(const Prepared& p, const std::vector<std::size_t>& lo,
+                                  const std::vector<std::size_t>& hi, std::size_t a, std::size_t b,
+                                  double reference, bool eiv) {
+    std::vector<double> w;
+    set_weights(p, a, b, reference, eiv, w);
+    const FitVectors f = fit_vectors(p, w);
+    const std::size_t start = lo.empty() ? 0 : lo.front();
+    SlidingForm uyu(f.u, *p.cyy, f.u, start);
+    SlidingForm vxv(f.v, *p.cxx, f.v, start);
+    SlidingForm vxu(f.v, *p.cxx, f.u, start);
+    SlidingForm uxu(f.u, *p.cxx, f.u, start);
+    SlidingForm wxxw(f.w, p.cxx2, f.w, start);
+    SlidingForm wxyw(f.w, p.cxy, f.w, start);
+    const std::array<SlidingForm*, 6> all = {&uyu, &vxv, &vxu, &uxu, &wxxw, &wxyw};
+    double num = 0.0;
+    double den = 0.0;
+    std::size_t cur_lo = start;
+    std::size_t cur_end = start;  // window [cur_lo, cur_end)
+    std::vector<SlopeFit> out(lo.size());
+    for (std::size_t j = 0; j < lo.size(); ++j) {
+        for (; cur_end <= hi[j]; ++cur_end) {
+            for (SlidingForm* s : all) {
+                s->push_back();
+            }
+            num += f.u[cur_end] * p.g2->value[cur_end];
+            den += w[cur_end] * (p.x[cur_end] * p.x[cur_end] - (eiv ? p.vx[cur_end] : 0.0));
+        }
+        for (; cur_lo < lo[j]; ++cur_lo) {
+            for (SlidingForm* s : all) {
+                s->pop_front();
+            }
+            num -= f.u[cur_lo] * p.g2->value[cur_lo];
+            den -= w[cur_lo] * (p.x[cur_lo] * p.x[cur_lo] - (eiv ? p.vx[cur_lo] : 0.0));
+        }
+        SlopeFit& fit = out[j];
+        fit.n_points = hi[j] - lo[j] + 1;
+        const Forms forms{uyu.value(), vxv.value(),  vxu.value(),
+                          uxu.value(), wxxw.value(), wxyw.value()};
+        if (!(den > 0.0) || den < kMinDenominatorSignificance *
+                                      std::sqrt(std::max(forms.denominator_variance(), 0.0))) {
+            continue;
+        }
+        fit.slope = num / den;
+        fit.stderr_value = std::sqrt(std::max(forms.slope_variance(fit.slope), 0.0)) / den;
+    }
+    return out;
 }
 
 // Indices of the grid points in [r_min, r_max] (with grid tolerance); false when empty.
@@ -383,18 +501,10 @@ Result<Checked> check_inputs(const RCurve& g0, const RCurve& g2, const AffineFit
                     "fit range [{}, {}] A is not an interval inside the grid [{}, {}] A",
                     o.r_fit_min, o.r_fit_max, g0.r_angstrom.front(), g0.r_angstrom.back());
     }
-    if (!o.dg0_variance.empty()) {
-        if (o.dg0_variance.size() != g0.size()) {
-            return fail(ErrorCode::kInvalidArgument,
-                        "dg0_variance has {} values but the g0 grid {} points",
-                        o.dg0_variance.size(), g0.size());
-        }
-        for (double v : o.dg0_variance) {
-            if (!std::isfinite(v) || v < 0.0) {
-                return fail(ErrorCode::kInvalidArgument,
-                            "dg0_variance holds {}: not a finite non-negative variance", v);
-            }
-        }
+    if (o.transform_noise && o.transform_noise->regressor_band().size() != g0.size()) {
+        return fail(ErrorCode::kInvalidArgument,
+                    "transform_noise has {} r points but the g0 grid {}",
+                    o.transform_noise->regressor_band().size(), g0.size());
     }
     if (!(o.tau > 0.0)) {
         return fail(ErrorCode::kInvalidArgument, "tau={} is not positive", o.tau);
@@ -502,8 +612,8 @@ Result<SlopeFit> fit_alpha(const RCurve& g0, const RCurve& g2, const AffineFitOp
     if (!index_range(g0.r_angstrom, checked->h, r_min, r_max, a, b) || b - a + 1 < kMinFitPoints) {
         return fail(ErrorCode::kInvalidArgument, "too few points in [{}, {}] A", r_min, r_max);
     }
-    const Prepared p = prepare(g0, g2, checked->half_width, checked->h, options.dg0_variance);
-    const SlopeFit plain = fit_slope(p, a, b, 0.0, false);
+    const Prepared p = prepare(g0, g2, checked->half_width, checked->h, options);
+    const SlopeFit plain = fit_slope(p, a, b, 0.0, false, !options.errors_in_variables);
     if (!options.errors_in_variables) {
         return plain;
     }
@@ -526,14 +636,11 @@ Result<AffineAnalysis> analyse_affine(const RCurve& g0, const RCurve& g2,
         return fail(ErrorCode::kInvalidArgument, "too few points in the fit range [{}, {}] A",
                     options.r_fit_min, options.r_fit_max);
     }
-    const Prepared p = prepare(g0, g2, checked->half_width, h, options.dg0_variance);
+    const Prepared p = prepare(g0, g2, checked->half_width, h, options);
     const bool eiv = options.errors_in_variables;
-    // Windows (significance > 0) refuse a denominator that is mostly noise; range fits do not.
-    auto fit = [&](std::size_t lo, std::size_t hi, double start, double significance = 0.0) {
-        const SlopeFit plain = fit_slope(p, lo, hi, start, false);
-        return eiv ? fit_slope(p, lo, hi, std::isfinite(start) ? start : plain.slope, true,
-                               significance)
-                   : plain;
+    auto fit = [&](std::size_t lo, std::size_t hi, double start) {
+        const SlopeFit plain = fit_slope(p, lo, hi, start, false, !eiv);
+        return eiv ? fit_slope(p, lo, hi, std::isfinite(start) ? start : plain.slope, true) : plain;
     };
 
     AffineAnalysis out;
@@ -547,10 +654,18 @@ Result<AffineAnalysis> analyse_affine(const RCurve& g0, const RCurve& g2,
     out.alpha_full_range_stderr = full.stderr_value;
     out.alpha_full_range_reduced_chi2 = full.reduced_chi2;
 
-    // Local windows, fitted once (their weights follow their own slope).
+    std::size_t mid = 0;
+    std::size_t mid_end = 0;
+    const bool mid_ok = index_range(r, h, 0.5 * (options.r_fit_min + options.r_fit_max),
+                                    options.r_fit_max, mid, mid_end) &&
+                        mid_end - mid + 1 >= kMinFitPoints;
+    const SlopeFit outer = mid_ok ? fit(mid, b, full.slope) : full;
+
+    // Local windows, fitted once with the weights of the long-range (outer-half) slope.
     const double half = 0.5 * options.window_angstrom;
     std::vector<std::size_t> centres;
-    std::vector<SlopeFit> local;
+    std::vector<std::size_t> window_lo;
+    std::vector<std::size_t> window_hi;
     for (std::size_t i = a; i <= b; ++i) {
         std::size_t lo = 0;
         std::size_t hi = 0;
@@ -560,9 +675,12 @@ Result<AffineAnalysis> analyse_affine(const RCurve& g0, const RCurve& g2,
             continue;
         }
         centres.push_back(i);
-        local.push_back(fit(lo, hi, full.slope, kMinDenominatorSignificance));
+        window_lo.push_back(lo);
+        window_hi.push_back(hi);
     }
     assert(!centres.empty() && "window not wider than the fit range");
+    const double reference = std::isfinite(outer.slope) ? outer.slope : full.slope;
+    const std::vector<SlopeFit> local = fit_windows(p, window_lo, window_hi, a, b, reference, eiv);
     out.local_ratio.r_angstrom.reserve(centres.size());
     for (std::size_t i : centres) {
         out.local_ratio.r_angstrom.push_back(r[i]);
@@ -594,12 +712,6 @@ Result<AffineAnalysis> analyse_affine(const RCurve& g0, const RCurve& g2,
         return first_ok;
     };
 
-    std::size_t mid = 0;
-    std::size_t mid_end = 0;
-    const bool mid_ok = index_range(r, h, 0.5 * (options.r_fit_min + options.r_fit_max),
-                                    options.r_fit_max, mid, mid_end) &&
-                        mid_end - mid + 1 >= kMinFitPoints;
-    const SlopeFit outer = mid_ok ? fit(mid, b, full.slope) : full;
     out.alpha = full.slope;
     out.alpha_stderr = full.stderr_value;
     out.alpha_reduced_chi2 = full.reduced_chi2;

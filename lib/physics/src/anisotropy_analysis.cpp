@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "anisoflow/physics/transform_covariance.hpp"
 #include "anisoflow/physics/transforms.hpp"
 
 namespace anisoflow::physics {
@@ -314,8 +315,17 @@ Result<AnisotropyResult> AnisotropyAnalyzer::analyse(const reduce::Cake& p,
     fit.r_fit_min = s.r_fit_min_angstrom;
     fit.r_fit_max = s.r_fit_max_angstrom;
     fit.s2_consistent_with_zero = result.s2_consistent_with_zero;
-    fit.dg0_variance = g0_derivative_variance(curves->s0, result.g0.r_angstrom,
-                                              s.density_per_cubic_angstrom, s.lorch);
+    // The windows behind A(r) are the widest sums of correlated samples the fit forms; beyond
+    // them, correlations of transformed noise are left out (docs/physics-fits.md).
+    const double h = result.g0.r_angstrom[1] - result.g0.r_angstrom[0];
+    const auto max_lag = static_cast<std::size_t>(std::ceil(fit.window_angstrom / h)) + 1;
+    const TransformOptions transform_options{s.density_per_cubic_angstrom, s.lorch};
+    auto noise = TransformNoise::create(curves->s0, curves->s2, result.g0.r_angstrom,
+                                        transform_options, max_lag);
+    if (!noise) {
+        return tl::unexpected(noise.error());
+    }
+    fit.transform_noise = std::make_shared<const TransformNoise>(std::move(*noise));
     auto affine = analyse_affine(result.g0, result.g2, fit);
     if (!affine) {
         return tl::unexpected(affine.error());

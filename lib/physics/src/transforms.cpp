@@ -1,6 +1,7 @@
 #include "anisoflow/physics/transforms.hpp"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <complex>
 #include <cstddef>
@@ -100,25 +101,6 @@ Result<void> check_curve(const QCurve& curve, const char* name) {
         }
     }
     return {};
-}
-
-/// Trapezoid weights over the samples times the optional Lorch window M(Q) (SPEC 6).
-std::vector<double> quadrature_weights(std::span<const double> q, bool lorch) {
-    const std::size_t n = q.size();
-    std::vector<double> w(n);
-    for (std::size_t k = 0; k < n; ++k) {
-        const double left = k > 0 ? q[k] - q[k - 1] : 0.0;
-        const double right = k + 1 < n ? q[k + 1] - q[k] : 0.0;
-        w[k] = 0.5 * (left + right);
-    }
-    if (lorch) {
-        const double q_max = q[n - 1];
-        for (std::size_t k = 0; k < n; ++k) {
-            // sin(pi) is 1.2e-16, not 0: the last sample gets M = 0 exactly.
-            w[k] *= k + 1 == n ? 0.0 : sinc(kPi * q[k] / q_max);
-        }
-    }
-    return w;
 }
 
 bool any_nan(std::span<const double> values) {
@@ -235,6 +217,24 @@ Complex unit_phasor(long double phase) {
 }
 
 }  // namespace
+
+std::vector<double> quadrature_weights(std::span<const double> q, bool lorch) {
+    const std::size_t n = q.size();
+    std::vector<double> w(n);
+    for (std::size_t k = 0; k < n; ++k) {
+        const double left = k > 0 ? q[k] - q[k - 1] : 0.0;
+        const double right = k + 1 < n ? q[k + 1] - q[k] : 0.0;
+        w[k] = 0.5 * (left + right);
+    }
+    if (lorch) {
+        const double q_max = q[n - 1];
+        for (std::size_t k = 0; k < n; ++k) {
+            // sin(pi) is 1.2e-16, not 0: the last sample gets M = 0 exactly.
+            w[k] *= k + 1 == n ? 0.0 : sinc(kPi * q[k] / q_max);
+        }
+    }
+    return w;
+}
 
 // One chirp-z (Bluestein) evaluation of Z_j = sum_k c_k exp(i q_k r_j) for q_k = q0 + k dq and
 // r_j = r0 + j dr: with theta = dq dr and kj = (k^2 + j^2 - (j-k)^2)/2,
@@ -689,6 +689,50 @@ Result<RCurve> FastTransform::transform_l2(const QCurve& s2) const {
             out.variance[j] = kNaN;
         }
     }
+    return out;
+}
+
+ExponentialSums::ExponentialSums(ExponentialSums&&) noexcept = default;
+ExponentialSums& ExponentialSums::operator=(ExponentialSums&&) noexcept = default;
+ExponentialSums::~ExponentialSums() = default;
+
+Result<ExponentialSums> ExponentialSums::create(double x0, double dx, std::size_t n_in, double y0,
+                                                double dy, std::size_t n_out) {
+    if (n_in < 1 || n_out < 1 || !(dx > 0.0) || !(dy > 0.0) || !std::isfinite(dx) ||
+        !std::isfinite(dy) || !std::isfinite(x0) || !std::isfinite(y0)) {
+        return fail(ErrorCode::kInvalidArgument,
+                    "exponential sums need grids of >= 1 point with positive finite steps (got "
+                    "{} points, step {}; {} points, step {})",
+                    n_in, dx, n_out, dy);
+    }
+    auto chirp = std::make_unique<FastTransform::Chirp>();
+    chirp->n_q = n_in;
+    chirp->n_r = n_out;
+    chirp->length = fft_friendly_length(n_in + n_out - 1);
+    {
+        const FftwBuffer scratch = allocate(chirp->length);
+        const int length = static_cast<int>(chirp->length);
+        const std::lock_guard lock(planner_mutex());
+        chirp->forward.reset(
+            fftw_plan_dft_1d(length, scratch.get(), scratch.get(), FFTW_FORWARD, FFTW_ESTIMATE));
+        chirp->backward.reset(
+            fftw_plan_dft_1d(length, scratch.get(), scratch.get(), FFTW_BACKWARD, FFTW_ESTIMATE));
+    }
+    if (!chirp->forward || !chirp->backward) {
+        return fail(ErrorCode::kUnsupported, "FFTW could not plan a transform of length {}",
+                    chirp->length);
+    }
+    chirp->base = chirp->make_kernel(x0, dx, y0, dy);
+    ExponentialSums sums;
+    sums.chirp_ = std::move(chirp);
+    return sums;
+}
+
+std::vector<std::complex<double>> ExponentialSums::evaluate(std::span<const double> a) const {
+    assert(a.size() == chirp_->n_q && "one value per input grid point");
+    const FftwBuffer work = allocate(chirp_->length);
+    std::vector<Complex> out;
+    chirp_->apply(chirp_->base, a, work.get(), out);
     return out;
 }
 

@@ -5,12 +5,14 @@
 
 #include <cstddef>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <string_view>
 #include <vector>
 
 #include "anisoflow/core/result.hpp"
 #include "anisoflow/physics/curves.hpp"
+#include "anisoflow/physics/transform_covariance.hpp"
 
 namespace anisoflow::physics {
 
@@ -28,12 +30,14 @@ struct AffineFitOptions {
     /// Whether S2 is consistent with zero, when the caller has tested it (e.g. on S2(Q)); when
     /// empty, g2 is tested against zero with its variances (chi^2 at 99 % over the fit range).
     std::optional<bool> s2_consistent_with_zero;
-    /// Variance of dg0/dr at each g0 grid point, when the caller knows it (empty: propagated
-    /// from g0's variances through the derivative stencil assuming independent g0 samples).
-    /// g0 from a Fourier transform is band-limited to q_max and oversampled (correlated over
-    /// ~pi/q_max >> the r step), so the independent-sample estimate is ~10x too large and the
-    /// errors-in-variables correction then biases alpha high (docs/physics-fits.md).
-    std::vector<double> dg0_variance;
+    /// The noise model of x = r dg0/dr and g2 when both come from the SPEC 6 transforms (null:
+    /// independent g0 and g2 samples; x then correlates only through the derivative stencil).
+    /// Transformed curves are band-limited to q_max and oversampled: their noise is correlated
+    /// over ~pi/q_max (~10 grid points) with long tails. Treating the samples as independent
+    /// makes var(x) ~10x too large (the errors-in-variables correction then biases alpha high)
+    /// and the slopes' standard errors 2-5x too small (a spurious r_c, "significant" alpha of
+    /// an isotropic sample). AnisotropyAnalyzer passes it (docs/physics-fits.md).
+    std::shared_ptr<const TransformNoise> transform_noise;
 };
 
 /// Which microscopic picture the shape of g2 supports (SPEC 7).

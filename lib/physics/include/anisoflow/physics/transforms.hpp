@@ -4,8 +4,10 @@
 // evaluates the same quadrature. Formulas, guards and measured agreement:
 // docs/physics-transforms.md.
 
+#include <complex>
 #include <cstddef>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "anisoflow/core/result.hpp"
@@ -21,6 +23,11 @@ struct TransformOptions {
 /// n points r_k = (k + 1) r_max / n, k = 0..n-1: uniform on (0, r_max], r = 0 left out
 /// (g0 has a removable 1/r there). Empty when n == 0.
 [[nodiscard]] std::vector<double> uniform_r_grid(double r_max_angstrom, std::size_t n);
+
+/// The quadrature weights both transforms use: trapezoid weights over the samples q, times the
+/// Lorch window M(Q) = sin(pi Q/q_max)/(pi Q/q_max) when `lorch` (zero at the last sample).
+[[nodiscard]] std::vector<double> quadrature_weights(std::span<const double> q_inv_angstrom,
+                                                     bool lorch);
 
 /// Spherical Bessel function j2(x) = (3/x^3 - 1/x) sin x - 3 cos x / x^2; below x = 1 a power
 /// series, since the closed form loses digits to cancellation there (SPEC 6 small-r guard).
@@ -102,6 +109,27 @@ class FastTransform {
     std::vector<double> q_;       ///< model grid q_first + k dq
     std::vector<double> weight_;  ///< trapezoid weight times Lorch window, per Q sample
     std::unique_ptr<Chirp> chirp_;
+};
+
+/// Z_k = sum_n a_n exp(i x_n y_k) for real a_n, x_n = x0 + n dx (n < n_in) and y_k = y0 + k dy
+/// (k < n_out): the chirp-z evaluation behind FastTransform with the roles of the grids free, so
+/// that error propagation can project weights on the r grid onto the Q grid
+/// (transform_covariance.hpp). evaluate() is const and may run on several threads at once.
+class ExponentialSums {
+  public:
+    /// Errors: n_in or n_out < 1, dx or dy not positive and finite.
+    [[nodiscard]] static Result<ExponentialSums> create(double x0, double dx, std::size_t n_in,
+                                                        double y0, double dy, std::size_t n_out);
+    /// `a` has n_in values; returns n_out sums.
+    [[nodiscard]] std::vector<std::complex<double>> evaluate(std::span<const double> a) const;
+
+    ExponentialSums(ExponentialSums&&) noexcept;
+    ExponentialSums& operator=(ExponentialSums&&) noexcept;
+    ~ExponentialSums();
+
+  private:
+    ExponentialSums() = default;
+    std::unique_ptr<FastTransform::Chirp> chirp_;
 };
 
 }  // namespace anisoflow::physics
