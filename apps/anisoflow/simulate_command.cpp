@@ -14,6 +14,8 @@
 #include "anisoflow/io/poni_file.hpp"
 #include "anisoflow/physics/scattering_factors.hpp"
 #include "anisoflow/sim/frame_renderer.hpp"
+#include "anisoflow/sim/pair_distribution.hpp"
+#include "anisoflow/sim/strained_structure.hpp"
 #include "anisoflow/sim/structure_model.hpp"
 
 namespace anisoflow::app {
@@ -65,6 +67,99 @@ Result<void> write_stack(const std::filesystem::path& path, const std::vector<Fr
     return writer->close();
 }
 
+// The pair grid reaches at least this far (g0 - 1 is 3e-4 at 40 A; the S2 integrands are
+// short-ranged, docs/physics-simulator.md) and past where a radial step or a rotation taper
+// settles.
+constexpr double kMinPairGridAngstrom = sim::PairGrid{}.r_max_angstrom;
+
+// The bond-rotation taper: g2 follows g0 - 1 over the first shells, gone by the fourth.
+constexpr double kRotationTaperStartAngstrom = 7.0;
+constexpr double kRotationTaperEndAngstrom = 9.0;
+
+struct StrainModel {
+    sim::StrainedStructure structure;
+    double eps_aff = 0.0;       ///< the affine (long-range) strain: alpha = c eps_aff / sqrt5
+    nlohmann::json parameters;  ///< what simulation.json records of the mode
+    std::string summary;        ///< one line for the terminal
+};
+
+// The structure the frames are rendered from, per --mode (SPEC 4 normalisation throughout).
+Result<StrainModel> strain_model(const SimulateOptions& o, const sim::HardSphereStructure& hs,
+                                 double q_max_inv_angstrom) {
+    if (o.mode == "none") {
+        return StrainModel{sim::StrainedStructure::isotropic(hs), 0.0, nlohmann::json::object(),
+                           "no strain"};
+    }
+    if (o.mode == "affine") {
+        return StrainModel{sim::StrainedStructure::affine(hs, sim::UniaxialStrain{o.eps, o.nu}),
+                           o.eps, nlohmann::json::object(),
+                           fmt::format("exact affine strain eps={}", o.eps)};
+    }
+    const bool radial = o.mode == "radial";
+    const sim::RadialStrainProfile profile{o.eps, o.radial_step_centre_angstrom,
+                                           o.radial_step_width_angstrom, o.radial_inner_drop};
+    if (radial &&
+        (!(profile.step_width_angstrom > 0.0) || !(profile.step_centre_angstrom > 0.0) ||
+         !std::isfinite(profile.inner_drop) || !std::isfinite(profile.step_centre_angstrom))) {
+        return fail(
+            ErrorCode::kInvalidArgument,
+            "--radial-rc {} and --radial-width {} must be positive, --radial-drop {} finite",
+            profile.step_centre_angstrom, profile.step_width_angstrom, profile.inner_drop);
+    }
+    if (!radial && !std::isfinite(o.rotation_amplitude)) {
+        return fail(ErrorCode::kInvalidArgument, "--rotation-amplitude {} is not finite",
+                    o.rotation_amplitude);
+    }
+    const double r_max = std::max(
+        kMinPairGridAngstrom,
+        std::ceil(radial ? profile.settled_beyond_angstrom() + 1.0 : kRotationTaperEndAngstrom));
+    sim::PairGrid grid;
+    grid.r_max_angstrom = r_max;
+    auto g0 = sim::IsotropicPairDistribution::create(hs, grid);
+    if (!g0) {
+        return tl::unexpected(g0.error().with_context("--mode " + o.mode + ", --debye-waller"));
+    }
+    if (radial) {
+        auto s2 = sim::radial_strain_s2(hs, *g0, profile, o.nu, q_max_inv_angstrom);
+        if (!s2) {
+            return tl::unexpected(s2.error());
+        }
+        nlohmann::json parameters = {
+            {"profile", "eps(r) = eps_aff (1 - inner_drop / (1 + exp((r - r_c) / width)))"},
+            {"step_centre_angstrom", profile.step_centre_angstrom},
+            {"step_width_angstrom", profile.step_width_angstrom},
+            {"inner_drop", profile.inner_drop},
+            {"eps_inner", profile.eps(0.0)},
+            {"g2", "(c / sqrt5) r d[eps(r) g0(r)]/dr, c = 2 (1 + nu) / 3"},
+        };
+        return StrainModel{sim::StrainedStructure::harmonic(hs, std::move(*s2)), o.eps,
+                           std::move(parameters),
+                           fmt::format("radial strain eps_aff={} stepping to {:.6g} below r_c={} A",
+                                       o.eps, profile.eps(0.0), profile.step_centre_angstrom)};
+    }
+    sim::BondRotation rotation;
+    rotation.taper_start_angstrom = kRotationTaperStartAngstrom;
+    rotation.taper_end_angstrom = kRotationTaperEndAngstrom;
+    rotation.beta = sim::BondRotation::beta_matching_affine(hs, *g0, o.eps, o.nu,
+                                                            o.rotation_amplitude, rotation);
+    auto s2 = sim::bond_rotation_s2(*g0, rotation, q_max_inv_angstrom);
+    if (!s2) {
+        return tl::unexpected(s2.error());
+    }
+    nlohmann::json parameters = {
+        {"g2", "beta (g0(r) - 1) T(r), T = 1 below taper_start, raised cosine to 0 at taper_end"},
+        {"beta", rotation.beta},
+        {"amplitude", o.rotation_amplitude},
+        {"eps", o.eps},
+        {"taper_start_angstrom", rotation.taper_start_angstrom},
+        {"taper_end_angstrom", rotation.taper_end_angstrom},
+    };
+    return StrainModel{sim::StrainedStructure::harmonic(hs, std::move(*s2)), 0.0,
+                       std::move(parameters),
+                       fmt::format("bond rotation beta={:.5g} (as strong as affine eps={} x {})",
+                                   rotation.beta, o.eps, o.rotation_amplitude)};
+}
+
 }  // namespace
 
 CLI::App* add_simulate_command(CLI::App& app, SimulateOptions& o) {
@@ -78,10 +173,27 @@ CLI::App* add_simulate_command(CLI::App& app, SimulateOptions& o) {
     cmd->add_option("--cols", o.cols, "built-in detector columns")->capture_default_str();
     cmd->add_option("--distance", o.distance_m, "built-in detector distance, m")
         ->capture_default_str();
-    cmd->add_option("--mode", o.mode, "strain mode: affine or none (radial, rotation: later)")
+    cmd->add_option("--mode", o.mode,
+                    "strain mode: affine (exact S(|F^T Q|)), radial (eps(r) steps from "
+                    "eps (1 - drop) to eps at --radial-rc; first order), rotation (bonds turn, "
+                    "no length change: g2 = beta (g0 - 1) T(r); first order) or none")
         ->capture_default_str()
         ->check(CLI::IsMember({"affine", "none", "radial", "rotation"}));
-    cmd->add_option("--eps", o.eps, "affine strain, > 0 for compression along the axis")
+    cmd->add_option("--eps", o.eps,
+                    "strain, > 0 for compression along the axis (radial: the long-range eps_aff; "
+                    "rotation: sets beta, see --rotation-amplitude)")
+        ->capture_default_str();
+    cmd->add_option("--radial-rc", o.radial_step_centre_angstrom,
+                    "radial: centre r_c of the strain step, A")
+        ->capture_default_str();
+    cmd->add_option("--radial-width", o.radial_step_width_angstrom,
+                    "radial: width of the logistic strain step, A")
+        ->capture_default_str();
+    cmd->add_option("--radial-drop", o.radial_inner_drop,
+                    "radial: fraction of eps missing below the step (eps(0) = eps (1 - drop))")
+        ->capture_default_str();
+    cmd->add_option("--rotation-amplitude", o.rotation_amplitude,
+                    "rotation: peak |S2| over the affine first-order peak |S2| at the same --eps")
         ->capture_default_str();
     cmd->add_option("--nu", o.nu, "Poisson ratio")->capture_default_str();
     cmd->add_option("--loading-axis-chi", o.loading_axis_chi_deg,
@@ -115,12 +227,6 @@ CLI::App* add_simulate_command(CLI::App& app, SimulateOptions& o) {
 }
 
 int run_simulate(const SimulateOptions& o) {
-    if (o.mode == "radial" || o.mode == "rotation") {
-        return report(Error{ErrorCode::kUnsupported,
-                            "--mode " + o.mode +
-                                " is not implemented yet (needs the l=2 transforms); use affine "
-                                "or none"});
-    }
     if (!(o.nu > -1.0 && o.nu < 0.5)) {
         return report(
             Error{ErrorCode::kInvalidArgument, fmt::format("--nu {} is outside (-1, 0.5)", o.nu)});
@@ -172,6 +278,12 @@ int run_simulate(const SimulateOptions& o) {
     const double per_atom_at_peak = at_peak.mean_f_squared * (structure->s(q_peak) - 1.0) +
                                     at_peak.mean_squared_f + at_peak.compton;
 
+    // S2 tables reach past the detector's largest Q.
+    auto model = strain_model(o, *structure, range.max_inv_angstrom + 0.1);
+    if (!model) {
+        return report(model.error());
+    }
+
     const std::vector<float> flat = synthetic_flat(geometry.shape(), o.flat_variation);
     auto renderer = sim::FrameRenderer::create(geometry, atomic, flat);
     if (!renderer) {
@@ -180,7 +292,6 @@ int run_simulate(const SimulateOptions& o) {
     sim::RenderSettings settings;
     settings.counts_scale = o.counts_at_peak / per_atom_at_peak;
     settings.loading_axis_chi_deg = o.loading_axis_chi_deg;
-    settings.strain = sim::UniaxialStrain{o.mode == "affine" ? o.eps : 0.0, o.nu};
     settings.polarization_factor = o.polarization_factor;
     settings.dark_counts = o.dark_level_counts;
     settings.read_noise_counts = o.noiseless ? 0.0 : o.read_noise_counts;
@@ -193,7 +304,7 @@ int run_simulate(const SimulateOptions& o) {
         for (std::size_t f = 0; f < o.frames_per_orientation; ++f) {
             settings.orientation = orientation;
             settings.seed = seed++;
-            auto frame = renderer->render(*structure, settings);
+            auto frame = renderer->render(model->structure, settings);
             if (!frame) {
                 return report(frame.error());
             }
@@ -230,12 +341,16 @@ int run_simulate(const SimulateOptions& o) {
                 Error{ErrorCode::kIo, (dir / "geometry.poni").string() + ": cannot write"});
         }
     }
-    const double alpha = 2.0 * (1.0 + o.nu) * settings.strain.eps / (3.0 * std::sqrt(5.0));
-    const nlohmann::json record = {
+    // The affine (long-range) part the analysis' alpha measures (SPEC 7); 0 without bond-length
+    // change (rotation, none).
+    const double alpha = 2.0 * (1.0 + o.nu) * model->eps_aff / (3.0 * std::sqrt(5.0));
+    nlohmann::json record = {
         {"mode", o.mode},
-        {"eps_aff", settings.strain.eps},
+        {"eps", o.eps},
+        {"eps_aff", model->eps_aff},
         {"nu", o.nu},
         {"alpha_expected", alpha},
+        {"harmonic_normalisation", "paper (SPEC 4): S(Q, psi) = S0 + sqrt5 S2 P2(cos psi)"},
         {"loading_axis_chi_deg", o.loading_axis_chi_deg},
         {"composition", o.composition},
         {"density_per_cubic_angstrom", o.density_per_cubic_angstrom},
@@ -252,14 +367,17 @@ int run_simulate(const SimulateOptions& o) {
         {"noiseless", o.noiseless},
         {"seed", o.seed},
     };
+    if (!model->parameters.empty()) {
+        record[o.mode] = model->parameters;
+    }
     std::ofstream json(dir / "simulation.json");
     json << record.dump(2) << "\n";
     std::printf(
-        "anisoflow simulate: %s strain eps=%g nu=%g (alpha=%.6g), %zu frames per "
+        "anisoflow simulate: %s, nu=%g (alpha=%.6g), %zu frames per "
         "orientation of %zux%zu, first peak at Q = %.3f 1/A with ~%.0f counts\n"
         "  wrote %s/{p.h5, n.h5, dark.h5, flat.h5, geometry.poni, simulation.json}\n",
-        o.mode.c_str(), settings.strain.eps, o.nu, alpha, o.frames_per_orientation,
-        geometry.shape().rows, geometry.shape().cols, q_peak, o.counts_at_peak, o.out_dir.c_str());
+        model->summary.c_str(), o.nu, alpha, o.frames_per_orientation, geometry.shape().rows,
+        geometry.shape().cols, q_peak, o.counts_at_peak, o.out_dir.c_str());
     return 0;
 }
 

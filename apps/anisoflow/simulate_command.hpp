@@ -14,8 +14,14 @@ struct SimulateOptions {
     std::size_t rows = 2048;
     std::size_t cols = 2048;
     double distance_m = 0.35;
-    std::string mode = "affine";
-    double eps = 0.006;
+    std::string mode = "affine";  ///< affine, radial, rotation or none
+    double eps = 0.006;           ///< affine: eps; radial: eps_aff (long range); rotation: scale
+    // radial: eps(r) = eps (1 - drop / (1 + exp((r - r_c)/width))), the acceptance case.
+    double radial_step_centre_angstrom = 11.0;
+    double radial_step_width_angstrom = 0.5;
+    double radial_inner_drop = 0.5;
+    /// rotation: peak |S2| as a multiple of the affine first-order peak |S2| at the same eps.
+    double rotation_amplitude = 1.0;
     double nu = 0.37;
     double loading_axis_chi_deg = 0.0;
     std::size_t frames_per_orientation = 2;

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstddef>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include <Eigen/Dense>
@@ -266,6 +267,7 @@ FitVectors fit_vectors(const Prepared& p, const std::vector<double>& w) {
 // Every quadratic form of the slope's variance over [lo, hi] in one pass over the bands.
 Forms all_forms(const Prepared& p, const FitVectors& f, std::size_t lo, std::size_t hi) {
     Forms out;
+    const bool first_order = p.noise == nullptr;  // else exact, in Q space (fit_slope)
     const std::size_t band = std::max(p.cxx->max_lag(), p.cyy->max_lag());
     const auto term = [](double m, double ai, double bi, double ak, double bk, bool diagonal) {
         return diagonal ? m * ai * bk : m * (ai * bk + ak * bi);
@@ -275,14 +277,16 @@ Forms all_forms(const Prepared& p, const FitVectors& f, std::size_t lo, std::siz
         for (std::size_t k = i; k <= top; ++k) {
             const bool diagonal = k == i;
             const std::size_t d = k - i;
-            if (d <= p.cyy->max_lag()) {
+            if (first_order && d <= p.cyy->max_lag()) {
                 out.uyu += term(p.cyy->at(i, d), f.u[i], f.u[i], f.u[k], f.u[k], diagonal);
             }
             if (d <= p.cxx->max_lag()) {
-                const double cxx = p.cxx->at(i, d);
-                out.vxv += term(cxx, f.v[i], f.v[i], f.v[k], f.v[k], diagonal);
-                out.vxu += term(cxx, f.v[i], f.u[i], f.v[k], f.u[k], diagonal);
-                out.uxu += term(cxx, f.u[i], f.u[i], f.u[k], f.u[k], diagonal);
+                if (first_order) {
+                    const double cxx = p.cxx->at(i, d);
+                    out.vxv += term(cxx, f.v[i], f.v[i], f.v[k], f.v[k], diagonal);
+                    out.vxu += term(cxx, f.v[i], f.u[i], f.v[k], f.u[k], diagonal);
+                    out.uxu += term(cxx, f.u[i], f.u[i], f.u[k], f.u[k], diagonal);
+                }
                 out.wxxw += term(p.cxx2.at(i, d), f.w[i], f.w[i], f.w[k], f.w[k], diagonal);
             }
             if (d <= p.cxy.max_lag()) {
@@ -638,9 +642,13 @@ Result<AffineAnalysis> analyse_affine(const RCurve& g0, const RCurve& g2,
     }
     const Prepared p = prepare(g0, g2, checked->half_width, h, options);
     const bool eiv = options.errors_in_variables;
-    auto fit = [&](std::size_t lo, std::size_t hi, double start) {
-        const SlopeFit plain = fit_slope(p, lo, hi, start, false, !eiv);
-        return eiv ? fit_slope(p, lo, hi, std::isfinite(start) ? start : plain.slope, true) : plain;
+    // with_variance = false skips the standard error (the costly part) where only the slope is
+    // used: the rounds of the r_c iteration before the last.
+    auto fit = [&](std::size_t lo, std::size_t hi, double start, bool with_variance = true) {
+        const SlopeFit plain = fit_slope(p, lo, hi, start, false, !eiv && with_variance);
+        return eiv ? fit_slope(p, lo, hi, std::isfinite(start) ? start : plain.slope, true,
+                               with_variance)
+                   : plain;
     };
 
     AffineAnalysis out;
@@ -722,6 +730,8 @@ Result<AffineAnalysis> analyse_affine(const RCurve& g0, const RCurve& g2,
     if (alpha_nonzero) {
         double alpha = outer.slope;
         std::size_t previous = centres.size() + 1;
+        std::optional<std::size_t> final_start;  // of the last successful refit
+        double final_alpha = alpha;
         for (int round = 1; round <= kMaxRcRounds; ++round) {
             set_ratio(alpha);
             const std::size_t rc = find_rc();
@@ -730,19 +740,24 @@ Result<AffineAnalysis> analyse_affine(const RCurve& g0, const RCurve& g2,
                 out.r_c_angstrom.reset();
                 break;
             }
-            const SlopeFit refit = fit(centres[rc], b, alpha);
+            const SlopeFit refit = fit(centres[rc], b, alpha, false);
             out.r_c_angstrom = r[centres[rc]];
             if (!std::isfinite(refit.slope)) {
                 break;
             }
-            out.alpha = refit.slope;
-            out.alpha_stderr = refit.stderr_value;
-            out.alpha_reduced_chi2 = refit.reduced_chi2;
+            final_start = centres[rc];
+            final_alpha = refit.slope;
             if (rc == previous) {
                 break;
             }
             previous = rc;
             alpha = refit.slope;
+        }
+        if (out.r_c_angstrom && final_start) {
+            const SlopeFit refit = fit(*final_start, b, final_alpha);
+            out.alpha = refit.slope;
+            out.alpha_stderr = refit.stderr_value;
+            out.alpha_reduced_chi2 = refit.reduced_chi2;
         }
         if (!out.r_c_angstrom) {
             out.alpha = full.slope;

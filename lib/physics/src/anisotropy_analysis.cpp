@@ -202,6 +202,7 @@ struct AnisotropyAnalyzer::Plans {
     std::mutex mutex;
     std::optional<UniformQGrid> grid;
     std::unique_ptr<FastTransform> transform;
+    std::shared_ptr<const ExponentialSums> noise_sums;  ///< r grid -> Q grid, for the errors
 };
 
 AnisotropyAnalyzer::AnisotropyAnalyzer() = default;
@@ -291,6 +292,7 @@ Result<AnisotropyResult> AnisotropyAnalyzer::analyse(const reduce::Cake& p,
                 return tl::unexpected(transform.error());
             }
             plans_->transform = std::make_unique<FastTransform>(std::move(*transform));
+            plans_->noise_sums.reset();
             plans_->grid = *grid;
         }
         auto g0 = plans_->transform->transform_l0(curves->s0);
@@ -320,10 +322,19 @@ Result<AnisotropyResult> AnisotropyAnalyzer::analyse(const reduce::Cake& p,
     const double h = result.g0.r_angstrom[1] - result.g0.r_angstrom[0];
     const auto max_lag = static_cast<std::size_t>(std::ceil(fit.window_angstrom / h)) + 1;
     const TransformOptions transform_options{s.density_per_cubic_angstrom, s.lorch};
+    std::shared_ptr<const ExponentialSums> sums;
+    {
+        const std::lock_guard lock(plans_->mutex);
+        sums = plans_->noise_sums;
+    }
     auto noise = TransformNoise::create(curves->s0, curves->s2, result.g0.r_angstrom,
-                                        transform_options, max_lag);
+                                        transform_options, max_lag, sums);
     if (!noise) {
         return tl::unexpected(noise.error());
+    }
+    {
+        const std::lock_guard lock(plans_->mutex);
+        plans_->noise_sums = noise->sums();
     }
     fit.transform_noise = std::make_shared<const TransformNoise>(std::move(*noise));
     auto affine = analyse_affine(result.g0, result.g2, fit);

@@ -204,8 +204,8 @@ Result<BandedCovariance> g2_covariance(const QCurve& s2, const std::vector<doubl
 
 Result<TransformNoise> TransformNoise::create(const QCurve& s0, const QCurve& s2,
                                               const std::vector<double>& r,
-                                              const TransformOptions& options,
-                                              std::size_t max_lag) {
+                                              const TransformOptions& options, std::size_t max_lag,
+                                              std::shared_ptr<const ExponentialSums> sums) {
     auto cxx = r_dg0_dr_covariance(s0, r, options, max_lag);
     if (!cxx) {
         return tl::unexpected(cxx.error());
@@ -221,11 +221,14 @@ Result<TransformNoise> TransformNoise::create(const QCurve& s0, const QCurve& s2
     if (!grid) {
         return tl::unexpected(grid.error());
     }
-    const double h = (r.back() - r.front()) / static_cast<double>(r.size() - 1);
-    auto sums = ExponentialSums::create(r.front(), h, r.size(), grid->q_first_inv_angstrom,
-                                        grid->dq_inv_angstrom, grid->n);
-    if (!sums) {
-        return tl::unexpected(sums.error());
+    if (!sums || sums->input_size() != r.size() || sums->output_size() != grid->n) {
+        const double h = (r.back() - r.front()) / static_cast<double>(r.size() - 1);
+        auto made = ExponentialSums::create(r.front(), h, r.size(), grid->q_first_inv_angstrom,
+                                            grid->dq_inv_angstrom, grid->n);
+        if (!made) {
+            return tl::unexpected(made.error());
+        }
+        sums = std::make_shared<const ExponentialSums>(std::move(*made));
     }
     TransformNoise noise;
     noise.r_ = r;
@@ -234,7 +237,7 @@ Result<TransformNoise> TransformNoise::create(const QCurve& s0, const QCurve& s2
     noise.spectral_s2_ = spectral_weights(s2, options, 0);
     noise.regressor_ = std::move(*cxx);
     noise.g2_ = std::move(*cyy);
-    noise.sums_ = std::make_shared<const ExponentialSums>(std::move(*sums));
+    noise.sums_ = std::move(sums);
     return noise;
 }
 

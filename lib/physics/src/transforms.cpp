@@ -728,6 +728,9 @@ Result<ExponentialSums> ExponentialSums::create(double x0, double dx, std::size_
     return sums;
 }
 
+std::size_t ExponentialSums::input_size() const { return chirp_->n_q; }
+std::size_t ExponentialSums::output_size() const { return chirp_->n_r; }
+
 std::vector<std::complex<double>> ExponentialSums::evaluate(std::span<const double> a) const {
     assert(a.size() == chirp_->n_q && "one value per input grid point");
     const FftwBuffer work = allocate(chirp_->length);

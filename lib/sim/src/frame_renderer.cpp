@@ -67,6 +67,11 @@ double FrameRenderer::interpolate(const std::vector<double>& values, double q) c
 
 std::vector<double> FrameRenderer::expected_signal(const HardSphereStructure& structure,
                                                    const RenderSettings& settings) const {
+    return expected_signal(StrainedStructure::affine(structure, settings.strain), settings);
+}
+
+std::vector<double> FrameRenderer::expected_signal(const StrainedStructure& structure,
+                                                   const RenderSettings& settings) const {
     // Orientation N is P rotated 90 deg about the beam: its axis sits at chi_L + 90 (SPEC 3).
     const double axis_deg =
         settings.loading_axis_chi_deg + (settings.orientation == Orientation::kN ? 90.0 : 0.0);
@@ -76,7 +81,7 @@ std::vector<double> FrameRenderer::expected_signal(const HardSphereStructure& st
         // The scattering vector leaves the detector plane by theta: its in-plane part is
         // cos(theta) of it, along the pixel's azimuth chi.
         const double cos_psi = cos_theta_[i] * std::cos(chi_rad_[i] - axis_rad);
-        const double s = affine_structure_factor(structure, q_[i], cos_psi, settings.strain);
+        const double s = structure.s(q_[i], cos_psi);
         const double q = q_[i];
         const double per_atom = interpolate(atomic_.mean_f_squared, q) * (s - 1.0) +
                                 interpolate(atomic_.mean_squared_f, q) +
@@ -105,6 +110,11 @@ Frame FrameRenderer::render_dark(const RenderSettings& settings) const {
 }
 
 Result<Frame> FrameRenderer::render(const HardSphereStructure& structure,
+                                    const RenderSettings& settings) const {
+    return render(StrainedStructure::affine(structure, settings.strain), settings);
+}
+
+Result<Frame> FrameRenderer::render(const StrainedStructure& structure,
                                     const RenderSettings& settings) const {
     if (!(settings.counts_scale > 0.0) || !(settings.saturation_counts > 0.0)) {
         return fail(ErrorCode::kInvalidArgument,

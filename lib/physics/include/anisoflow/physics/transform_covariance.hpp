@@ -73,10 +73,13 @@ class BandedCovariance {
 class TransformNoise {
   public:
     /// s0 and s2 on one uniform Q grid (q > 0) with their variances; r uniform and positive.
-    [[nodiscard]] static Result<TransformNoise> create(const QCurve& s0, const QCurve& s2,
-                                                       const std::vector<double>& r_angstrom,
-                                                       const TransformOptions& options,
-                                                       std::size_t max_lag);
+    /// `sums` from an earlier call on the same grids (sums()) saves planning them again.
+    [[nodiscard]] static Result<TransformNoise> create(
+        const QCurve& s0, const QCurve& s2, const std::vector<double>& r_angstrom,
+        const TransformOptions& options, std::size_t max_lag,
+        std::shared_ptr<const ExponentialSums> sums = nullptr);
+
+    [[nodiscard]] const std::shared_ptr<const ExponentialSums>& sums() const { return sums_; }
 
     [[nodiscard]] const BandedCovariance& regressor_band() const { return regressor_; }
     [[nodiscard]] const BandedCovariance& g2_band() const { return g2_; }

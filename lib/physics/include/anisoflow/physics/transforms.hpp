@@ -122,6 +122,8 @@ class ExponentialSums {
                                                         double y0, double dy, std::size_t n_out);
     /// `a` has n_in values; returns n_out sums.
     [[nodiscard]] std::vector<std::complex<double>> evaluate(std::span<const double> a) const;
+    [[nodiscard]] std::size_t input_size() const;
+    [[nodiscard]] std::size_t output_size() const;
 
     ExponentialSums(ExponentialSums&&) noexcept;
     ExponentialSums& operator=(ExponentialSums&&) noexcept;

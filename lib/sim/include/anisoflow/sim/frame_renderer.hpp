@@ -3,7 +3,9 @@
 // glass at orientation P or N, with the same intensity model the analysis inverts (SPEC 5):
 //   counts = K [<f>^2 (S(Q, psi) - 1) + <f^2> + C(Q)] x solid angle x polarization x flat + dark,
 // then Poisson and read noise and saturation. psi follows from SPEC 3's cos(psi) =
-// cos(theta) cos(chi - chi_L), derived in docs/physics.md from the scattering geometry.
+// cos(theta) cos(chi - chi_L), derived in docs/physics.md from the scattering geometry. The
+// structure is a StrainedStructure: exact affine, first-order radial/rotation (SPEC 4's
+// S0 + sqrt5 S2 P2) or isotropic.
 
 #include <cstdint>
 #include <vector>
@@ -11,6 +13,7 @@
 #include "anisoflow/core/frame.hpp"
 #include "anisoflow/core/result.hpp"
 #include "anisoflow/geometry/detector_geometry.hpp"
+#include "anisoflow/sim/strained_structure.hpp"
 #include "anisoflow/sim/structure_model.hpp"
 
 namespace anisoflow::sim {
@@ -30,7 +33,9 @@ struct RenderSettings {
     double counts_scale = 1.0;          ///< K: counts per electron unit per relative solid angle
     double loading_axis_chi_deg = 0.0;  ///< pyFAI chi of the loading axis in orientation P
     Orientation orientation = Orientation::kP;
-    UniaxialStrain strain;  ///< affine strain; eps = 0 for an isotropic sample
+    /// Affine strain of the HardSphereStructure shorthands of render()/expected_signal() only;
+    /// a StrainedStructure carries its own strain model.
+    UniaxialStrain strain;
     double polarization_factor = 0.99;
     double dark_counts = 100.0;      ///< mean dark level added to every pixel
     double read_noise_counts = 0.0;  ///< Gaussian read noise, counts rms
@@ -47,11 +52,17 @@ class FrameRenderer {
                                         std::vector<float> flat = {});
 
     /// One uint16 frame of the given structure under the given settings.
+    [[nodiscard]] Result<Frame> render(const StrainedStructure& structure,
+                                       const RenderSettings& settings) const;
+    /// Shorthand for the exact affine model with settings.strain (eps = 0: isotropic).
     [[nodiscard]] Result<Frame> render(const HardSphereStructure& structure,
                                        const RenderSettings& settings) const;
     /// A dark frame: the dark level with read noise only (no beam), same seed rules as render().
     [[nodiscard]] Frame render_dark(const RenderSettings& settings) const;
     /// The noise-free expected counts above the dark (for tests): K [..] x sa x pol x flat.
+    [[nodiscard]] std::vector<double> expected_signal(const StrainedStructure& structure,
+                                                      const RenderSettings& settings) const;
+    /// Shorthand for the exact affine model with settings.strain (eps = 0: isotropic).
     [[nodiscard]] std::vector<double> expected_signal(const HardSphereStructure& structure,
                                                       const RenderSettings& settings) const;
 
