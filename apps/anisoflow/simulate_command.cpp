@@ -177,8 +177,7 @@ CLI::App* add_simulate_command(CLI::App& app, SimulateOptions& o) {
                     "strain mode: affine (exact S(|F^T Q|)), radial (eps(r) steps from "
                     "eps (1 - drop) to eps at --radial-rc; first order), rotation (bonds turn, "
                     "no length change: g2 = beta (g0 - 1) T(r); first order) or none")
-        ->capture_default_str()
-        ->check(CLI::IsMember({"affine", "none", "radial", "rotation"}));
+        ->capture_default_str();
     cmd->add_option("--eps", o.eps,
                     "strain, > 0 for compression along the axis (radial: the long-range eps_aff; "
                     "rotation: sets beta, see --rotation-amplitude)")
@@ -227,6 +226,13 @@ CLI::App* add_simulate_command(CLI::App& app, SimulateOptions& o) {
 }
 
 int run_simulate(const SimulateOptions& o) {
+    // Checked here rather than by CLI11, so that a bad mode is a named error with exit status 1
+    // like every other bad value.
+    if (o.mode != "affine" && o.mode != "radial" && o.mode != "rotation" && o.mode != "none") {
+        return report(
+            Error{ErrorCode::kInvalidArgument,
+                  fmt::format("--mode {} is not one of affine, radial, rotation, none", o.mode)});
+    }
     if (!(o.nu > -1.0 && o.nu < 0.5)) {
         return report(
             Error{ErrorCode::kInvalidArgument, fmt::format("--nu {} is outside (-1, 0.5)", o.nu)});
