@@ -112,6 +112,12 @@ CLI::App* add_analyze_command(CLI::App& app, AnalyzeOptions& o) {
                     "highest Q, 1/A (default: the largest full ring on the detector)");
     cmd->add_option("--q-norm-min", o.q_norm_min_inv_angstrom,
                     "start of the high-Q normalisation range (default 0.65 q-max)");
+    cmd->add_option("--normalisation", o.normalisation,
+                    "high-Q (SPEC 5) or adhoc (PDFgetX3-style polynomial on F(Q))")
+        ->capture_default_str();
+    cmd->add_option("--r-poly", o.r_poly_angstrom,
+                    "adhoc: the background polynomial carries no feature above this r, A")
+        ->capture_default_str();
     cmd->add_option("--n-q", o.n_q, "Q bins")->capture_default_str()->check(CLI::PositiveNumber);
     cmd->add_option("--n-chi", o.n_chi, "chi bins")
         ->capture_default_str()
@@ -165,6 +171,12 @@ int run_analyze(const AnalyzeOptions& o) {
     settings.loading_axis_chi_deg = o.loading_axis_chi_deg;
     settings.wavelength_angstrom = poni->geometry.wavelength_m / kMetresPerAngstrom;
     settings.q_norm_min_inv_angstrom = o.q_norm_min_inv_angstrom;
+    auto normalisation = physics::parse_normalisation(o.normalisation);
+    if (!normalisation) {
+        return report(normalisation.error().with_context("--normalisation"));
+    }
+    settings.normalisation = *normalisation;
+    settings.r_poly_angstrom = o.r_poly_angstrom;
     settings.r_max_angstrom = o.r_max_angstrom;
     settings.n_r = o.n_r;
     settings.r_fit_min_angstrom = o.r_fit_min_angstrom;
@@ -278,6 +290,8 @@ int run_analyze(const AnalyzeOptions& o) {
         {"q_max", axes.q_max_inv_angstrom},
         {"q_norm_min", settings.q_norm_min_inv_angstrom.value_or(physics::kDefaultQNormMinFraction *
                                                                  axes.q_max_inv_angstrom)},
+        {"normalisation", o.normalisation},
+        {"r_poly", o.r_poly_angstrom},
         {"n_q", axes.n_q},
         {"n_chi", axes.n_chi},
         {"r_max", o.r_max_angstrom},
@@ -338,7 +352,7 @@ int run_analyze(const AnalyzeOptions& o) {
         {"n_frames_p", n_frames_p},
         {"n_frames_n", n_frames_n},
         {"mode", o.mode},
-        {"normalisation", "high-Q"},
+        {"normalisation", std::string(physics::to_string(settings.normalisation))},
         {"harmonics_normalisation", "paper: S(Q,psi) = S0 + sqrt5 S2 P2(cos psi)"},
         {"version", ANISOFLOW_VERSION},
     };

@@ -26,6 +26,8 @@ struct AnalyzeOptions {
     std::optional<double> q_min_inv_angstrom;
     std::optional<double> q_max_inv_angstrom;
     std::optional<double> q_norm_min_inv_angstrom;
+    std::string normalisation = "high-Q";  // SPEC 5: high-Q or adhoc
+    double r_poly_angstrom = 0.9;          // adhoc: reach of the background polynomial
     std::size_t n_q = 1000;
     std::size_t n_chi = 72;
     double r_max_angstrom = 25.0;

@@ -900,6 +900,42 @@ TEST(AnalyzeCli, AffineRunWritesEverySummaryKeyAndFindsBondStretching) {
               (std::vector<hsize_t>{72, 600}));
 }
 
+// Acceptance (issue 3): bonds that turn without stretching (g2 in phase with g0 - 1) are told
+// apart from affine stretching (g2 ~ r dg0/dr) through a round trip via simulated frames.
+TEST(AnalyzeCli, BondRotationRunIsCalledBondRotation) {
+    const fs::path dir = testing::scratch_dir();
+    const CliRun sim = run_cli(dir, small_run(dir / "sim", "rotation"));
+    ASSERT_EQ(sim.exit_code, 0) << describe(sim);
+    const CliRun run = run_cli(dir, analyze_args(dir / "sim", dir));
+    ASSERT_EQ(run.exit_code, 0) << describe(run);
+    const std::string summary = read_text(dir / "SUMMARY.json");
+    EXPECT_EQ(json_value(summary, "mechanism"), "\"bond-rotation\"") << summary;
+    EXPECT_GT(std::stod(json_value(summary, "corr_rotation")), 0.9) << summary;
+    EXPECT_LT(std::stod(json_value(summary, "corr_stretching")), 0.5) << summary;
+}
+
+TEST(AnalyzeCli, AdhocNormalisationIsSelectableAndReported) {
+    const fs::path dir = testing::scratch_dir();
+    const CliRun sim = run_cli(dir, small_run(dir / "sim", "affine"));
+    ASSERT_EQ(sim.exit_code, 0) << describe(sim);
+    const CliRun run = run_cli(dir, concat(analyze_args(dir / "sim", dir),
+                                           {"--normalisation", "adhoc", "--r-poly", "0.9"}));
+    ASSERT_EQ(run.exit_code, 0) << describe(run);
+    const std::string summary = read_text(dir / "SUMMARY.json");
+    EXPECT_EQ(json_value(summary, "normalisation"), "\"adhoc\"") << summary;
+    // An l = 0 correction: S2 and so the anisotropy keep their sign and mechanism.
+    EXPECT_EQ(json_value(summary, "mechanism"), "\"bond-stretching\"") << summary;
+    EXPECT_GT(std::stod(json_value(summary, "alpha_full_range")), 0.0) << summary;
+    const CliRun bad =
+        run_cli(dir, concat(analyze_args(dir / "sim", dir), {"--normalisation", "magic"}));
+    EXPECT_EQ(bad.exit_code, 1) << describe(bad);
+    EXPECT_THAT(bad.err, ::testing::HasSubstr("magic")) << describe(bad);
+    const CliRun poly = run_cli(dir, concat(analyze_args(dir / "sim", dir),
+                                            {"--normalisation", "adhoc", "--r-poly", "-1"}));
+    EXPECT_EQ(poly.exit_code, 1) << describe(poly);
+    EXPECT_THAT(poly.err, ::testing::HasSubstr("r_poly")) << describe(poly);
+}
+
 TEST(AnalyzeCli, IsotropicRunIsCalledIsotropic) {
     const fs::path dir = testing::scratch_dir();
     const CliRun sim = run_cli(dir, small_run(dir / "sim", "none"));

@@ -252,7 +252,12 @@ Result<AnisotropyResult> AnisotropyAnalyzer::analyse(const reduce::Cake& p,
     // SPEC 5: normalise on [q_norm_min, q_max], q_norm_min = 0.65 q_max by default.
     const double q_max = p.axes.q_max_inv_angstrom;
     const double q_norm_min = s.q_norm_min_inv_angstrom.value_or(kDefaultQNormMinFraction * q_max);
-    auto structure = normalise_high_q(result.harmonics, *factors_, q_norm_min);
+    Result<StructureFunctions> structure =
+        s.normalisation == Normalisation::kAdhoc
+            ? normalise_adhoc(
+                  result.harmonics, *factors_,
+                  AdhocOptions{s.r_poly_angstrom, std::nullopt, std::nullopt, q_norm_min})
+            : normalise_high_q(result.harmonics, *factors_, q_norm_min);
     if (!structure) {
         return tl::unexpected(structure.error());
     }

@@ -40,6 +40,8 @@ struct AnalysisSettings {
     double loading_axis_chi_deg = 0.0;              ///< pyFAI chi of the axis in orientation P
     double wavelength_angstrom = 0.0;               ///< from the PONI
     std::optional<double> q_norm_min_inv_angstrom;  ///< default 0.65 q_max (SPEC 5)
+    Normalisation normalisation = Normalisation::kHighQ;  ///< SPEC 5; "adhoc": PDFgetX3-style
+    double r_poly_angstrom = kDefaultRPolyAngstrom;       ///< adhoc only: polynomial's reach
     double r_max_angstrom = 25.0;
     std::size_t n_r = 2000;
     double r_fit_min_angstrom = 2.3;
