@@ -286,6 +286,28 @@ struct FastTransform::Chirp {
         return kernel;
     }
 
+    /// FFT plans for n_in inputs and n_out outputs (kernels are made by make_kernel).
+    static Result<std::unique_ptr<Chirp>> plan(std::size_t n_in, std::size_t n_out) {
+        auto chirp = std::make_unique<Chirp>();
+        chirp->n_q = n_in;
+        chirp->n_r = n_out;
+        chirp->length = fft_friendly_length(n_in + n_out - 1);
+        {
+            const FftwBuffer scratch = allocate(chirp->length);
+            const int length = static_cast<int>(chirp->length);
+            const std::lock_guard lock(planner_mutex());
+            chirp->forward.reset(fftw_plan_dft_1d(length, scratch.get(), scratch.get(),
+                                                  FFTW_FORWARD, FFTW_ESTIMATE));
+            chirp->backward.reset(fftw_plan_dft_1d(length, scratch.get(), scratch.get(),
+                                                   FFTW_BACKWARD, FFTW_ESTIMATE));
+        }
+        if (!chirp->forward || !chirp->backward) {
+            return fail(ErrorCode::kUnsupported, "FFTW could not plan a transform of length {}",
+                        chirp->length);
+        }
+        return chirp;
+    }
+
     /// out[j] = sum_k c[k] exp(i q_k r_j); work is an fftw-allocated buffer of `length`.
     void apply(const ChirpKernel& kernel, std::span<const double> c, fftw_complex* work,
                std::vector<Complex>& out) const {
@@ -430,23 +452,11 @@ Result<FastTransform> FastTransform::create(const UniformQGrid& q, std::vector<d
         return t;
     }
 
-    auto chirp = std::make_unique<Chirp>();
-    chirp->n_q = q.n;
-    chirp->n_r = n_r;
-    chirp->length = fft_friendly_length(q.n + n_r - 1);
-    {
-        const FftwBuffer scratch = allocate(chirp->length);
-        const int length = static_cast<int>(chirp->length);
-        const std::lock_guard lock(planner_mutex());
-        chirp->forward.reset(
-            fftw_plan_dft_1d(length, scratch.get(), scratch.get(), FFTW_FORWARD, FFTW_ESTIMATE));
-        chirp->backward.reset(
-            fftw_plan_dft_1d(length, scratch.get(), scratch.get(), FFTW_BACKWARD, FFTW_ESTIMATE));
+    auto planned = Chirp::plan(q.n, n_r);
+    if (!planned) {
+        return tl::unexpected(planned.error());
     }
-    if (!chirp->forward || !chirp->backward) {
-        return fail(ErrorCode::kUnsupported, "FFTW could not plan a transform of length {}",
-                    chirp->length);
-    }
+    std::unique_ptr<Chirp> chirp = std::move(*planned);
     const auto q0 = static_cast<long double>(q.q_first_inv_angstrom);
     const auto dq = static_cast<long double>(q.dq_inv_angstrom);
     const auto r0l = static_cast<long double>(r0);
@@ -705,23 +715,11 @@ Result<ExponentialSums> ExponentialSums::create(double x0, double dx, std::size_
                     "{} points, step {}; {} points, step {})",
                     n_in, dx, n_out, dy);
     }
-    auto chirp = std::make_unique<FastTransform::Chirp>();
-    chirp->n_q = n_in;
-    chirp->n_r = n_out;
-    chirp->length = fft_friendly_length(n_in + n_out - 1);
-    {
-        const FftwBuffer scratch = allocate(chirp->length);
-        const int length = static_cast<int>(chirp->length);
-        const std::lock_guard lock(planner_mutex());
-        chirp->forward.reset(
-            fftw_plan_dft_1d(length, scratch.get(), scratch.get(), FFTW_FORWARD, FFTW_ESTIMATE));
-        chirp->backward.reset(
-            fftw_plan_dft_1d(length, scratch.get(), scratch.get(), FFTW_BACKWARD, FFTW_ESTIMATE));
+    auto planned = FastTransform::Chirp::plan(n_in, n_out);
+    if (!planned) {
+        return tl::unexpected(planned.error());
     }
-    if (!chirp->forward || !chirp->backward) {
-        return fail(ErrorCode::kUnsupported, "FFTW could not plan a transform of length {}",
-                    chirp->length);
-    }
+    std::unique_ptr<FastTransform::Chirp> chirp = std::move(*planned);
     chirp->base = chirp->make_kernel(x0, dx, y0, dy);
     ExponentialSums sums;
     sums.chirp_ = std::move(chirp);
