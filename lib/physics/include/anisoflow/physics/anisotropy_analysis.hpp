@@ -26,8 +26,9 @@ Result<ExtractionMode> parse_extraction_mode(std::string_view name);  ///< "pn" 
 /// Variance of dg0/dr at each r, propagated exactly from S0's independent Q-bin variances
 /// through the SPEC 6 l = 0 transform (trapezoid rule over S0's samples, Lorch window when
 /// `lorch`): g0 is band-limited to q_max and its noise correlated over ~pi/q_max, so this is
-/// ~10x below what a derivative stencil on g0's own (marginal) variances gives. The analysis
-/// hands it to analyse_affine (AffineFitOptions::dg0_variance); docs/physics-fits.md.
+/// ~10x below what a derivative stencil on g0's own (marginal) variances gives. The analysis no
+/// longer calls it (TransformNoise's band carries the same diagonal and the correlations); it
+/// is kept as the exact reference the tests compare the scatter of dg0/dr against.
 std::vector<double> g0_derivative_variance(const QCurve& s0, const std::vector<double>& r,
                                            double rho0_per_cubic_angstrom, bool lorch);
 
