@@ -10,6 +10,11 @@ packages=(
   libexpected-dev libfmt-dev libspdlog-dev libcli11-dev nlohmann-json3-dev
   libhdf5-dev libtiff-dev
   libxrl-dev libfftw3-dev libeigen3-dev libtomlplusplus-dev
+  libboost-dev libzmq3-dev cppzmq-dev libprotobuf-dev protobuf-compiler prometheus-cpp-dev
+  liblz4-dev libcbor-dev libsodium-dev
+  # HDF5 compression filters (LZ4, bitshuffle) so archives open in h5py/silx; bitshuffle's own
+  # Python module and h5py are the independent references the codec tests compare against
+  hdf5-filter-plugin bitshuffle python3-h5py
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # formatting and lint (sanitizer builds use g++)
