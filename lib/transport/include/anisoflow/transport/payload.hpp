@@ -1,7 +1,7 @@
 #pragma once
 // Payload parts (pixels, cakes, curves) as zmq::message_t without copying them: a payload is
 // handed to ZeroMQ together with its owner, which ZeroMQ releases once the bytes are sent
-// (docs/adr/0001-pixels-outside-protobuf.md).
+// (docs/adr/0004-pixels-outside-protobuf.md).
 
 #include <cstddef>
 #include <cstdint>
