@@ -304,7 +304,9 @@ Result<void> bslz4_decompress_blocks_into(std::span<const std::byte> compressed,
                     "bslz4: {} bytes follow the last block, expected {} uncompressed bytes",
                     compressed.size() - pos, leftover_bytes);
     }
-    std::memcpy(out.data() + offset, compressed.data() + pos, leftover_bytes);
+    if (leftover_bytes > 0) {  // memcpy of nothing may still not take a null (empty) pointer
+        std::memcpy(out.data() + offset, compressed.data() + pos, leftover_bytes);
+    }
     return {};
 }
 
