@@ -303,13 +303,13 @@ int run_simulate(const SimulateOptions& o) {
     settings.read_noise_counts = o.noiseless ? 0.0 : o.read_noise_counts;
     settings.poisson_noise = !o.noiseless;
 
-    std::uint64_t seed = o.seed;
     for (const auto orientation : {sim::Orientation::kP, sim::Orientation::kN}) {
         const bool is_p = orientation == sim::Orientation::kP;
         std::vector<Frame> frames;
         for (std::size_t f = 0; f < o.frames_per_orientation; ++f) {
             settings.orientation = orientation;
-            settings.seed = seed++;
+            settings.seed =
+                sim::frame_seed(o.seed, is_p ? sim::FrameSeries::kP : sim::FrameSeries::kN, f);
             auto frame = renderer->render(model->structure, settings);
             if (!frame) {
                 return report(frame.error());
@@ -326,7 +326,7 @@ int run_simulate(const SimulateOptions& o) {
     if (o.dark_frames > 0) {
         std::vector<Frame> darks;
         for (std::size_t f = 0; f < o.dark_frames; ++f) {
-            settings.seed = seed++;
+            settings.seed = sim::frame_seed(o.seed, sim::FrameSeries::kDark, f);
             darks.push_back(renderer->render_dark(settings));
         }
         if (auto written = write_stack(dir / "dark.h5", darks, PixelType::kUint16); !written) {

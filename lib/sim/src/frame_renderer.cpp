@@ -1,6 +1,7 @@
 #include "anisoflow/sim/frame_renderer.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <numbers>
 #include <random>
@@ -92,6 +93,17 @@ std::vector<double> FrameRenderer::expected_signal(const StrainedStructure& stru
         signal[i] = settings.counts_scale * per_atom * solid_angle_[i] * polarization * flat;
     }
     return signal;
+}
+
+std::uint64_t frame_seed(std::uint64_t run_seed, FrameSeries series, std::size_t index) {
+    // seed_seq scrambles all its inputs into every output word (a hash, not a sum).
+    std::seed_seq sequence{static_cast<std::uint32_t>(run_seed),
+                           static_cast<std::uint32_t>(run_seed >> 32U),
+                           static_cast<std::uint32_t>(series), static_cast<std::uint32_t>(index),
+                           static_cast<std::uint32_t>(static_cast<std::uint64_t>(index) >> 32U)};
+    std::array<std::uint32_t, 2> words{};
+    sequence.generate(words.begin(), words.end());
+    return (static_cast<std::uint64_t>(words[0]) << 32U) | words[1];
 }
 
 Frame FrameRenderer::render_dark(const RenderSettings& settings) const {

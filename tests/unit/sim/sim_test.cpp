@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numbers>
 #include <random>
+#include <set>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -252,6 +253,23 @@ TEST(FrameRenderer, NoiseFollowsPoissonStatisticsAndSaturates) {
     settings.saturation_counts = 65535.0;
     EXPECT_EQ(std::get<std::vector<std::uint16_t>>(renderer.render(glass(), settings)->pixels),
               pixels);
+}
+
+TEST(FrameSeed, EveryRunSeriesAndFrameGetsItsOwnStream) {
+    // Runs with neighbouring seeds must share no frame: the old seed + frame counter gave run
+    // s + 2's P frames the noise of run s's N frames.
+    std::set<std::uint64_t> seen;
+    std::size_t drawn = 0;
+    for (std::uint64_t run = 1; run <= 20; ++run) {
+        for (const FrameSeries series : {FrameSeries::kP, FrameSeries::kN, FrameSeries::kDark}) {
+            for (std::size_t index = 0; index < 16; ++index) {
+                seen.insert(frame_seed(run, series, index));
+                ++drawn;
+            }
+        }
+    }
+    EXPECT_EQ(seen.size(), drawn);
+    EXPECT_EQ(frame_seed(7, FrameSeries::kN, 3), frame_seed(7, FrameSeries::kN, 3));
 }
 
 TEST(FrameRenderer, DarkFramesHoldTheDarkLevelAndReadNoiseOnly) {

@@ -29,6 +29,14 @@ struct AtomicTermsTable {
 
 enum class Orientation { kP, kN };
 
+/// Which series of a simulated run a frame belongs to (its own random stream).
+enum class FrameSeries { kP, kN, kDark };
+
+/// The seed of frame `index` of `series` in the run seeded `run_seed`: independent streams for
+/// every (run, series, frame), so runs with nearby seeds share no noise. (Counting one seed up
+/// per frame made run s+2's P frames run s's N frames: seed studies were correlated.)
+std::uint64_t frame_seed(std::uint64_t run_seed, FrameSeries series, std::size_t index);
+
 struct RenderSettings {
     double counts_scale = 1.0;          ///< K: counts per electron unit per relative solid angle
     double loading_axis_chi_deg = 0.0;  ///< pyFAI chi of the loading axis in orientation P
