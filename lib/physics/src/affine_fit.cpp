@@ -243,9 +243,15 @@ bool set_weights(const Prepared& p, std::size_t a, std::size_t b, double slope, 
 // sum w w Cxx Cyy and 2 s^2 sum w w Cxx^2 once more each than they belong: subtracted.
 struct Forms {
     double uyu = 0.0, vxv = 0.0, vxu = 0.0, uxu = 0.0, wxxw = 0.0, wxyw = 0.0;
+    // The true variance is first order + second order, and the first order is >= 0; its
+    // estimate from the data can fall below 0 where the regressor's noise rivals its signal
+    // (weak g0 oscillations beyond ~12 A at a few frames), so it is clamped there. The second
+    // order comes from the noise model alone and is not noisy.
     [[nodiscard]] double slope_variance(double slope) const {
-        return uyu + vxv - 4.0 * slope * vxu + 4.0 * slope * slope * uxu - wxyw -
-               2.0 * slope * slope * wxxw;
+        const double second_order = wxyw + 2.0 * slope * slope * wxxw;
+        const double first_order =
+            uyu + vxv - 4.0 * slope * vxu + 4.0 * slope * slope * uxu - 2.0 * second_order;
+        return std::max(first_order, 0.0) + second_order;
     }
     // var D = sum_ik w_i w_k (2 Cxx_ik^2 + 4 x_i x_k Cxx_ik) for Gaussian noise.
     [[nodiscard]] double denominator_variance() const { return 2.0 * wxxw + 4.0 * uxu; }
