@@ -4,22 +4,19 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <numbers>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
-#include <sys/wait.h>
 
 #include "anisoflow/geometry/detector_geometry.hpp"
 #include "anisoflow/io/frame_source.hpp"
 #include "anisoflow/io/poni_file.hpp"
+#include "anisoflow/testing/cli_runner.hpp"
 #include "anisoflow/testing/test_paths.hpp"
 
 namespace anisoflow {
@@ -28,50 +25,13 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-struct CliRun {
-    int exit_code = -1;
-    std::string out;
-    std::string err;
-    std::string command;
-};
-
-std::string shell_quote(const std::string& arg) {
-    std::string quoted = "'";
-    for (const char c : arg) {
-        quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    }
-    return quoted + "'";
-}
-
-std::string read_text(const fs::path& path) {
-    std::ifstream in(path);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
+using testing::CliRun;
+using testing::concat;
+using testing::describe;
+using testing::read_text;
 
 CliRun run_cli(const fs::path& dir, const std::vector<std::string>& args) {
-    static int serial = 0;
-    const std::string stem = "cli-" + std::to_string(serial++);
-    CliRun run;
-    run.command = shell_quote(ANISOFLOW_CLI);
-    for (const auto& arg : args) {
-        run.command += " " + shell_quote(arg);
-    }
-    const std::string shell = run.command + " >" + shell_quote((dir / (stem + ".out")).string()) +
-                              " 2>" + shell_quote((dir / (stem + ".err")).string()) + " </dev/null";
-    const int status = std::system(shell.c_str());
-    if (status != -1 && WIFEXITED(status)) {
-        run.exit_code = WEXITSTATUS(status);
-    }
-    run.out = read_text(dir / (stem + ".out"));
-    run.err = read_text(dir / (stem + ".err"));
-    return run;
-}
-
-std::string describe(const CliRun& run) {
-    return "command: " + run.command + "\nexit code: " + std::to_string(run.exit_code) +
-           "\n--- stdout ---\n" + run.out + "--- stderr ---\n" + run.err;
+    return testing::run_cli(ANISOFLOW_CLI, dir, args);
 }
 
 // 128x128 pixels of 200 um at 15 cm, 100 keV: full rings to Q ~ 4.3 1/A (0.07 1/A a pixel),
@@ -83,11 +43,6 @@ std::vector<std::string> small_simulation(const fs::path& out_dir, const std::st
             "--frames", "2",          "--darks",
             "1",        "--mode",     mode,
             "--seed",   "5",          "--noiseless"};
-}
-
-std::vector<std::string> concat(std::vector<std::string> a, const std::vector<std::string>& b) {
-    a.insert(a.end(), b.begin(), b.end());
-    return a;
 }
 
 nlohmann::json read_json(const fs::path& path) { return nlohmann::json::parse(read_text(path)); }

@@ -1,0 +1,31 @@
+#pragma once
+// Runs the real `anisoflow` binary as a child process, as the end-to-end tests do.
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace anisoflow::testing {
+
+struct CliRun {
+    int exit_code =
+        -1;  ///< -1 when the child did not exit normally (a crash is never a clean exit)
+    std::string out;
+    std::string err;
+    std::string command;  ///< for failure messages
+};
+
+/// Runs `binary args...` with stdout and stderr captured to files in `dir` and stdin closed.
+CliRun run_cli(const std::filesystem::path& binary, const std::filesystem::path& dir,
+               const std::vector<std::string>& args);
+
+/// The command, its exit code and both streams, for assertion messages.
+std::string describe(const CliRun& run);
+
+/// The whole of a text file ("" when it cannot be read).
+std::string read_text(const std::filesystem::path& path);
+
+/// a followed by b (argument lists).
+std::vector<std::string> concat(std::vector<std::string> a, const std::vector<std::string>& b);
+
+}  // namespace anisoflow::testing

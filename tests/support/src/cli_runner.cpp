@@ -1,0 +1,61 @@
+#include "anisoflow/testing/cli_runner.hpp"
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <sys/wait.h>
+
+namespace anisoflow::testing {
+namespace {
+
+std::string shell_quote(const std::string& arg) {
+    std::string quoted = "'";
+    for (const char c : arg) {
+        quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    }
+    return quoted + "'";
+}
+
+}  // namespace
+
+std::string read_text(const std::filesystem::path& path) {
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+CliRun run_cli(const std::filesystem::path& binary, const std::filesystem::path& dir,
+               const std::vector<std::string>& args) {
+    static int serial = 0;
+    const std::string stem = "cli-" + std::to_string(serial++);
+    const std::filesystem::path out = dir / (stem + ".stdout");
+    const std::filesystem::path err = dir / (stem + ".stderr");
+    CliRun run;
+    run.command = shell_quote(binary.string());
+    for (const auto& arg : args) {
+        run.command += " " + shell_quote(arg);
+    }
+    const std::string shell = run.command + " >" + shell_quote(out.string()) + " 2>" +
+                              shell_quote(err.string()) + " </dev/null";
+    const int status = std::system(shell.c_str());  // NOLINT(cert-env33-c): the test's own binary
+    if (status != -1 && WIFEXITED(status)) {
+        run.exit_code = WEXITSTATUS(status);
+    }
+    run.out = read_text(out);
+    run.err = read_text(err);
+    return run;
+}
+
+std::string describe(const CliRun& run) {
+    return "command: " + run.command + "\nexit code: " + std::to_string(run.exit_code) +
+           "\n--- stdout ---\n" + run.out + "--- stderr ---\n" + run.err;
+}
+
+std::vector<std::string> concat(std::vector<std::string> a, const std::vector<std::string>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+}
+
+}  // namespace anisoflow::testing
