@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f build/dev/compile_commands.json ] || bash scripts/build.sh dev
+# Generated Protobuf headers must exist before clang-tidy parses the files that include them.
+cmake --build build/dev --target anisoflow_proto >/dev/null
 if [ "$#" -gt 0 ]; then files=("$@"); else mapfile -t files < <(git ls-files 'lib/*.cpp' 'apps/*.cpp' 'services/*.cpp'); fi
 status=0
 for file in "${files[@]}"; do
