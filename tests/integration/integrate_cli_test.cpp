@@ -1024,5 +1024,34 @@ TEST(AnalyzeCli, AffineAlphaAgreesWithTheAppliedStrainWithinItsErrorsInPnAndSing
     EXPECT_EQ(json_value(single, "mechanism"), "\"bond-stretching\"") << single;
 }
 
+// Acceptance (issue 3): a radial strain profile eps(r) = eps_aff (1 - 0.5 / (1 + exp((r - 11)
+// / 0.5))), 8 frames per orientation on the default 2048^2 detector: r_c within 2 A of the step
+// at 11 A. SPEC 7's one-slope windows also take up the strain-gradient term (c/sqrt5) r eps' g0
+// of the pair-conservation relation, which puts r_c ~1.7 A above the step: 12.74-12.78 A for
+// nine seeds of ten (seed 8: 15.6 A, where the windows' +-15 % systematic wiggles in the affine
+// region, from the unmeasured S2 below q_min, cross tau). Open in issue 3 (docs/physics-fits.md).
+TEST(AnalyzeCli, RadialStrainStepGivesRcWithinTwoAngstromOfIt) {
+    const fs::path dir = testing::scratch_dir();
+    const CliRun sim = run_cli(dir, {"simulate", "--out-dir", (dir / "sim").string(), "--mode",
+                                     "radial", "--frames", "8", "--darks", "2", "--seed", "7"});
+    ASSERT_EQ(sim.exit_code, 0) << describe(sim);
+    std::vector<std::string> args = analyze_args(dir / "sim", dir);
+    for (const char* flag : {"--n-q", "--r-max", "--r-fit-max"}) {  // the command's defaults
+        const auto it = std::find(args.begin(), args.end(), flag);
+        args.erase(it, it + 2);
+    }
+    const CliRun run = run_cli(dir, args);
+    ASSERT_EQ(run.exit_code, 0) << describe(run);
+    const std::string summary = read_text(dir / "SUMMARY.json");
+    const std::string r_c = json_value(summary, "r_c_angstrom");
+    ASSERT_NE(r_c, "null") << summary;
+    EXPECT_NEAR(std::stod(r_c), 11.0, 2.0) << summary;
+    EXPECT_EQ(json_value(summary, "mechanism"), "\"bond-stretching\"") << summary;
+    // Beyond r_c the refit measures the outer strain: eps_aff = 0.006 within 5 % (measured
+    // -2.5 %: the missing low-Q S2 biases it), with a finite error.
+    EXPECT_NEAR(std::stod(json_value(summary, "eps_aff")) / 0.006, 1.0, 0.05) << summary;
+    EXPECT_GT(std::stod(json_value(summary, "alpha_stderr")), 0.0) << summary;
+}
+
 }  // namespace
 }  // namespace anisoflow

@@ -31,7 +31,9 @@ constexpr double kCorrelationThreshold = 0.5;
 constexpr double kPeakSearchAngstrom = 1.0;
 // Upper standard-normal quantile of 99 % for the chi^2 test of g2 against zero.
 constexpr double kZ99 = 2.3263478740408408;
-constexpr int kMaxRcRounds = 10;    // SPEC 7
+constexpr int kMaxRcRounds = 10;  // SPEC 7
+// Halvings of the start range of the r_c iteration towards r_fit_max (outer half, quarter, ...).
+constexpr int kMaxStartShrinks = 3;
 constexpr double kSigmaA = 3.0;     // |A - 1| <= max(tau, 3 sigma_A), SPEC 7
 constexpr double kAlphaZero = 3.0;  // alpha within 3 stderr of 0 is "consistent with zero"
 constexpr int kMaxSlopeIterations = 100;
@@ -734,7 +736,34 @@ Result<AffineAnalysis> analyse_affine(const RCurve& g0, const RCurve& g2,
                                std::abs(outer.slope) > kAlphaZero * outer.stderr_value &&
                                outer.slope != 0.0;
     if (alpha_nonzero) {
+        // SPEC 7 starts from the outer half. When a non-affine region reaches into it (a strain
+        // step near the middle of the range: its r eps' g0 term biases the fit), the start can
+        // disagree with the outermost window itself, and the first round would then end the
+        // search with no r_c. The start range then shrinks towards r_fit_max until the outermost
+        // window agrees (docs/physics-fits.md, "Start of the r_c iteration").
         double alpha = outer.slope;
+        std::size_t start = mid;
+        const auto outermost_agrees = [&](double slope) {
+            const SlopeFit& last = local.back();
+            if (!std::isfinite(last.slope) || !std::isfinite(last.stderr_value)) {
+                return true;  // undetermined: no evidence against the start
+            }
+            return std::abs(last.slope / slope - 1.0) <=
+                   std::max(options.tau, kSigmaA * last.stderr_value / std::abs(slope));
+        };
+        for (int shrink = 0; shrink < kMaxStartShrinks && mid_ok && !outermost_agrees(alpha);
+             ++shrink) {
+            const std::size_t next = start + (b - start) / 2;
+            if (b - next + 1 < kMinFitPoints || r[b] - r[next] < options.window_angstrom) {
+                break;
+            }
+            const SlopeFit narrower = fit(next, b, alpha, false);
+            if (!std::isfinite(narrower.slope) || narrower.slope == 0.0) {
+                break;
+            }
+            start = next;
+            alpha = narrower.slope;
+        }
         std::size_t previous = centres.size() + 1;
         std::optional<std::size_t> final_start;  // of the last successful refit
         double final_alpha = alpha;
