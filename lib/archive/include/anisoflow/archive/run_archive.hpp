@@ -1,0 +1,97 @@
+#pragma once
+// One NeXus/HDF5 file per run, written while the run streams in and readable while it grows
+// (HDF5 SWMR). Layout, units and how to read it: docs/archive.md.
+//
+// The whole tree is created by create(), then the file switches to SWMR write mode: appends only
+// grow or rewrite existing datasets, and each append is flushed before it returns. Not
+// thread-safe: one archive stage owns a RunArchive (the serial HDF5 library is not either).
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+
+#include "anisoflow/stream/v1/stream.pb.h"
+
+#include "anisoflow/core/result.hpp"
+
+namespace anisoflow::archive {
+
+namespace pb = ::anisoflow::stream::v1;
+
+/// How RAW frame payloads are compressed before they are stored. LZ4 and BSLZ4 payloads are
+/// always stored as they came, whatever this says.
+enum class RawCompression {
+    kNone,   ///< stored uncompressed
+    kLz4,    ///< HDF5 LZ4 filter framing (filter 32004)
+    kBslz4,  ///< bitshuffle + LZ4 (filter 32008), the DECTRIS format; best for integer pixels
+};
+
+struct ArchiveOptions {
+    bool store_raw = true;  ///< keep the detector frames in /entry/data/data
+    /// Pixel type of every raw frame (the detector's); the dataset's type is fixed at create().
+    pb::PixelDtype raw_dtype = pb::PIXEL_DTYPE_UINT16;
+    RawCompression raw_compression = RawCompression::kBslz4;
+    bool overwrite = false;  ///< replace an existing file; by default an existing file is an error
+};
+
+/// Writer of one run's archive file. Movable, not copyable. Every append either stores its whole
+/// record or returns an error and leaves what was written before intact.
+class RunArchive {
+  public:
+    /// Creates `path` with the full NeXus tree for `start` and switches it to SWMR write mode.
+    /// Errors: the file cannot be created (missing or unwritable directory, existing file without
+    /// `overwrite`), a configuration the layout cannot hold (zero-sized detector or cake).
+    [[nodiscard]] static Result<RunArchive> create(const std::filesystem::path& path,
+                                                   const pb::RunStart& start,
+                                                   const ArchiveOptions& options = {});
+
+    RunArchive(RunArchive&& other) noexcept;
+    RunArchive& operator=(RunArchive&& other) noexcept;
+    RunArchive(const RunArchive&) = delete;
+    RunArchive& operator=(const RunArchive&) = delete;
+    /// An archive never closed is marked "aborted" and closed.
+    ~RunArchive();
+
+    /// Appends one detector frame (any kind) and its metadata. RAW payloads are compressed as
+    /// the options say; LZ4 and BSLZ4 payloads are stored without being decompressed. Errors: a
+    /// frame of another run, shape or dtype than the run's, a payload whose size disagrees with
+    /// the header, raw storage switched off, an HDF5 write failure (e.g. disk full).
+    [[nodiscard]] Result<void> append_raw(const pb::FrameHeader& header,
+                                          std::span<const std::byte> payload);
+
+    /// Appends one cake: each span holds n_chi x n_q values, row-major [chi][Q]; an empty span is
+    /// a quantity the reducer did not send (stored as NaN). Intensity is required.
+    [[nodiscard]] Result<void> append_reduced(const pb::ReducedFrame& frame,
+                                              std::span<const double> intensity,
+                                              std::span<const double> variance,
+                                              std::span<const double> count);
+
+    /// Appends one row to the result time series and rewrites the latest curves in place;
+    /// `curves[i]` is the payload of `result.curves(i)`: 3 x n_points values (x, value, variance).
+    [[nodiscard]] Result<void> append_result(const pb::AnalysisResult& result,
+                                             std::span<const std::span<const double>> curves);
+
+    /// Records the end of the run ("completed" or "aborted", end time, frames sent and archived)
+    /// and closes the file. Later appends fail. An error here still closes the file.
+    [[nodiscard]] Result<void> close(const pb::RunEnd& end);
+
+    [[nodiscard]] bool is_open() const;
+    [[nodiscard]] const std::filesystem::path& path() const;
+    [[nodiscard]] std::uint64_t raw_frames() const;      ///< frames in /entry/data/data
+    [[nodiscard]] std::uint64_t reduced_frames() const;  ///< cakes in /entry/reduced
+    [[nodiscard]] std::uint64_t results() const;         ///< rows of /entry/results
+
+  private:
+    struct State;
+    explicit RunArchive(std::unique_ptr<State> state);
+    std::unique_ptr<State> state_;
+};
+
+/// The text stored in /entry/run_state.
+inline constexpr const char* kRunStateRunning = "running";
+inline constexpr const char* kRunStateCompleted = "completed";
+inline constexpr const char* kRunStateAborted = "aborted";
+
+}  // namespace anisoflow::archive

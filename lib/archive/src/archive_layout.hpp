@@ -1,0 +1,131 @@
+#pragma once
+// The open objects of one archive file, created by create_layout() before the switch to SWMR
+// (docs/archive.md lists every path). After the switch nothing is created: appends only grow or
+// rewrite these datasets.
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <hdf5.h>
+
+#include "anisoflow/archive/run_archive.hpp"
+#include "anisoflow/core/result.hpp"
+
+#include "hdf5_handles.hpp"
+
+namespace anisoflow::archive::detail {
+
+/// Raw frame datasets declare two optional filters; a chunk's filter mask says which one was
+/// applied (bit i set = filter i skipped).
+inline constexpr unsigned kFilterIdBslz4 = 32008;  // bitshuffle plugin, index 0 in the pipeline
+inline constexpr unsigned kFilterIdLz4 = 32004;    // HDF5 LZ4 plugin, index 1 in the pipeline
+inline constexpr std::uint32_t kMaskBslz4 = 0b10;  // LZ4 skipped
+inline constexpr std::uint32_t kMaskLz4 = 0b01;    // bitshuffle skipped
+inline constexpr std::uint32_t kMaskNone = 0b11;   // both skipped: raw bytes
+
+/// Columns of the frame count datasets (frames_sent, frames_archived, results/frames_received).
+inline constexpr std::array<std::string_view, 5> kFrameCountColumns = {"data_p", "data_n", "dark",
+                                                                       "flat", "background"};
+
+/// A dataset that grows along dim 0, one row per record.
+struct Series {
+    Hid dataset;
+    std::string path;
+    std::vector<hsize_t> row_dims;  ///< shape of one row (empty for a 1-D series)
+    hsize_t rows = 0;               ///< current extent along dim 0
+};
+
+/// One latest curve, rewritten in place: x, value and variance resized to the curve's points.
+struct CurveDatasets {
+    Series x;
+    Series value;
+    Series variance;
+    Hid result_row;  ///< scalar int64: the results row the curve belongs to, -1 before any
+};
+
+/// A float64 column of the result time series and how to read it from an AnalysisResult.
+struct ResultField {
+    std::string_view name;   ///< dataset name under /entry/results (the SUMMARY.json key)
+    std::string_view units;  ///< "" = dimensionless
+    double (*value)(const pb::AnalysisResult&);
+};
+
+/// The float64 columns, in a fixed order (Layout::result_doubles has the same order).
+std::span<const ResultField> result_double_fields();
+
+/// Number of CurveKind values besides UNSPECIFIED (S0 .. REDUCED_G).
+inline constexpr std::size_t kCurveKinds = 7;
+
+struct Layout {
+    Hid file;
+    std::string file_name;
+
+    Hid orientation_type;  ///< enum u8: unspecified, P, N
+    Hid kind_type;         ///< enum u8: unspecified, data, dark, flat, background
+    Hid encoding_type;     ///< enum u8: none, lz4, bslz4 (as stored)
+    Hid mechanism_type;    ///< enum u8: SPEC 7 labels
+
+    // /entry
+    Hid run_state;        ///< fixed-length string
+    Hid end_time;         ///< fixed-length string, ISO 8601, empty until the end
+    Hid end_detail;       ///< fixed-length string, RunEnd.detail (truncated)
+    Hid frames_sent;      ///< [5] uint64, RunEnd.frames_sent
+    Hid frames_archived;  ///< [5] uint64, rows of /entry/data/data per kind and orientation
+
+    // /entry/data (only when raw frames are stored)
+    Series raw_data;
+    Series raw_sequence;
+    Series raw_orientation;
+    Series raw_kind;
+    Series raw_encoding;
+    Series raw_acquired;
+    Series raw_sent;
+    Series raw_exposure;
+
+    // /entry/reduced
+    Series cake_intensity;
+    Series cake_variance;
+    Series cake_count;
+    Series cake_sequence;
+    Series cake_orientation;
+    Series cake_kind;
+    Series cake_frames;
+
+    // /entry/results
+    std::vector<Series> result_doubles;  ///< result_double_fields() order
+    Series result_frames_p;
+    Series result_frames_n;
+    Series result_s2_dof;
+    Series result_mechanism;
+    Series result_is_final;
+    Series result_frames_received;  ///< [n, 5]
+    Series result_written;
+    std::array<CurveDatasets, kCurveKinds> curves;  ///< index = CurveKind - 1
+};
+
+/// Bytes per pixel of a dtype, 0 for UNSPECIFIED or an unknown value.
+std::size_t dtype_size_bytes(pb::PixelDtype dtype);
+
+/// Fixed-length string sizes, bytes (longer text is truncated).
+inline constexpr std::size_t kRunStateBytes = 16;
+inline constexpr std::size_t kTimeBytes = 40;
+inline constexpr std::size_t kDetailBytes = 512;
+
+/// "2024-05-17T10:31:02.000000000Z"
+std::string iso8601_utc(std::int64_t unix_ns);
+
+/// Creates the file, the whole tree and switches to SWMR write mode.
+Result<Layout> create_layout(const std::filesystem::path& path, const pb::RunStart& start,
+                             const ArchiveOptions& options);
+
+/// Writes `value` into a scalar fixed-length string dataset.
+Result<void> write_fixed_text(const Layout& layout, hid_t dataset, std::string_view path,
+                              std::string_view value);
+
+}  // namespace anisoflow::archive::detail
