@@ -1,0 +1,200 @@
+// The four service schemas: the deploy/config files load and validate, the built-in defaults are
+// those files, and validate() names every problem at once.
+
+#include "anisoflow/runtime/service_config.hpp"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "anisoflow/runtime/config_loader.hpp"
+
+namespace anisoflow::runtime {
+namespace {
+
+const std::filesystem::path kDeployConfig = ANISOFLOW_DEPLOY_CONFIG_DIR;
+
+bool mentions(const std::vector<std::string>& problems, const std::string& text) {
+    return std::any_of(problems.begin(), problems.end(), [&](const std::string& problem) {
+        return problem.find(text) != std::string::npos;
+    });
+}
+
+std::string joined(const std::vector<std::string>& problems) {
+    std::string text;
+    for (const auto& problem : problems) {
+        text += problem + "\n";
+    }
+    return text;
+}
+
+// Reads a deploy/config file alone (no built-in defaults under it), so every key must be there.
+template <class Config>
+Config read_deploy_file(const std::string& name) {
+    Config config;
+    auto merged = merge_toml_file(config, kDeployConfig / name);
+    EXPECT_TRUE(merged) << (merged ? "" : merged.error().message);
+    return config;
+}
+
+TEST(DeployConfig, EveryExampleFileLoadsAndValidates) {
+    const auto ingest = read_deploy_file<cfg::IngestConfig>("ingest.toml");
+    const auto reduce = read_deploy_file<cfg::ReduceConfig>("reduce.toml");
+    const auto analyze = read_deploy_file<cfg::AnalyzeConfig>("analyze.toml");
+    const auto archive = read_deploy_file<cfg::ArchiveConfig>("archive.toml");
+    EXPECT_TRUE(validate(ingest).empty()) << joined(validate(ingest));
+    EXPECT_TRUE(validate(reduce).empty()) << joined(validate(reduce));
+    EXPECT_TRUE(validate(analyze).empty()) << joined(validate(analyze));
+    EXPECT_TRUE(validate(archive).empty()) << joined(validate(archive));
+    // Spot checks that the files were read, not merely accepted.
+    EXPECT_EQ(ingest.endpoints().frames_out().address(), "@tcp://*:5555");
+    EXPECT_EQ(ingest.source().dectris_protocol(), cfg::DECTRIS_PROTOCOL_STREAM_V2);
+    EXPECT_EQ(reduce.endpoints().frames_in().address(), ">tcp://ingest:5555");
+    EXPECT_EQ(analyze.recompute_interval_ms(), 2000U);
+    EXPECT_EQ(archive.logging().level(), cfg::LOG_LEVEL_INFO);
+}
+
+// The deploy files are the documented defaults, so each must write every key of its schema: a
+// field added to the .proto without a line in the file fails here.
+void expect_every_field_set(const google::protobuf::Message& message, const std::string& where) {
+    const auto* type = message.GetDescriptor();
+    const auto* reflection = message.GetReflection();
+    for (int i = 0; i < type->field_count(); ++i) {
+        const auto* field = type->field(i);
+        if (field->is_repeated()) {
+            continue;  // an empty list is a legitimate default
+        }
+        if (field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
+            EXPECT_TRUE(reflection->HasField(message, field)) << where << field->name();
+            expect_every_field_set(reflection->GetMessage(message, field),
+                                   where + field->name() + ".");
+        } else if (field->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_BOOL) {
+            // proto3 scalars have no presence: zero means "not written" (or written as zero,
+            // which validate() refuses for every numeric setting anyway).
+            EXPECT_TRUE(reflection->HasField(message, field)) << where << field->name();
+        }
+    }
+}
+
+TEST(DeployConfig, EveryKeyIsWrittenInTheExampleFiles) {
+    expect_every_field_set(read_deploy_file<cfg::IngestConfig>("ingest.toml"), "ingest: ");
+    expect_every_field_set(read_deploy_file<cfg::ReduceConfig>("reduce.toml"), "reduce: ");
+    expect_every_field_set(read_deploy_file<cfg::AnalyzeConfig>("analyze.toml"), "analyze: ");
+    expect_every_field_set(read_deploy_file<cfg::ArchiveConfig>("archive.toml"), "archive: ");
+}
+
+TEST(BuiltInDefaults, AreTheDeployConfigFiles) {
+    cfg::ReduceConfig built_in;
+    ASSERT_TRUE(merge_defaults(built_in));
+    const auto from_file = read_deploy_file<cfg::ReduceConfig>("reduce.toml");
+    EXPECT_EQ(built_in.SerializeAsString(), from_file.SerializeAsString());
+    EXPECT_EQ(defaults_source(built_in), "deploy/config/reduce.toml (built in)");
+
+    cfg::ArchiveConfig archive;
+    ASSERT_TRUE(merge_defaults(archive));
+    EXPECT_EQ(archive.SerializeAsString(),
+              read_deploy_file<cfg::ArchiveConfig>("archive.toml").SerializeAsString());
+}
+
+TEST(BuiltInDefaults, ASiteFileNamesOnlyWhatItChanges) {
+    cfg::AnalyzeConfig config;
+    ASSERT_TRUE(merge_defaults(config));
+    ASSERT_TRUE(merge_toml(config,
+                           "threads = 16\n[endpoints.results_out]\naddress = \"@tcp://*:6000\"\n",
+                           "site.toml"));
+    EXPECT_EQ(config.threads(), 16U);
+    EXPECT_EQ(config.endpoints().results_out().address(), "@tcp://*:6000");
+    EXPECT_EQ(config.endpoints().results_out().send_hwm_messages(), 100U);  // from the default
+    EXPECT_EQ(config.recompute_interval_ms(), 2000U);
+    EXPECT_TRUE(validate(config).empty()) << joined(validate(config));
+}
+
+TEST(Validate, AnEmptyReduceConfigListsEveryProblem) {
+    const auto problems = validate(cfg::ReduceConfig{});
+    EXPECT_TRUE(mentions(problems, "instance: empty"));
+    EXPECT_TRUE(mentions(problems, "logging.level: unset"));
+    EXPECT_TRUE(mentions(problems, "heartbeat_interval_ms: 0"));
+    EXPECT_TRUE(mentions(problems, "endpoints.frames_in.address: empty"));
+    EXPECT_TRUE(mentions(problems, "endpoints.control_in.address: empty"));
+    EXPECT_TRUE(mentions(problems, "endpoints.reduced_out.address: empty"));
+    EXPECT_TRUE(mentions(problems, "endpoints.reduced_out.send_hwm_messages: 0"));
+    EXPECT_TRUE(mentions(problems, "threads: 0"));
+    EXPECT_TRUE(mentions(problems, "queue_capacity_frames: 0"));
+    EXPECT_TRUE(mentions(problems, "pending_frames_max: 0"));
+    EXPECT_TRUE(mentions(problems, "send_timeout_ms: 0"));
+    EXPECT_FALSE(mentions(problems, "metrics"));  // disabled metrics need no address
+}
+
+TEST(Validate, NamesSeveralProblemsOfAnOtherwiseValidConfig) {
+    cfg::AnalyzeConfig config;
+    ASSERT_TRUE(merge_defaults(config));
+    config.set_threads(0);
+    config.set_recompute_interval_ms(0);
+    config.mutable_endpoints()->mutable_reduced_in()->set_address("tcp://*:5557");
+    config.mutable_endpoints()->mutable_results_out()->set_address("@udp://*:5558");
+    config.mutable_endpoints()->mutable_control_in()->set_address(">tcp://ingest");
+    config.mutable_metrics()->set_bind_address("0.0.0.0:99999");
+    const auto problems = validate(config);
+    EXPECT_EQ(problems.size(), 6U) << joined(problems);
+    EXPECT_TRUE(mentions(problems, "threads: 0"));
+    EXPECT_TRUE(mentions(problems, "recompute_interval_ms: 0"));
+    EXPECT_TRUE(mentions(problems,
+                         "endpoints.reduced_in.address: 'tcp://*:5557' starts with "
+                         "neither @ (bind) nor > (connect)"));
+    EXPECT_TRUE(mentions(problems, "endpoints.results_out.address: '@udp://*:5558' has no"));
+    EXPECT_TRUE(
+        mentions(problems, "endpoints.control_in.address: '>tcp://ingest' needs HOST:PORT"));
+    EXPECT_TRUE(mentions(problems, "metrics.bind_address: '0.0.0.0:99999'"));
+}
+
+TEST(Validate, IngestChecksTheSourceItUses) {
+    cfg::IngestConfig config;
+    ASSERT_TRUE(merge_defaults(config));
+    EXPECT_TRUE(validate(config).empty()) << joined(validate(config));
+    config.mutable_source()->set_kind(cfg::SOURCE_KIND_FRAME_FILES);
+    EXPECT_TRUE(mentions(validate(config), "source.frame_files: empty"));
+    config.mutable_source()->add_frame_files("frames_*.tif");
+    EXPECT_TRUE(validate(config).empty()) << joined(validate(config));
+    config.mutable_source()->set_kind(cfg::SOURCE_KIND_DECTRIS_STREAM);
+    config.mutable_source()->set_dectris_protocol(cfg::DECTRIS_PROTOCOL_UNSPECIFIED);
+    config.mutable_source()->set_dectris_address("");
+    const auto problems = validate(config);
+    EXPECT_EQ(problems.size(), 2U) << joined(problems);
+    EXPECT_TRUE(mentions(problems, "source.dectris_protocol: unset"));
+    EXPECT_TRUE(mentions(problems, "source.dectris_address"));
+}
+
+TEST(Validate, ArchiveNeedsADirectory) {
+    cfg::ArchiveConfig config;
+    ASSERT_TRUE(merge_defaults(config));
+    config.set_archive_dir("");
+    config.mutable_metrics()->set_enabled(false);
+    config.mutable_metrics()->set_bind_address("");
+    const auto problems = validate(config);
+    ASSERT_EQ(problems.size(), 1U) << joined(problems);
+    EXPECT_TRUE(mentions(problems, "archive_dir: empty"));
+}
+
+TEST(ServiceConfig, AnUnknownKeyInAServiceFileNamesThePath) {
+    cfg::IngestConfig config;
+    auto merged =
+        merge_toml(config, "[endpoints.fram_out]\naddress = \"@tcp://*:1\"\n", "ingest.toml");
+    ASSERT_FALSE(merged);
+    EXPECT_NE(merged.error().message.find(
+                  "ingest.toml:1: endpoints.fram_out: unknown key (keys here: frames_out, "
+                  "control_out)"),
+              std::string::npos)
+        << merged.error().message;
+}
+
+TEST(ServiceConfig, LogLevelNamesMatchSpdlog) {
+    EXPECT_EQ(log_level_name(cfg::LOG_LEVEL_TRACE), "trace");
+    EXPECT_EQ(log_level_name(cfg::LOG_LEVEL_WARN), "warn");
+    EXPECT_EQ(log_level_name(cfg::LOG_LEVEL_OFF), "off");
+    EXPECT_EQ(log_level_name(cfg::LOG_LEVEL_UNSPECIFIED), "");
+}
+
+}  // namespace
+}  // namespace anisoflow::runtime
