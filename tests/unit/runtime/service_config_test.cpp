@@ -4,6 +4,8 @@
 #include "anisoflow/runtime/service_config.hpp"
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -194,6 +196,45 @@ TEST(ServiceConfig, LogLevelNamesMatchSpdlog) {
     EXPECT_EQ(log_level_name(cfg::LOG_LEVEL_WARN), "warn");
     EXPECT_EQ(log_level_name(cfg::LOG_LEVEL_OFF), "off");
     EXPECT_EQ(log_level_name(cfg::LOG_LEVEL_UNSPECIFIED), "");
+}
+
+// Every leaf key path of `type` ("endpoints.frames_out.address").
+void leaf_paths(const google::protobuf::Descriptor& type, const std::string& prefix,
+                std::vector<std::string>& paths) {
+    for (int i = 0; i < type.field_count(); ++i) {
+        const auto* field = type.field(i);
+        if (field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
+            leaf_paths(*field->message_type(), prefix + field->name() + ".", paths);
+        } else {
+            paths.push_back(prefix + field->name());
+        }
+    }
+}
+
+// docs/configuration.md has a section "## <service>" with a row for every key of the schema.
+TEST(DocsConfiguration, ListsEveryKeyOfEveryService) {
+    std::ifstream file(std::filesystem::path(ANISOFLOW_DOCS_DIR) / "configuration.md");
+    ASSERT_TRUE(file);
+    std::ostringstream text;
+    text << file.rdbuf();
+    const std::string docs = text.str();
+    const std::vector<std::pair<std::string, const google::protobuf::Descriptor*>> services = {
+        {"ingest", cfg::IngestConfig::descriptor()},
+        {"reduce", cfg::ReduceConfig::descriptor()},
+        {"analyze", cfg::AnalyzeConfig::descriptor()},
+        {"archive", cfg::ArchiveConfig::descriptor()}};
+    for (const auto& [service, type] : services) {
+        const auto begin = docs.find("\n## " + service + " ");
+        ASSERT_NE(begin, std::string::npos) << "no section for " << service;
+        const auto end = docs.find("\n## ", begin + 1);
+        const std::string section = docs.substr(begin, end - begin);
+        std::vector<std::string> paths;
+        leaf_paths(*type, "", paths);
+        for (const std::string& path : paths) {
+            EXPECT_NE(section.find("| `" + path + "` |"), std::string::npos)
+                << service << ": " << path << " is not documented";
+        }
+    }
 }
 
 }  // namespace
