@@ -1,5 +1,6 @@
 #include "simulate_command.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -305,6 +306,22 @@ int run_simulate(const SimulateOptions& o) {
 
     for (const auto orientation : {sim::Orientation::kP, sim::Orientation::kN}) {
         const bool is_p = orientation == sim::Orientation::kP;
+        {
+            // A first-order model can ask for negative intensity (a strain step in the uniform
+            // background of pairs gives a large S2 at low Q while S0 there is ~0.01): a detector
+            // records 0, so the frames no longer hold the model. Say so rather than clip quietly.
+            settings.orientation = orientation;
+            const std::vector<double> expected =
+                renderer->expected_signal(model->structure, settings);
+            const auto negative = std::count_if(expected.begin(), expected.end(),
+                                                [](double counts) { return counts < 0.0; });
+            if (negative > 0) {
+                spdlog::warn(
+                    "model intensity below zero orientation={} pixels={}: the first-order "
+                    "strain model is not physical there (S(Q, psi) < 0); frames record 0",
+                    is_p ? "P" : "N", negative);
+            }
+        }
         std::vector<Frame> frames;
         for (std::size_t f = 0; f < o.frames_per_orientation; ++f) {
             settings.orientation = orientation;
