@@ -378,9 +378,9 @@ bool add_raw_filters(hid_t create, std::span<const unsigned> bitshuffle) {
 std::vector<unsigned> bitshuffle_given_values(hid_t pixel_type, std::size_t element_size_bytes) {
     const auto stored = bitshuffle_stored_values(element_size_bytes);
     const std::vector<unsigned> hdf_group_style = {stored[3], stored[4]};
-    const std::vector<unsigned> full(stored.begin(), stored.end());
+    std::vector<unsigned> full(stored.begin(), stored.end());
     Hid access = plist_handle(H5Pcreate(H5P_FILE_ACCESS));
-    constexpr std::size_t kCoreIncrementBytes = 64 * 1024;
+    constexpr std::size_t kCoreIncrementBytes = std::size_t{64} * 1024;
     if (!access || H5Pset_fapl_core(access.get(), kCoreIncrementBytes, /*backing_store=*/0) < 0) {
         return full;
     }
@@ -559,7 +559,7 @@ Result<void> check_start(const std::string& file_name, const pb::RunStart& start
 
 std::span<const ResultField> result_double_fields() {
     using R = pb::AnalysisResult;
-    static const std::array<ResultField, 14> kFields = {{
+    static const std::array<ResultField, 14> fields = {{
         {"alpha", "", [](const R& r) { return r.alpha(); }},
         {"alpha_stderr", "", [](const R& r) { return r.alpha_stderr(); }},
         {"alpha_reduced_chi2", "", [](const R& r) { return r.alpha_reduced_chi2(); }},
@@ -581,7 +581,7 @@ std::span<const ResultField> result_double_fields() {
          [](const R& r) { return r.first_peak_shift_angstrom(); }},
         {"s2_chi2", "", [](const R& r) { return r.s2_chi2(); }},
     }};
-    return kFields;
+    return fields;
 }
 
 std::size_t dtype_size_bytes(pb::PixelDtype dtype) {

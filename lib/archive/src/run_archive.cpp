@@ -423,9 +423,15 @@ Result<void> RunArchive::append_raw(const pb::FrameHeader& header,
     const std::array<hsize_t, 3> offset{index, 0, 0};
     if (H5Dwrite_chunk(layout.raw_data.dataset.get(), H5P_DEFAULT, mask, offset.data(),
                        chunk.size(), chunk.data()) < 0) {
-        return hdf5_failure(
+        auto failure = hdf5_failure(
             layout, fmt::format("cannot write frame {} as row {} of", header.sequence(), index),
             data_path);
+        // HDF5 1.10 keeps stale state about a chunk whose write failed (a later write of that
+        // chunk succeeds but is never indexed); a fresh dataset handle forgets it.
+        layout.raw_data.dataset = detail::Hid{};
+        layout.raw_data.dataset = detail::dataset_handle(
+            H5Dopen2(layout.file.get(), std::string(data_path).c_str(), H5P_DEFAULT));
+        return failure;
     }
     const std::uint64_t sequence = header.sequence();
     const auto orientation = static_cast<std::uint8_t>(header.orientation());

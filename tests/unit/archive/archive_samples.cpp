@@ -7,6 +7,7 @@
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <system_error>
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -368,7 +369,7 @@ SwmrReader::SwmrReader(const std::filesystem::path& file, std::filesystem::path 
     std::array<int, 2> to_child{-1, -1};
     std::array<int, 2> from_child{-1, -1};
     if (pipe(to_child.data()) != 0 || pipe(from_child.data()) != 0) {
-        ADD_FAILURE() << "pipe: " << std::strerror(errno);
+        ADD_FAILURE() << "pipe: " << std::error_code(errno, std::generic_category()).message();
         return;
     }
     pid_ = spawn({kPython.string(), reader_script().string(), "swmr", file.string()}, to_child[0],

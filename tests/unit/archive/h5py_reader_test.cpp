@@ -170,7 +170,7 @@ TEST(H5pyReader, SwmrReaderSeesFlushedFramesWhileTheRunGrowsThenTheCompleteFile)
     EXPECT_EQ(frames_of(seen),
               std::vector<std::vector<std::uint16_t>>(frames.begin(), frames.begin() + 2));
     EXPECT_EQ(text_of(seen, "/entry/run_state"), "running");
-    EXPECT_EQ(seen.at("/entry/results/alpha").at("shape"), json({0}));
+    EXPECT_EQ(seen.at("/entry/results/alpha").at("shape"), json::array({0}));
 
     for (std::uint64_t i = 2; i < 5; ++i) {
         ASSERT_TRUE(append_raw(*archive, i, pb::ORIENTATION_P, frames[i]).has_value());

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cmath>
+#include <csignal>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +15,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "anisoflow/codec/bitshuffle.hpp"
 #include "anisoflow/codec/lz4.hpp"
@@ -243,7 +247,8 @@ TEST(RunArchive, RejectsFramesThatDisagreeWithTheRunAndKeepsEarlierFrames) {
         RunArchive archive = create(path, RawCompression::kBslz4);
         ASSERT_TRUE(append_raw(archive, 0, pb::FRAME_KIND_DATA, pb::ORIENTATION_P, good));
 
-        const auto expect_error = [&](pb::FrameHeader header, std::span<const std::byte> payload,
+        const auto expect_error = [&](const pb::FrameHeader& header,
+                                      std::span<const std::byte> payload,
                                       const std::string& needle) {
             auto status = archive.append_raw(header, payload);
             ASSERT_FALSE(status.has_value()) << needle;
@@ -448,6 +453,69 @@ TEST(RunArchive, AppendsResultRowsAndRewritesTheLatestCurves) {
     EXPECT_EQ(file.ints("/entry/results/g2/result_row"), std::vector<std::int64_t>{0});
     EXPECT_EQ(file.dims("/entry/results/g0/value"), std::vector<hsize_t>{0});
     EXPECT_EQ(file.ints("/entry/results/g0/result_row"), std::vector<std::int64_t>{-1});
+}
+
+TEST(RunArchive, ReportsAFullDiskAndGoesOnWhenSpaceReturns) {
+    // A file size limit (RLIMIT_FSIZE) makes writes fail as a full disk does. It applies to the
+    // whole process, so the writer runs in a child that reports through its exit code and a file.
+    const auto dir = testing::scratch_dir();
+    const auto path = dir / "run.h5";
+    const auto report = dir / "error.txt";
+    const std::vector<std::uint16_t> before = s::pixels(1);
+    const std::vector<std::uint16_t> after = s::pixels(2);
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        signal(SIGXFSZ, SIG_IGN);  // a write past the limit fails with EFBIG instead of killing
+        ArchiveOptions options;
+        options.raw_compression = RawCompression::kNone;  // 768 bytes a frame, predictable
+        auto archive = RunArchive::create(path, s::run_start(), options);
+        if (!archive || !append_raw(*archive, 0, pb::FRAME_KIND_DATA, pb::ORIENTATION_P, before)) {
+            _exit(10);
+        }
+        rlimit limit{};
+        getrlimit(RLIMIT_FSIZE, &limit);
+        const rlimit unlimited = limit;
+        limit.rlim_cur = std::filesystem::file_size(path);  // no room for another frame
+        setrlimit(RLIMIT_FSIZE, &limit);
+        std::uint64_t sequence = 1;
+        Result<void> status;
+        for (; sequence < 8 && status; ++sequence) {
+            status = append_raw(*archive, sequence, pb::FRAME_KIND_DATA, pb::ORIENTATION_P, after);
+        }
+        if (status) {
+            _exit(11);  // the limit never bit
+        }
+        std::ofstream(report) << status.error().message;
+        setrlimit(RLIMIT_FSIZE, &unlimited);  // space freed
+        if (!append_raw(*archive, 99, pb::FRAME_KIND_DATA, pb::ORIENTATION_N, after) ||
+            !archive->close(run_end(pb::RUN_END_REASON_COMPLETED))) {
+            _exit(12);
+        }
+        _exit(0);
+    }
+    int wait_status = 0;
+    ASSERT_EQ(waitpid(child, &wait_status, 0), child);
+    ASSERT_TRUE(WIFEXITED(wait_status));
+    ASSERT_EQ(WEXITSTATUS(wait_status), 0);
+    std::ifstream in(report);
+    const std::string message((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
+    EXPECT_THAT(message, HasSubstr(path.string()));
+    EXPECT_THAT(message, HasSubstr("/entry/"));
+
+    s::FileReader file(path);
+    ASSERT_TRUE(file.ok());
+    EXPECT_EQ(file.text("/entry/run_state"), "completed");
+    const std::vector<std::uint64_t> sequence = file.uints("/entry/data/sequence");
+    ASSERT_GE(sequence.size(), 2U);
+    EXPECT_EQ(sequence.front(), 0U);
+    EXPECT_EQ(sequence.back(), 99U);
+    for (std::size_t i = 0; i < sequence.size(); ++i) {
+        std::uint32_t mask = 0;
+        const std::vector<std::byte> chunk = file.chunk("/entry/data/data", i, &mask);
+        EXPECT_EQ(decode(chunk, mask), i == 0 ? before : after) << "row " << i;
+    }
 }
 
 }  // namespace
