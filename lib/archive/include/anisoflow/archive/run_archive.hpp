@@ -74,7 +74,8 @@ class RunArchive {
                                              std::span<const std::span<const double>> curves);
 
     /// Records the end of the run ("completed" or "aborted", end time, frames sent and archived)
-    /// and closes the file. Later appends fail. An error here still closes the file.
+    /// and closes the file. Later appends fail. A RunEnd of another run is refused and leaves the
+    /// archive open; a write error here still closes the file.
     [[nodiscard]] Result<void> close(const pb::RunEnd& end);
 
     [[nodiscard]] bool is_open() const;
