@@ -8,30 +8,6 @@
 
 namespace anisoflow::dectris {
 
-std::size_t element_size_bytes(PixelType type) {
-    switch (type) {
-        case PixelType::kUint8:
-            return 1;
-        case PixelType::kUint16:
-            return 2;
-        case PixelType::kUint32:
-            return 4;
-    }
-    return 4;
-}
-
-std::string_view to_string(PixelType type) {
-    switch (type) {
-        case PixelType::kUint8:
-            return "uint8";
-        case PixelType::kUint16:
-            return "uint16";
-        case PixelType::kUint32:
-            return "uint32";
-    }
-    return "unknown";
-}
-
 std::string_view to_string(Encoding encoding) {
     switch (encoding) {
         case Encoding::kRaw:
@@ -54,7 +30,7 @@ Result<std::size_t> image_size_bytes(Shape shape, PixelType type) {
         return fail(ErrorCode::kCorrupt, "shape {}x{} is empty or larger than {} pixels",
                     shape.width_px, shape.height_px, kMaxPixelsPerImage);
     }
-    return shape.pixel_count() * element_size_bytes(type);
+    return shape.pixel_count() * pixel_size_bytes(type);
 }
 
 Result<void> finish_channel(ChannelData& channel) {
@@ -128,7 +104,7 @@ Result<std::vector<std::byte>> decode_bytes(const ChannelData& channel) {
             break;
         case Encoding::kBslz4:
             status = codec::bslz4_decompress_into(channel.payload,
-                                                  element_size_bytes(channel.pixel_type), out);
+                                                  pixel_size_bytes(channel.pixel_type), out);
             break;
     }
     if (!status) {
@@ -142,7 +118,7 @@ Result<std::vector<std::uint32_t>> decode_pixels(const ChannelData& channel) {
     if (!bytes) {
         return tl::unexpected(bytes.error());
     }
-    const std::size_t element_size = element_size_bytes(channel.pixel_type);
+    const std::size_t element_size = pixel_size_bytes(channel.pixel_type);
     const std::size_t n = bytes->size() / element_size;
     std::vector<std::uint32_t> pixels(n);
     const std::byte* in = bytes->data();

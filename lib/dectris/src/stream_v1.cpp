@@ -281,7 +281,7 @@ Result<Encoding> parse_encoding(const JsonPart& part, PixelType type) {
         return Encoding::kLz4Block;
     }
     for (const PixelType candidate : {PixelType::kUint8, PixelType::kUint16, PixelType::kUint32}) {
-        const std::string bslz4 = fmt::format("bs{}-lz4<", 8 * element_size_bytes(candidate));
+        const std::string bslz4 = fmt::format("bs{}-lz4<", 8 * pixel_size_bytes(candidate));
         if (text == bslz4) {
             if (candidate != type) {
                 return fail(ErrorCode::kUnsupported,

@@ -378,7 +378,7 @@ Result<void> decode_compression(const cbor_item_t* item, ChannelData& channel,
     }
     const std::uint64_t element_size = cbor_get_int(fields[1]);
     if (*algorithm == "bslz4") {
-        if (element_size != element_size_bytes(channel.pixel_type)) {
+        if (element_size != pixel_size_bytes(channel.pixel_type)) {
             return fail(ErrorCode::kUnsupported,
                         "{}: bslz4 element size {} does not match the {} typed array", context,
                         element_size, to_string(channel.pixel_type));

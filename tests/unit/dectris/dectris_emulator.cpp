@@ -21,7 +21,7 @@ using nlohmann::json;
 constexpr std::size_t kLz4Hdf5EmulatorBlockBytes = 512;
 
 std::uint32_t max_value(PixelType type) {
-    return static_cast<std::uint32_t>((std::uint64_t{1} << (8 * element_size_bytes(type))) - 1);
+    return static_cast<std::uint32_t>((std::uint64_t{1} << (8 * pixel_size_bytes(type))) - 1);
 }
 
 std::int64_t ns(double seconds) { return std::llround(seconds * 1e9); }
@@ -33,7 +33,7 @@ std::string v1_encoding_name(WireEncoding encoding, PixelType type) {
         case WireEncoding::kLz4:
             return "lz4<";
         case WireEncoding::kBslz4:
-            return "bs" + std::to_string(8 * element_size_bytes(type)) + "-lz4<";
+            return "bs" + std::to_string(8 * pixel_size_bytes(type)) + "-lz4<";
     }
     return "?";
 }
@@ -46,8 +46,9 @@ std::uint64_t typed_array_tag(PixelType type) {
             return 69;  // uint16 little-endian
         case PixelType::kUint32:
             return 70;  // uint32 little-endian
+        default:
+            return 0;  // not a detector pixel type: no RFC 8746 tag the decoder accepts
     }
-    return 0;
 }
 
 CborValue rational(std::int64_t nanoseconds, std::uint64_t time_base_hz) {
@@ -132,7 +133,7 @@ std::vector<std::uint32_t> synthetic_pixels(const SeriesSettings& settings,
 }
 
 std::vector<std::byte> pack_pixels(std::span<const std::uint32_t> pixels, PixelType type) {
-    const std::size_t size = element_size_bytes(type);
+    const std::size_t size = pixel_size_bytes(type);
     std::vector<std::byte> bytes(pixels.size() * size);
     for (std::size_t i = 0; i < pixels.size(); ++i) {
         assert(pixels[i] <= max_value(type) && "pixel does not fit the type");
@@ -155,7 +156,7 @@ std::vector<std::byte> encode_payload(std::span<const std::byte> pixels, PixelTy
                           : codec::lz4_hdf5_compress(pixels, kLz4Hdf5EmulatorBlockBytes);
             break;
         case WireEncoding::kBslz4:
-            payload = codec::bslz4_compress(pixels, element_size_bytes(type));
+            payload = codec::bslz4_compress(pixels, pixel_size_bytes(type));
             break;
     }
     assert(payload && "emulator payload encoding failed");
@@ -185,7 +186,7 @@ json v1_config(const SeriesSettings& settings) {
     return {
         {"beam_center_x", settings.beam_center_x_px},
         {"beam_center_y", settings.beam_center_y_px},
-        {"bit_depth_image", 8 * element_size_bytes(settings.pixel_type)},
+        {"bit_depth_image", 8 * pixel_size_bytes(settings.pixel_type)},
         {"count_time", settings.count_time_s},
         {"countrate_correction_applied", true},
         {"description", "Emulated EIGER2 X 37x23"},
@@ -360,7 +361,7 @@ CborValue v2_image_value(const SeriesSettings& settings, std::uint64_t image_id,
         } else if (encoding == WireEncoding::kBslz4) {
             content = tagged(
                 56500, {CborValue::Array{{std::string("bslz4")},
-                                         {std::uint64_t{element_size_bytes(settings.pixel_type)}},
+                                         {std::uint64_t{pixel_size_bytes(settings.pixel_type)}},
                                          content}});
         }
         const CborValue dimensions{CborValue::Array{{std::uint64_t{settings.height_px}},

@@ -65,7 +65,7 @@ TEST_P(StreamV2Series, DecodesMetadataPixelsAndTimes) {
     EXPECT_EQ(config.number_of_images, settings.number_of_images);
     EXPECT_EQ(config.channels, settings.channels);
     EXPECT_EQ(config.saturation_value,
-              (std::uint64_t{1} << (8 * element_size_bytes(settings.pixel_type))) - 2);
+              (std::uint64_t{1} << (8 * pixel_size_bytes(settings.pixel_type))) - 2);
 
     for (std::uint64_t id = 0; id < settings.number_of_images; ++id) {
         SCOPED_TRACE(id);

@@ -11,15 +11,14 @@
 #include <variant>
 #include <vector>
 
+#include "anisoflow/core/frame.hpp"
+
 namespace anisoflow::dectris {
 
 enum class Protocol { kStreamV1, kStreamV2 };
 
-/// Pixel types of detector images (little-endian on the wire).
-enum class PixelType { kUint8, kUint16, kUint32 };
-
-[[nodiscard]] std::size_t element_size_bytes(PixelType type);
-[[nodiscard]] std::string_view to_string(PixelType type);
+// Pixel types are core's (anisoflow::PixelType); detector images arrive as kUint8, kUint16 or
+// kUint32, little-endian on the wire.
 
 /// How an image payload is encoded; the payload is kept exactly as it arrived.
 enum class Encoding {
