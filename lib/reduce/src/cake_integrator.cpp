@@ -7,6 +7,7 @@
 #include <limits>
 #include <mutex>
 #include <numbers>
+#include <utility>
 #include <type_traits>
 #include <variant>
 
@@ -309,6 +310,31 @@ Result<void> CakeAccumulator::merge(const CakeAccumulator& other) {
     }
     frame_count_ += other.frame_count_;
     return {};
+}
+
+Result<CakeAccumulator> CakeAccumulator::from_sums(const CakeAxes& axes,
+                                                   std::vector<double> signal,
+                                                   std::vector<double> variance,
+                                                   std::vector<double> norm,
+                                                   std::vector<double> count,
+                                                   std::size_t frame_count) {
+    const std::pair<const char*, const std::vector<double>*> sums[] = {
+        {"signal", &signal}, {"variance", &variance}, {"norm", &norm}, {"count", &count}};
+    for (const auto& [name, values] : sums) {
+        if (values->size() != axes.cell_count()) {
+            return fail(ErrorCode::kInvalidArgument,
+                        "the {} sums hold {} values, the {} x {} cake needs {}", name,
+                        values->size(), axes.n_chi, axes.n_q, axes.cell_count());
+        }
+    }
+    CakeAccumulator sums_out;
+    sums_out.axes_ = axes;
+    sums_out.signal_ = std::move(signal);
+    sums_out.variance_ = std::move(variance);
+    sums_out.norm_ = std::move(norm);
+    sums_out.count_ = std::move(count);
+    sums_out.frame_count_ = frame_count;
+    return sums_out;
 }
 
 Cake CakeAccumulator::finish() const {

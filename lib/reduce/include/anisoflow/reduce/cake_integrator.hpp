@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -45,6 +46,21 @@ class CakeAccumulator {
     [[nodiscard]] Cake finish() const;
     /// Adds another accumulator's frames (same axes) to this one.
     [[nodiscard]] Result<void> merge(const CakeAccumulator& other);
+
+    /// The per-cell sums, row-major [chi][Q] (cell_count() values each, empty before the first
+    /// frame): what a reduce worker sends so that analyze merges frames exactly (services/).
+    [[nodiscard]] std::span<const double> signal_sums() const { return signal_; }
+    [[nodiscard]] std::span<const double> variance_sums() const { return variance_; }
+    [[nodiscard]] std::span<const double> norm_sums() const { return norm_; }
+    [[nodiscard]] std::span<const double> count_sums() const { return count_; }
+    /// The accumulator holding sums made elsewhere (the inverse of the four accessors); each
+    /// vector has axes.cell_count() values. Errors name the sum of the wrong length.
+    [[nodiscard]] static Result<CakeAccumulator> from_sums(const CakeAxes& axes,
+                                                           std::vector<double> signal,
+                                                           std::vector<double> variance,
+                                                           std::vector<double> norm,
+                                                           std::vector<double> count,
+                                                           std::size_t frame_count);
 
   private:
     friend class CakeIntegrator;
