@@ -296,6 +296,20 @@ Check check_heartbeat(const pb::Heartbeat& h, std::span<const zmq::message_t> pa
     return check_part_count("Heartbeat", "a control message", 0, payloads.size());
 }
 
+Check check_worker_credit(const pb::WorkerCredit& h, std::span<const zmq::message_t> payloads) {
+    if (h.instance().empty()) {
+        return reject(RejectReason::kInvalidField, "WorkerCredit.instance is empty");
+    }
+    return check_part_count("WorkerCredit", "a control message", 0, payloads.size());
+}
+
+Check check_frame_ack(const pb::FrameAck& h, std::span<const zmq::message_t> payloads) {
+    if (auto ok = check_run_id("FrameAck", h.run_id()); !ok) {
+        return ok;
+    }
+    return check_part_count("FrameAck", "a control message", 0, payloads.size());
+}
+
 Check check_body(const pb::Envelope& envelope, std::span<const zmq::message_t> payloads) {
     switch (envelope.body_case()) {
         case pb::Envelope::kRunStart:
@@ -310,6 +324,10 @@ Check check_body(const pb::Envelope& envelope, std::span<const zmq::message_t> p
             return check_run_end(envelope.run_end(), payloads);
         case pb::Envelope::kHeartbeat:
             return check_heartbeat(envelope.heartbeat(), payloads);
+        case pb::Envelope::kWorkerCredit:
+            return check_worker_credit(envelope.worker_credit(), payloads);
+        case pb::Envelope::kFrameAck:
+            return check_frame_ack(envelope.frame_ack(), payloads);
         case pb::Envelope::BODY_NOT_SET:
             break;
     }
@@ -389,7 +407,8 @@ std::string_view to_string(RejectReason reason) {
 
 std::string_view message_type_name(const Message& message) {
     constexpr std::string_view kNames[] = {"RunStart",       "FrameHeader", "ReducedFrame",
-                                           "AnalysisResult", "RunEnd",      "Heartbeat"};
+                                           "AnalysisResult", "RunEnd",      "Heartbeat",
+                                           "WorkerCredit",   "FrameAck"};
     static_assert(std::size(kNames) == std::variant_size_v<Message>);
     return kNames[message.index()];
 }
@@ -441,6 +460,10 @@ DecodeResult decode(Multipart&& parts) {
             return RunEndMessage{std::move(*envelope.mutable_run_end())};
         case pb::Envelope::kHeartbeat:
             return HeartbeatMessage{std::move(*envelope.mutable_heartbeat())};
+        case pb::Envelope::kWorkerCredit:
+            return WorkerCreditMessage{std::move(*envelope.mutable_worker_credit())};
+        case pb::Envelope::kFrameAck:
+            return FrameAckMessage{std::move(*envelope.mutable_frame_ack())};
         case pb::Envelope::BODY_NOT_SET:
             break;
     }
@@ -496,6 +519,20 @@ Result<Multipart> encode_control(const pb::Heartbeat& heartbeat) {
     pb::Envelope envelope;
     envelope.set_schema_version(kSchemaVersion);
     *envelope.mutable_heartbeat() = heartbeat;
+    return assemble(envelope, {});
+}
+
+Result<Multipart> encode_control(const pb::WorkerCredit& credit) {
+    pb::Envelope envelope;
+    envelope.set_schema_version(kSchemaVersion);
+    *envelope.mutable_worker_credit() = credit;
+    return assemble(envelope, {});
+}
+
+Result<Multipart> encode_control(const pb::FrameAck& ack) {
+    pb::Envelope envelope;
+    envelope.set_schema_version(kSchemaVersion);
+    *envelope.mutable_frame_ack() = ack;
     return assemble(envelope, {});
 }
 

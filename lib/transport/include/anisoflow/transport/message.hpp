@@ -88,10 +88,17 @@ struct RunEndMessage {
 struct HeartbeatMessage {
     pb::Heartbeat heartbeat;
 };
+struct WorkerCreditMessage {
+    pb::WorkerCredit credit;
+};
+struct FrameAckMessage {
+    pb::FrameAck ack;
+};
 using Message = std::variant<RunStartMessage, FrameMessage, ReducedMessage, ResultMessage,
-                             RunEndMessage, HeartbeatMessage>;
+                             RunEndMessage, HeartbeatMessage, WorkerCreditMessage, FrameAckMessage>;
 
-/// "RunStart", "FrameHeader", "ReducedFrame", "AnalysisResult", "RunEnd", "Heartbeat".
+/// "RunStart", "FrameHeader", "ReducedFrame", "AnalysisResult", "RunEnd", "Heartbeat",
+/// "WorkerCredit", "FrameAck".
 std::string_view message_type_name(const Message& message);
 
 using DecodeResult = tl::expected<Message, Rejection>;
@@ -116,6 +123,9 @@ using DecodeResult = tl::expected<Message, Rejection>;
 [[nodiscard]] Result<Multipart> encode_control(const pb::RunStart& start);
 [[nodiscard]] Result<Multipart> encode_control(const pb::RunEnd& end);
 [[nodiscard]] Result<Multipart> encode_control(const pb::Heartbeat& heartbeat);
+/// The reduce side of acknowledged dispatch (dispatch.hpp), without payload parts.
+[[nodiscard]] Result<Multipart> encode_control(const pb::WorkerCredit& credit);
+[[nodiscard]] Result<Multipart> encode_control(const pb::FrameAck& ack);
 
 /// The frame's pixel type (nullopt for PIXEL_DTYPE_UNSPECIFIED or an unknown value).
 std::optional<PixelType> to_pixel_type(pb::PixelDtype dtype);
