@@ -117,7 +117,13 @@ std::vector<std::string> validate(const cfg::IngestConfig& config) {
                    "the queue must hold at least 1 frame");
     check_positive(problems, "send_timeout_ms", config.send_timeout_ms(),
                    "a frame needs at least 1 ms to be accepted");
+    check_positive(problems, "worker_timeout_ms", config.worker_timeout_ms(),
+                   "a reduce worker needs at least 1 ms to answer");
+    check_positive(problems, "drain_timeout_ms", config.drain_timeout_ms(),
+                   "frames in flight at a run's end need at least 1 ms to be acknowledged");
     const cfg::IngestSource& source = config.source();
+    check_positive(problems, "source.receive_hwm_messages", source.receive_hwm_messages(),
+                   "ZeroMQ would read it as no limit; queue at least 1 message");
     switch (source.kind()) {
         case cfg::SOURCE_KIND_DECTRIS_STREAM:
             if (source.dectris_address().empty() || (source.dectris_address().front() != '>' &&
@@ -131,6 +137,15 @@ std::vector<std::string> validate(const cfg::IngestConfig& config) {
                     "source.dectris_protocol: unset; stream_v1 or stream_v2 is needed");
             }
             break;
+        case cfg::SOURCE_KIND_ANISOFLOW_STREAM:
+            if (source.stream_address().size() < 2 || (source.stream_address().front() != '@' &&
+                                                       source.stream_address().front() != '>')) {
+                problems.push_back(fmt::format(
+                    "source.stream_address: '{}'; write @tcp://*:PORT to bind (the sender "
+                    "connects)",
+                    source.stream_address()));
+            }
+            break;
         case cfg::SOURCE_KIND_FRAME_FILES:
             if (source.frame_files().empty()) {
                 problems.emplace_back(
@@ -139,7 +154,8 @@ std::vector<std::string> validate(const cfg::IngestConfig& config) {
             }
             break;
         default:
-            problems.emplace_back("source.kind: unset; dectris_stream or frame_files is needed");
+            problems.emplace_back(
+                "source.kind: unset; dectris_stream, anisoflow_stream or frame_files is needed");
             break;
     }
     return problems;

@@ -1,0 +1,779 @@
+#include "ingest_service.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <unordered_set>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+#include <zmq.hpp>
+
+#include "anisoflow/stream/v1/stream.pb.h"
+
+#include "anisoflow/dectris/decode.hpp"
+#include "anisoflow/runtime/stage.hpp"
+#include "anisoflow/transport/dispatch.hpp"
+#include "anisoflow/transport/message.hpp"
+#include "anisoflow/transport/payload.hpp"
+#include "anisoflow/transport/socket.hpp"
+
+namespace anisoflow::ingest {
+
+namespace {
+
+namespace pb = ::anisoflow::stream::v1;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr milliseconds kSourcePoll{50};    // how often the source thread checks stop and timeouts
+constexpr milliseconds kDispatchPoll{20};  // longest wait of the dispatch loop for worker messages
+constexpr milliseconds kControlLinger{1000};  // the last RunEnd still goes out after stop
+
+std::int64_t unix_now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+bool needs_credit(pb::FrameKind kind) {
+    return kind != pb::FRAME_KIND_DARK && kind != pb::FRAME_KIND_FLAT;
+}
+
+// ---- what the source thread hands to the dispatch thread ---------------------------------------
+
+struct StartEvent {
+    pb::RunStart start;
+};
+struct FrameEvent {
+    pb::FrameHeader header;
+    zmq::message_t payload;
+};
+struct EndEvent {
+    std::string run_id;
+    pb::RunEndReason reason = pb::RUN_END_REASON_COMPLETED;
+    std::string detail;
+};
+using SourceEvent = std::variant<StartEvent, FrameEvent, EndEvent>;
+
+// A bounded FIFO between the two threads. push() waits while it is full, so the source stops
+// reading its socket and the sender's own queue fills (backpressure, never a drop).
+class EventQueue {
+  public:
+    explicit EventQueue(std::size_t capacity) : capacity_(capacity) {}
+
+    // false when stop was requested before there was room.
+    bool push(SourceEvent event, const runtime::StopToken& stop) {
+        std::unique_lock lock(mutex_);
+        while (events_.size() >= capacity_) {
+            if (stop.stop_requested()) {
+                return false;
+            }
+            not_full_.wait_for(lock, kSourcePoll);
+        }
+        events_.push_back(std::move(event));
+        return true;
+    }
+
+    std::optional<SourceEvent> try_pop() {
+        std::lock_guard lock(mutex_);
+        if (events_.empty()) {
+            return std::nullopt;
+        }
+        SourceEvent event = std::move(events_.front());
+        events_.pop_front();
+        not_full_.notify_one();
+        return event;
+    }
+
+    [[nodiscard]] std::size_t size() const {
+        std::lock_guard lock(mutex_);
+        return events_.size();
+    }
+
+  private:
+    std::size_t capacity_;
+    mutable std::mutex mutex_;
+    std::condition_variable not_full_;
+    std::deque<SourceEvent> events_;
+};
+
+struct Metrics {
+    metrics::Counter frames_received;
+    metrics::Counter frames_dispatched;
+    metrics::Counter frames_redispatched;
+    metrics::Counter frames_acked;
+    metrics::Counter frames_out_of_order;
+    metrics::CounterFamily frames_rejected;
+    metrics::CounterFamily runs_ended;
+    metrics::Gauge queue_depth;
+    metrics::Gauge workers_alive;
+    metrics::Gauge frames_in_flight;
+};
+
+Result<Metrics> register_metrics(metrics::Registry& registry) {
+    auto received = registry.counter("anisoflow_ingest_frames_received_total",
+                                     "frames received from the source");
+    auto dispatched = registry.counter("anisoflow_ingest_frames_dispatched_total",
+                                       "frames handed to a reduce worker the first time");
+    auto redispatched = registry.counter("anisoflow_ingest_frames_redispatched_total",
+                                         "frames sent again after their worker was lost");
+    auto acked = registry.counter("anisoflow_ingest_frames_acked_total",
+                                  "frames acknowledged by a reduce worker");
+    auto out_of_order = registry.counter("anisoflow_ingest_frames_out_of_order_total",
+                                         "frames whose sequence was not the next expected");
+    auto rejected = registry.counter_family(
+        "anisoflow_ingest_frames_rejected_total", "messages from the source dropped, by reason",
+        "reason", {"duplicate", "no_run", "malformed", "unexpected_message", "dispatch"});
+    auto ended =
+        registry.counter_family("anisoflow_ingest_runs_ended_total", "runs ended, by RunEnd reason",
+                                "reason", {"completed", "aborted"});
+    auto depth = registry.gauge("anisoflow_ingest_queue_depth_frames",
+                                "events queued between the source and the dispatcher");
+    auto alive = registry.gauge("anisoflow_ingest_workers_alive",
+                                "reduce workers with a recent "
+                                "credit heartbeat");
+    auto in_flight = registry.gauge("anisoflow_ingest_frames_in_flight",
+                                    "frames sent to reduce workers and not yet acknowledged");
+    for (const auto* error :
+         {received ? nullptr : &received.error(), dispatched ? nullptr : &dispatched.error(),
+          redispatched ? nullptr : &redispatched.error(), acked ? nullptr : &acked.error(),
+          out_of_order ? nullptr : &out_of_order.error(), rejected ? nullptr : &rejected.error(),
+          ended ? nullptr : &ended.error(), depth ? nullptr : &depth.error(),
+          alive ? nullptr : &alive.error(), in_flight ? nullptr : &in_flight.error()}) {
+        if (error != nullptr) {
+            return tl::unexpected(*error);
+        }
+    }
+    return Metrics{*received, *dispatched, *redispatched, *acked, *out_of_order,
+                   *rejected, *ended,      *depth,        *alive, *in_flight};
+}
+
+// ---- the source thread: runs opened, numbered, checked and closed
+// --------------------------------
+
+// Tracks the run open at the source: duplicates and out-of-order sequences, silence, aborts.
+class RunTracker {
+  public:
+    RunTracker(EventQueue& queue, Metrics& metrics, milliseconds timeout)
+        : queue_(queue), metrics_(metrics), timeout_(timeout) {}
+
+    [[nodiscard]] const std::optional<std::string>& open_run() const { return run_id_; }
+
+    bool start(pb::RunStart start, const runtime::StopToken& stop) {
+        if (run_id_ && *run_id_ == start.run_id()) {
+            last_message_ = Clock::now();
+            return true;  // a repeated RunStart changes nothing
+        }
+        if (run_id_ && !end(pb::RUN_END_REASON_ABORTED, "a new run started before its end", stop)) {
+            return false;
+        }
+        if (start.started_unix_ns() == 0) {
+            start.set_started_unix_ns(unix_now_ns());
+        }
+        run_id_ = start.run_id();
+        seen_.clear();
+        next_expected_ = 0;
+        last_message_ = Clock::now();
+        spdlog::info("run started run={}", *run_id_);
+        return queue_.push(StartEvent{std::move(start)}, stop);
+    }
+
+    // Checks and queues one frame of the open run; false only when stop interrupted the push.
+    bool frame(pb::FrameHeader header, zmq::message_t payload, const runtime::StopToken& stop) {
+        metrics_.frames_received.increment();
+        if (!run_id_ || header.run_id() != *run_id_) {
+            metrics_.frames_rejected.with("no_run").increment();
+            return true;
+        }
+        last_message_ = Clock::now();
+        const std::uint64_t sequence = header.sequence();
+        if (!seen_.insert(sequence).second) {
+            metrics_.frames_rejected.with("duplicate").increment();
+            return true;
+        }
+        if (sequence != next_expected_) {
+            metrics_.frames_out_of_order.increment();
+        }
+        next_expected_ = std::max(next_expected_, sequence + 1);
+        return queue_.push(FrameEvent{std::move(header), std::move(payload)}, stop);
+    }
+
+    bool end(pb::RunEndReason reason, std::string detail, const runtime::StopToken& stop) {
+        if (!run_id_) {
+            return true;
+        }
+        EndEvent event{*run_id_, reason, std::move(detail)};
+        if (reason == pb::RUN_END_REASON_ABORTED) {
+            spdlog::warn("run aborted run={} detail=\"{}\"", event.run_id, event.detail);
+        }
+        run_id_.reset();
+        seen_.clear();
+        return queue_.push(std::move(event), stop);
+    }
+
+    // Closes a run silent for longer than the timeout.
+    bool check_timeout(const runtime::StopToken& stop) {
+        if (run_id_ && Clock::now() - last_message_ > timeout_) {
+            return end(pb::RUN_END_REASON_ABORTED,
+                       fmt::format("no message for {} ms", timeout_.count()), stop);
+        }
+        return true;
+    }
+
+  private:
+    EventQueue& queue_;
+    Metrics& metrics_;
+    milliseconds timeout_;
+    std::optional<std::string> run_id_;
+    std::unordered_set<std::uint64_t> seen_;
+    std::uint64_t next_expected_ = 0;
+    Clock::time_point last_message_;
+};
+
+// The anisoflow stream: RunStart, FrameHeader + pixels, RunEnd as an anisoflow sender writes them.
+Result<void> read_anisoflow_stream(zmq::socket_t& socket, RunTracker& tracker, Metrics& metrics,
+                                   const runtime::StopToken& stop) {
+    while (!stop.stop_requested()) {
+        auto received = transport::receive(socket, kSourcePoll);
+        if (!received) {
+            return tl::unexpected(received.error());
+        }
+        if (!*received) {
+            if (!tracker.check_timeout(stop)) {
+                return {};
+            }
+            continue;
+        }
+        auto decoded = transport::decode(std::move(**received));
+        if (!decoded) {
+            metrics.frames_rejected.with("malformed").increment();
+            spdlog::debug("source message rejected reason={} error=\"{}\"",
+                          transport::to_string(decoded.error().reason),
+                          decoded.error().error.message);
+            continue;
+        }
+        bool pushed = true;
+        if (auto* start = std::get_if<transport::RunStartMessage>(&*decoded)) {
+            pushed = tracker.start(std::move(start->start), stop);
+        } else if (auto* frame = std::get_if<transport::FrameMessage>(&*decoded)) {
+            pushed = tracker.frame(std::move(frame->header), std::move(frame->payload), stop);
+        } else if (auto* end = std::get_if<transport::RunEndMessage>(&*decoded)) {
+            if (tracker.open_run() && *tracker.open_run() == end->end.run_id()) {
+                pushed = tracker.end(end->end.reason(), end->end.detail(), stop);
+            } else {
+                metrics.frames_rejected.with("no_run").increment();
+            }
+        } else {
+            metrics.frames_rejected.with("unexpected_message").increment();
+        }
+        if (!pushed) {
+            return {};
+        }
+    }
+    return {};
+}
+
+pb::Encoding to_encoding(dectris::Encoding encoding) {
+    switch (encoding) {
+        case dectris::Encoding::kRaw:
+            return pb::ENCODING_RAW;
+        case dectris::Encoding::kLz4Block:
+            return pb::ENCODING_LZ4;
+        case dectris::Encoding::kLz4Hdf5:
+            return pb::ENCODING_LZ4_HDF5;
+        case dectris::Encoding::kBslz4:
+            return pb::ENCODING_BSLZ4;
+    }
+    return pb::ENCODING_UNSPECIFIED;
+}
+
+// The run of a DECTRIS series: the configured ExperimentConfig, its geometry from the detector
+// unless a calibrated one is configured, and the frames the series will hold.
+pb::RunStart dectris_run_start(const cfg::DectrisRun& run, const dectris::SeriesStart& start) {
+    pb::RunStart out;
+    out.set_run_id(run.run_id_prefix() + (start.series_unique_id.empty()
+                                              ? fmt::format("series-{}", start.series_id)
+                                              : start.series_unique_id));
+    out.set_started_unix_ns(unix_now_ns());
+    out.set_source_version(std::string(metrics::build_version()));
+    pb::ExperimentConfig& config = *out.mutable_config();
+    config = run.experiment();
+    if (start.config) {
+        const dectris::DetectorConfig& detector = *start.config;
+        pb::PoniGeometry& geometry = *config.mutable_geometry();
+        if (geometry.distance_m() == 0.0) {
+            constexpr double kMetresPerAngstrom = 1e-10;
+            geometry.set_distance_m(detector.detector_distance_m);
+            geometry.set_wavelength_m(detector.incident_wavelength_angstrom * kMetresPerAngstrom);
+            geometry.set_pixel1_m(detector.y_pixel_size_m);
+            geometry.set_pixel2_m(detector.x_pixel_size_m);
+            geometry.set_poni1_m(detector.beam_center_y_px * detector.y_pixel_size_m);
+            geometry.set_poni2_m(detector.beam_center_x_px * detector.x_pixel_size_m);
+            geometry.set_detector_rows(static_cast<std::uint32_t>(detector.shape.height_px));
+            geometry.set_detector_cols(static_cast<std::uint32_t>(detector.shape.width_px));
+            geometry.set_detector_type(
+                detector.detector_description.empty() ? "Detector" : detector.detector_description);
+        }
+        const std::uint64_t images = detector.number_of_images;
+        const std::uint64_t darks = std::min<std::uint64_t>(run.dark_images(), images);
+        const std::uint64_t flats = std::min<std::uint64_t>(run.flat_images(), images - darks);
+        const std::uint64_t data = images - darks - flats;
+        const std::uint64_t p =
+            run.data_p_images() == 0 ? data : std::min<std::uint64_t>(run.data_p_images(), data);
+        pb::FrameCounts& expected = *config.mutable_frames_expected();
+        expected.set_dark(darks);
+        expected.set_flat(flats);
+        expected.set_data_p(p);
+        expected.set_data_n(data - p);
+    }
+    return out;
+}
+
+pb::FrameHeader dectris_frame_header(const cfg::DectrisRun& run, const std::string& run_id,
+                                     const dectris::Image& image,
+                                     const dectris::ChannelData& channel, double count_time_s) {
+    pb::FrameHeader header;
+    header.set_run_id(run_id);
+    header.set_sequence(image.image_number);
+    const std::uint64_t n = image.image_number;
+    if (n < run.dark_images()) {
+        header.set_kind(pb::FRAME_KIND_DARK);
+    } else if (n < std::uint64_t{run.dark_images()} + run.flat_images()) {
+        header.set_kind(pb::FRAME_KIND_FLAT);
+    } else {
+        const std::uint64_t data_index = n - run.dark_images() - run.flat_images();
+        header.set_kind(pb::FRAME_KIND_DATA);
+        header.set_orientation(run.data_p_images() == 0 || data_index < run.data_p_images()
+                                   ? pb::ORIENTATION_P
+                                   : pb::ORIENTATION_N);
+    }
+    header.set_acquired_unix_ns(unix_now_ns());
+    const double real_time_s = std::chrono::duration<double>(image.timing.real_time).count();
+    header.set_exposure_s(real_time_s > 0.0 ? real_time_s : count_time_s);
+    header.set_encoding(to_encoding(channel.encoding));
+    header.set_dtype(transport::to_pixel_dtype(channel.pixel_type));
+    header.set_rows(static_cast<std::uint32_t>(channel.shape.height_px));
+    header.set_cols(static_cast<std::uint32_t>(channel.shape.width_px));
+    header.set_uncompressed_size_bytes(channel.uncompressed_size_bytes);
+    return header;
+}
+
+// DECTRIS Stream v1 (JSON multipart) or v2 (CBOR): one series = one run.
+Result<void> read_dectris_stream(zmq::socket_t& socket, const cfg::IngestSource& source,
+                                 RunTracker& tracker, Metrics& metrics,
+                                 const runtime::StopToken& stop) {
+    const bool v1 = source.dectris_protocol() == cfg::DECTRIS_PROTOCOL_STREAM_V1;
+    // A plain pair rather than std::optional: GCC 12 warns maybe-uninitialized on the compare.
+    bool in_series = false;
+    std::uint64_t series_id = 0;
+    double count_time_s = 0.0;
+    while (!stop.stop_requested()) {
+        auto received = transport::receive(socket, kSourcePoll);
+        if (!received) {
+            return tl::unexpected(received.error());
+        }
+        if (!*received) {
+            if (!tracker.check_timeout(stop)) {
+                return {};
+            }
+            continue;
+        }
+        transport::Multipart& parts = **received;
+        std::vector<dectris::ByteSpan> spans;
+        spans.reserve(parts.size());
+        for (const auto& part : parts) {
+            spans.push_back(transport::bytes_of(part));
+        }
+        auto decoded =
+            v1 ? dectris::decode_v1(spans)
+               : (spans.size() == 1
+                      ? dectris::decode_v2(spans.front())
+                      : Result<dectris::Message>(
+                            fail(ErrorCode::kCorrupt,
+                                 "stream v2: {} parts, a message is one CBOR part", spans.size())));
+        if (!decoded) {
+            metrics.frames_rejected.with("malformed").increment();
+            spdlog::debug("dectris message rejected error=\"{}\"", decoded.error().message);
+            continue;
+        }
+        bool pushed = true;
+        if (auto* start = std::get_if<dectris::SeriesStart>(&*decoded)) {
+            in_series = true;
+            series_id = start->series_id;
+            count_time_s = start->config ? start->config->count_time_s : 0.0;
+            pushed = tracker.start(dectris_run_start(source.dectris_run(), *start), stop);
+        } else if (auto* image = std::get_if<dectris::Image>(&*decoded)) {
+            if (!tracker.open_run() || !in_series || image->series_id != series_id ||
+                image->channels.empty()) {
+                metrics.frames_received.increment();
+                metrics.frames_rejected.with("no_run").increment();
+                continue;
+            }
+            // The first channel (threshold) is the frame; payload bytes travel as they came.
+            dectris::ChannelData& channel = image->channels.front();
+            pb::FrameHeader header = dectris_frame_header(source.dectris_run(), *tracker.open_run(),
+                                                          *image, channel, count_time_s);
+            pushed = tracker.frame(std::move(header),
+                                   transport::make_payload(std::move(channel.payload)), stop);
+        } else if (auto* end = std::get_if<dectris::SeriesEnd>(&*decoded)) {
+            if (tracker.open_run() && in_series && end->series_id == series_id) {
+                pushed = tracker.end(pb::RUN_END_REASON_COMPLETED, "", stop);
+                in_series = false;
+            } else {
+                metrics.frames_rejected.with("no_run").increment();
+            }
+        }
+        if (!pushed) {
+            return {};
+        }
+    }
+    return {};
+}
+
+// ---- the dispatch thread: frames to workers, control messages ----------------------------------
+
+struct RunBook {
+    pb::RunStart start;
+    pb::FrameCounts sent;
+    Clock::time_point next_republish;
+    std::optional<EndEvent> end;  // set once the source ended the run
+    Clock::time_point drain_deadline;
+};
+
+void count_sent(pb::FrameCounts& counts, const pb::FrameHeader& header) {
+    switch (header.kind()) {
+        case pb::FRAME_KIND_DATA:
+            if (header.orientation() == pb::ORIENTATION_N) {
+                counts.set_data_n(counts.data_n() + 1);
+            } else {
+                counts.set_data_p(counts.data_p() + 1);
+            }
+            break;
+        case pb::FRAME_KIND_DARK:
+            counts.set_dark(counts.dark() + 1);
+            break;
+        case pb::FRAME_KIND_FLAT:
+            counts.set_flat(counts.flat() + 1);
+            break;
+        default:
+            counts.set_background(counts.background() + 1);
+            break;
+    }
+}
+
+}  // namespace
+
+struct IngestService::State {
+    State(cfg::IngestConfig config_in, Metrics metrics_in)
+        : config(std::move(config_in)), metrics(std::move(metrics_in)) {}
+
+    cfg::IngestConfig config;
+    zmq::context_t context;
+    std::optional<transport::Dispatcher> dispatcher;
+    zmq::socket_t control;
+    zmq::socket_t source;
+    IngestEndpoints endpoints;
+    Metrics metrics;
+    std::unique_ptr<EventQueue> queue;
+    // Members above are set once by create(); those below belong to the dispatch thread.
+
+    std::map<std::string, RunBook, std::less<>> runs;
+    transport::DispatchCounters exported;  // dispatcher counts already added to the metrics
+    std::optional<SourceEvent> held;       // a data frame waiting for credit
+    Clock::time_point held_since;
+    bool warned_held = false;
+
+    void publish(Result<transport::Multipart> message) {
+        if (!message) {
+            spdlog::error("control message not encoded error=\"{}\"", message.error().message);
+            return;
+        }
+        // PUB never blocks: a slow subscriber loses messages, which is why RunStart repeats.
+        if (auto sent = transport::try_send(control, *message); !sent) {
+            spdlog::warn("control publish failed error=\"{}\"", sent.error().message);
+        }
+    }
+
+    void heartbeat() {
+        pb::Heartbeat beat;
+        beat.set_service("ingest");
+        beat.set_instance(config.instance());
+        beat.set_sent_unix_ns(unix_now_ns());
+        pb::ServiceState state = pb::SERVICE_STATE_IDLE;
+        for (const auto& [id, book] : runs) {
+            beat.set_run_id(id);
+            state = book.end ? pb::SERVICE_STATE_DRAINING : pb::SERVICE_STATE_RUNNING;
+        }
+        beat.set_state(state);
+        publish(transport::encode_control(beat));
+    }
+
+    void handle(SourceEvent&& event, Clock::time_point now) {
+        if (auto* start = std::get_if<StartEvent>(&event)) {
+            const std::string id = start->start.run_id();
+            if (runs.contains(id)) {
+                return;
+            }
+            if (auto started = dispatcher->start_run(start->start); !started) {
+                spdlog::error("run not started run={} error=\"{}\"", id, started.error().message);
+                return;
+            }
+            publish(transport::encode_control(start->start));
+            runs.emplace(id, RunBook{start->start,
+                                     {},
+                                     now + milliseconds(config.run_start_republish_interval_ms()),
+                                     std::nullopt,
+                                     {}});
+        } else if (auto* frame = std::get_if<FrameEvent>(&event)) {
+            const auto book = runs.find(frame->header.run_id());
+            if (book == runs.end()) {
+                metrics.frames_rejected.with("no_run").increment();
+                return;
+            }
+            const pb::FrameHeader header = frame->header;
+            if (auto sent = dispatcher->dispatch(header, std::move(frame->payload)); !sent) {
+                metrics.frames_rejected.with("dispatch").increment();
+                spdlog::debug("frame not dispatched error=\"{}\"", sent.error().message);
+                return;
+            }
+            count_sent(book->second.sent, header);
+        } else if (auto* end = std::get_if<EndEvent>(&event)) {
+            const auto book = runs.find(end->run_id);
+            if (book == runs.end()) {
+                return;
+            }
+            book->second.end = std::move(*end);
+            book->second.drain_deadline = now + milliseconds(config.drain_timeout_ms());
+        }
+    }
+
+    // RunEnd after drain (or the drain timeout), RunStart again for late subscribers.
+    void follow_runs(Clock::time_point now, bool stopping) {
+        for (auto it = runs.begin(); it != runs.end();) {
+            RunBook& book = it->second;
+            if (!book.end && stopping) {
+                book.end = EndEvent{it->first, pb::RUN_END_REASON_ABORTED, "ingest stopped"};
+                book.drain_deadline = now;
+            }
+            if (!book.end) {
+                if (now >= book.next_republish) {
+                    publish(transport::encode_control(book.start));
+                    book.next_republish =
+                        now + milliseconds(config.run_start_republish_interval_ms());
+                }
+                ++it;
+                continue;
+            }
+            const bool drained = dispatcher->drained(it->first);
+            if (!drained && now < book.drain_deadline) {
+                ++it;
+                continue;
+            }
+            pb::RunEnd end;
+            end.set_run_id(it->first);
+            *end.mutable_frames_sent() = book.sent;
+            end.set_reason(book.end->reason);
+            end.set_ended_unix_ns(unix_now_ns());
+            std::string detail = book.end->detail;
+            if (!drained) {
+                detail += fmt::format("{}drain timeout: frames of the run still unacknowledged",
+                                      detail.empty() ? "" : "; ");
+            }
+            end.set_detail(detail);
+            publish(transport::encode_control(end));
+            dispatcher->end_run(it->first);
+            const bool aborted = end.reason() == pb::RUN_END_REASON_ABORTED;
+            metrics.runs_ended.with(aborted ? "aborted" : "completed").increment();
+            spdlog::info(
+                "run ended run={} reason={} data_p={} data_n={} dark={} flat={} "
+                "drained={}",
+                it->first, aborted ? "aborted" : "completed", book.sent.data_p(),
+                book.sent.data_n(), book.sent.dark(), book.sent.flat(), drained);
+            it = runs.erase(it);
+        }
+    }
+
+    void export_metrics() {
+        const transport::DispatchCounters& now = dispatcher->counters();
+        metrics.frames_dispatched.increment(
+            static_cast<double>(now.frames_dispatched - exported.frames_dispatched));
+        metrics.frames_redispatched.increment(
+            static_cast<double>(now.frames_redispatched - exported.frames_redispatched));
+        metrics.frames_acked.increment(
+            static_cast<double>(now.frames_acked - exported.frames_acked));
+        exported = now;
+        metrics.queue_depth.set(static_cast<double>(queue->size() + (held ? 1 : 0)));
+        metrics.workers_alive.set(static_cast<double>(dispatcher->workers_alive()));
+        metrics.frames_in_flight.set(
+            static_cast<double>(dispatcher->in_flight() + dispatcher->waiting()));
+    }
+
+    // Takes events while they can go out: a data frame waits (held) until a worker has credit.
+    void take_events(Clock::time_point now) {
+        while (true) {
+            if (!held) {
+                held = queue->try_pop();
+                if (!held) {
+                    return;
+                }
+                held_since = now;
+                warned_held = false;
+            }
+            if (const auto* frame = std::get_if<FrameEvent>(&*held);
+                frame != nullptr && needs_credit(frame->header.kind()) &&
+                !dispatcher->has_credit()) {
+                if (!warned_held && now - held_since > milliseconds(config.send_timeout_ms())) {
+                    spdlog::warn(
+                        "no reduce worker has credit waited_ms={} workers={}: the "
+                        "source is held back",
+                        config.send_timeout_ms(), dispatcher->workers_alive());
+                    warned_held = true;
+                }
+                return;
+            }
+            handle(std::move(*held), now);
+            held.reset();
+        }
+    }
+
+    Result<void> read_source(const runtime::StopToken& stop) {
+        RunTracker tracker(*queue, metrics, milliseconds(config.source().series_timeout_ms()));
+        Result<void> result =
+            config.source().kind() == cfg::SOURCE_KIND_DECTRIS_STREAM
+                ? read_dectris_stream(source, config.source(), tracker, metrics, stop)
+                : read_anisoflow_stream(source, tracker, metrics, stop);
+        return result;
+    }
+};
+
+IngestService::IngestService(std::unique_ptr<State> state) : state_(std::move(state)) {}
+IngestService::~IngestService() = default;
+IngestService::IngestService(IngestService&&) noexcept = default;
+IngestService& IngestService::operator=(IngestService&&) noexcept = default;
+
+Result<IngestService> IngestService::create(const cfg::IngestConfig& config,
+                                            metrics::Registry& registry) {
+    const cfg::IngestSource& source = config.source();
+    if (source.kind() != cfg::SOURCE_KIND_DECTRIS_STREAM &&
+        source.kind() != cfg::SOURCE_KIND_ANISOFLOW_STREAM) {
+        return fail(ErrorCode::kUnsupported,
+                    "source.kind {}: this ingest reads dectris_stream or anisoflow_stream",
+                    cfg::SourceKind_Name(source.kind()));
+    }
+    auto registered = register_metrics(registry);
+    if (!registered) {
+        return tl::unexpected(registered.error());
+    }
+    auto state = std::make_unique<State>(config, *registered);
+    state->queue = std::make_unique<EventQueue>(config.queue_capacity_frames());
+
+    transport::DispatcherOptions options;
+    options.worker_timeout = milliseconds(config.worker_timeout_ms());
+    options.send_hwm = static_cast<int>(config.endpoints().frames_out().send_hwm_messages());
+    options.receive_hwm = static_cast<int>(config.endpoints().frames_out().receive_hwm_messages());
+    auto dispatcher = transport::Dispatcher::open(
+        state->context, config.endpoints().frames_out().address(), options);
+    if (!dispatcher) {
+        return tl::unexpected(dispatcher.error().with_context("endpoints.frames_out"));
+    }
+    state->endpoints.frames = dispatcher->endpoint();
+    state->dispatcher.emplace(std::move(*dispatcher));
+
+    transport::SocketOptions control_options;
+    control_options.send_hwm =
+        static_cast<int>(config.endpoints().control_out().send_hwm_messages());
+    control_options.receive_hwm =
+        static_cast<int>(config.endpoints().control_out().receive_hwm_messages());
+    control_options.linger = kControlLinger;
+    const std::string& control_address = config.endpoints().control_out().address();
+    auto control = transport::open_socket(state->context, zmq::socket_type::pub, control_address,
+                                          control_options);
+    if (!control) {
+        return tl::unexpected(control.error().with_context("endpoints.control_out"));
+    }
+    state->control = std::move(*control);
+    state->endpoints.control = state->control.get(zmq::sockopt::last_endpoint);
+    if (state->endpoints.control.empty()) {
+        state->endpoints.control = control_address.substr(1);
+    }
+
+    transport::SocketOptions source_options;
+    source_options.receive_hwm = static_cast<int>(source.receive_hwm_messages());
+    const std::string& source_address = source.kind() == cfg::SOURCE_KIND_DECTRIS_STREAM
+                                            ? source.dectris_address()
+                                            : source.stream_address();
+    auto pull = transport::open_socket(state->context, zmq::socket_type::pull, source_address,
+                                       source_options);
+    if (!pull) {
+        return tl::unexpected(pull.error().with_context("source"));
+    }
+    state->source = std::move(*pull);
+    state->endpoints.source = state->source.get(zmq::sockopt::last_endpoint);
+    if (state->endpoints.source.empty()) {
+        state->endpoints.source = source_address.substr(1);
+    }
+    return IngestService(std::move(state));
+}
+
+const IngestEndpoints& IngestService::endpoints() const { return state_->endpoints; }
+
+Result<void> IngestService::run(const runtime::StopSource& stop) {
+    State& s = *state_;
+    spdlog::info("ingest ready frames={} control={} source={} kind={}", s.endpoints.frames,
+                 s.endpoints.control, s.endpoints.source,
+                 cfg::SourceKind_Name(s.config.source().kind()));
+    runtime::StageThread source_stage(
+        "source", stop, [&s](const runtime::StopToken& token) { return s.read_source(token); });
+    const runtime::StopToken token = stop.token();
+    const milliseconds heartbeat_interval(s.config.heartbeat_interval_ms());
+    auto next_heartbeat = Clock::now();
+    while (!token.stop_requested()) {
+        const bool idle = !s.held && s.queue->size() == 0;
+        if (auto polled = s.dispatcher->poll(idle ? kDispatchPoll : milliseconds::zero());
+            !polled) {
+            stop.request_stop();
+            return tl::unexpected(polled.error().with_context("dispatch"));
+        }
+        const auto now = Clock::now();
+        s.take_events(now);
+        s.follow_runs(now, false);
+        if (now >= next_heartbeat) {
+            s.heartbeat();
+            next_heartbeat = now + heartbeat_interval;
+        }
+        s.export_metrics();
+        if (s.held) {
+            // Waiting for credit: poll() above returns at once when nothing came, so wait here.
+            if (auto polled = s.dispatcher->poll(kDispatchPoll); !polled) {
+                stop.request_stop();
+                return tl::unexpected(polled.error().with_context("dispatch"));
+            }
+        }
+    }
+    auto source_result = source_stage.join();
+    // What the source queued before stop still goes out if workers can take it; open runs end
+    // as ABORTED.
+    s.take_events(Clock::now());
+    s.follow_runs(Clock::now(), true);
+    s.export_metrics();
+    return source_result;
+}
+
+Result<void> run(const cfg::IngestConfig& config, runtime::ServiceContext& context) {
+    auto service = IngestService::create(config, context.metrics);
+    if (!service) {
+        return tl::unexpected(service.error());
+    }
+    return service->run(context.stop);
+}
+
+}  // namespace anisoflow::ingest
