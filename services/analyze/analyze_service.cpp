@@ -1,0 +1,641 @@
+#include "analyze_service.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <limits>
+#include <map>
+#include <optional>
+#include <set>
+#include <utility>
+
+#include <spdlog/spdlog.h>
+
+#include "anisoflow/metrics/metrics.hpp"
+#include "anisoflow/transport/payload.hpp"
+#include "anisoflow/transport/socket.hpp"
+
+namespace anisoflow::analyzer {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr double kMetresPerAngstrom = 1e-10;
+// Longest wait on the sockets before the runs' timers are looked at again.
+constexpr milliseconds kPollInterval{20};
+// Reduced frames held for runs whose RunStart has not arrived yet (the PUB/SUB slow joiner).
+constexpr std::size_t kPendingReducedMax = 1024;
+// Run ids remembered after their final result, so that late frames are counted, not re-opened.
+constexpr std::size_t kFinishedRunsKept = 256;
+// Unseen sequence numbers listed in the final log line; the metric counts all missing frames.
+constexpr std::size_t kMissingListedMax = 32;
+// Bounds of the analysis-time histogram, seconds.
+const std::vector<double> kAnalysisSecondsBuckets = {0.01, 0.02, 0.05, 0.1,  0.2, 0.5,
+                                                     1.0,  2.0,  5.0,  10.0, 30.0};
+
+transport::SocketOptions socket_options(const cfg::Socket& socket) {
+    transport::SocketOptions options;
+    options.send_hwm = static_cast<int>(socket.send_hwm_messages());
+    options.receive_hwm = static_cast<int>(socket.receive_hwm_messages());
+    return options;
+}
+
+pb::Mechanism to_proto(physics::Mechanism mechanism) {
+    switch (mechanism) {
+        case physics::Mechanism::kBondStretching:
+            return pb::MECHANISM_BOND_STRETCHING;
+        case physics::Mechanism::kBondRotation:
+            return pb::MECHANISM_BOND_ROTATION;
+        case physics::Mechanism::kIsotropic:
+            return pb::MECHANISM_ISOTROPIC;
+        case physics::Mechanism::kUndetermined:
+            return pb::MECHANISM_UNDETERMINED;
+    }
+    return pb::MECHANISM_UNDETERMINED;
+}
+
+// One curve part: x, value and variance columns one after the other (variance NaN if unknown).
+void add_curve(ResultMessageParts& out, pb::CurveKind kind, const std::vector<double>& x,
+               const std::vector<double>& value, const std::vector<double>& variance) {
+    const std::size_t n = x.size();
+    std::vector<double> columns(3 * n, std::numeric_limits<double>::quiet_NaN());
+    std::copy_n(x.begin(), n, columns.begin());
+    std::copy_n(value.begin(), std::min(n, value.size()), columns.begin() + static_cast<long>(n));
+    std::copy_n(variance.begin(), std::min(n, variance.size()),
+                columns.begin() + static_cast<long>(2 * n));
+    pb::CurveDescriptor* descriptor = out.header.add_curves();
+    descriptor->set_kind(kind);
+    descriptor->set_n_points(n);
+    out.curves.push_back(transport::make_payload(std::move(columns)));
+}
+
+// What analyze knows of one run.
+struct RunState {
+    std::optional<pb::RunStart> start;
+    std::optional<physics::AnalysisSettings> settings;
+    std::optional<physics::AnisotropyAnalyzer> analyzer;
+    reduce::CakeAccumulator p;
+    reduce::CakeAccumulator n;
+    std::set<std::uint64_t> sequences;               // data frames kept
+    std::vector<transport::ReducedMessage> pending;  // before RunStart
+    bool changed = false;                            // frames merged since the last result
+    Clock::time_point last_result{};
+    std::optional<pb::RunEnd> end;
+    Clock::time_point drain_deadline{};
+};
+
+struct AnalyzeMetrics {
+    metrics::Counter frames_merged;
+    metrics::Counter duplicates;
+    metrics::Counter frames_missing;
+    metrics::Counter results_published;
+    metrics::Histogram analysis_seconds;
+    metrics::CounterFamily errors;
+    metrics::CounterFamily rejected;
+};
+
+Result<AnalyzeMetrics> register_metrics(metrics::Registry& registry) {
+    auto merged = registry.counter("anisoflow_analyze_frames_merged_total",
+                                   "reduced data frames merged into a run's sums");
+    auto duplicates = registry.counter("anisoflow_analyze_frames_duplicate_total",
+                                       "reduced frames of a (run, sequence) already merged");
+    auto missing = registry.counter("anisoflow_analyze_frames_missing_total",
+                                    "data frames RunEnd reported sent that never arrived");
+    auto results = registry.counter("anisoflow_analyze_results_published_total",
+                                    "AnalysisResult messages published, partial and final");
+    auto seconds =
+        registry.histogram("anisoflow_analyze_analysis_duration_seconds",
+                           "one anisotropy analysis of a run's sums", kAnalysisSecondsBuckets);
+    auto errors = registry.counter_family(
+        "anisoflow_analyze_errors_total", "messages or analyses that failed, by reason", "reason",
+        {"bad_run_start", "layout_mismatch", "missing_sums", "not_data", "late_frame",
+         "pending_overflow", "analysis", "archive_send_timeout"});
+    auto rejected = registry.counter_family("anisoflow_analyze_messages_rejected_total",
+                                            "messages dropped by decode(), by reason", "reason");
+    if (!merged || !duplicates || !missing || !results || !seconds || !errors || !rejected) {
+        return fail(ErrorCode::kInvalidArgument, "cannot register the analyze metrics");
+    }
+    return AnalyzeMetrics{*merged, *duplicates, *missing, *results, *seconds, *errors, *rejected};
+}
+
+std::int64_t now_unix_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+class AnalyzeService {
+  public:
+    AnalyzeService(const cfg::AnalyzeConfig& config, runtime::ServiceContext& context,
+                   AnalyzeMetrics metrics)
+        : config_(config), context_(context), metrics_(std::move(metrics)) {}
+
+    Result<void> run() {
+        const auto& endpoints = config_.endpoints();
+        const std::pair<const char*, const cfg::Socket*> required[] = {
+            {"endpoints.archive_out", &endpoints.archive_out()}};
+        for (const auto& [key, socket] : required) {
+            if (socket->address().empty() || socket->send_hwm_messages() == 0) {
+                return fail(ErrorCode::kInvalidArgument, "{}: address and send_hwm_messages needed",
+                            key);
+            }
+        }
+        if (config_.archive_send_timeout_ms() == 0) {
+            return fail(ErrorCode::kInvalidArgument, "archive_send_timeout_ms: 0; at least 1 ms");
+        }
+        auto reduced =
+            transport::open_socket(zmq_, zmq::socket_type::pull, endpoints.reduced_in().address(),
+                                   socket_options(endpoints.reduced_in()));
+        auto control =
+            transport::open_socket(zmq_, zmq::socket_type::sub, endpoints.control_in().address(),
+                                   socket_options(endpoints.control_in()));
+        auto results =
+            transport::open_socket(zmq_, zmq::socket_type::pub, endpoints.results_out().address(),
+                                   socket_options(endpoints.results_out()));
+        auto archive =
+            transport::open_socket(zmq_, zmq::socket_type::push, endpoints.archive_out().address(),
+                                   socket_options(endpoints.archive_out()));
+        for (const auto* opened : {&reduced, &control, &results, &archive}) {
+            if (!*opened) {
+                return tl::unexpected(opened->error());
+            }
+        }
+        reduced_ = std::move(*reduced);
+        control_ = std::move(*control);
+        results_ = std::move(*results);
+        archive_ = std::move(*archive);
+        spdlog::info("ready recompute_interval_ms={} drain_timeout_ms={}",
+                     config_.recompute_interval_ms(), config_.drain_timeout_ms());
+
+        const runtime::StopToken stop = context_.stop.token();
+        auto next_heartbeat = Clock::now();
+        while (!stop.stop_requested()) {
+            std::array<zmq::pollitem_t, 2> items = {
+                zmq::pollitem_t{reduced_.handle(), 0, ZMQ_POLLIN, 0},
+                zmq::pollitem_t{control_.handle(), 0, ZMQ_POLLIN, 0}};
+            try {
+                zmq::poll(items.data(), items.size(), kPollInterval);
+            } catch (const zmq::error_t& error) {
+                return fail(ErrorCode::kIo, "poll: {}", error.what());
+            }
+            // Control first: a RunStart lets the cakes that follow be merged at once.
+            if (auto drained = drain(control_, "endpoints.control_in"); !drained) {
+                return drained;
+            }
+            if (auto drained = drain(reduced_, "endpoints.reduced_in"); !drained) {
+                return drained;
+            }
+            step_runs();
+            if (Clock::now() >= next_heartbeat) {
+                send_heartbeat();
+                next_heartbeat = Clock::now() + milliseconds(config_.heartbeat_interval_ms());
+            }
+        }
+        return {};
+    }
+
+  private:
+    Result<void> drain(zmq::socket_t& socket, const char* key) {
+        // Bounded, so that a flood on one socket cannot starve the timers.
+        for (int i = 0; i < 256; ++i) {
+            auto received = transport::receive(socket, milliseconds{0});
+            if (!received) {
+                return tl::unexpected(received.error().with_context(key));
+            }
+            if (!*received) {
+                break;
+            }
+            auto decoded = transport::decode(std::move(**received));
+            if (!decoded) {
+                metrics_.rejected.with(transport::to_string(decoded.error().reason)).increment();
+                spdlog::debug("message rejected error=\"{}\"", decoded.error().error.message);
+                continue;
+            }
+            if (auto* start = std::get_if<transport::RunStartMessage>(&*decoded)) {
+                on_run_start(start->start);
+            } else if (auto* end = std::get_if<transport::RunEndMessage>(&*decoded)) {
+                on_run_end(end->end);
+            } else if (auto* cake = std::get_if<transport::ReducedMessage>(&*decoded)) {
+                on_reduced(std::move(*cake));
+            }
+            // Heartbeats of ingest and the workers carry nothing analyze acts on.
+        }
+        return {};
+    }
+
+    void count_error(std::string_view reason, const std::string& detail) {
+        metrics_.errors.with(reason).increment();
+        const auto now = Clock::now();
+        auto& last = last_logged_[std::string(reason)];
+        if (now - last >= std::chrono::seconds(1)) {
+            last = now;
+            spdlog::warn("counted error reason={} detail=\"{}\"", reason, detail);
+        }
+    }
+
+    bool finished(const std::string& run_id) const {
+        return std::find(finished_.begin(), finished_.end(), run_id) != finished_.end();
+    }
+
+    void forward(transport::Multipart parts) {
+        auto sent =
+            transport::send(archive_, parts, milliseconds(config_.archive_send_timeout_ms()));
+        if (!sent || !*sent) {
+            count_error("archive_send_timeout",
+                        sent ? "archive did not accept a message in time" : sent.error().message);
+        }
+    }
+
+    void on_run_start(const pb::RunStart& start) {
+        if (finished(start.run_id())) {
+            return;
+        }
+        RunState& run = runs_[start.run_id()];
+        if (run.start) {
+            return;  // a repeated RunStart changes nothing
+        }
+        auto settings = analysis_settings(start.config());
+        if (!settings) {
+            count_error("bad_run_start", start.run_id() + ": " + settings.error().message);
+            runs_.erase(start.run_id());
+            return;
+        }
+        auto analyzer = physics::AnisotropyAnalyzer::create(*settings);
+        if (!analyzer) {
+            count_error("bad_run_start", start.run_id() + ": " + analyzer.error().message);
+            runs_.erase(start.run_id());
+            return;
+        }
+        run.start = start;
+        run.settings = std::move(*settings);
+        run.analyzer.emplace(std::move(*analyzer));
+        spdlog::info("run started run={} mode={}", start.run_id(),
+                     pb::ExtractionMode_Name(start.config().mode()));
+        if (auto parts = transport::encode_control(start)) {
+            forward(std::move(*parts));
+        }
+        auto pending = std::exchange(run.pending, {});
+        for (auto& cake : pending) {
+            on_reduced(std::move(cake));
+        }
+    }
+
+    void on_run_end(const pb::RunEnd& end) {
+        auto found = runs_.find(end.run_id());
+        if (found == runs_.end() || found->second.end) {
+            return;
+        }
+        found->second.end = end;
+        found->second.drain_deadline = Clock::now() + milliseconds(config_.drain_timeout_ms());
+    }
+
+    void on_reduced(transport::ReducedMessage cake) {
+        const pb::ReducedFrame& h = cake.header;
+        if (finished(h.run_id())) {
+            count_error("late_frame", fmt::format("run {} frame {} came after the final result",
+                                                  h.run_id(), h.sequence()));
+            return;
+        }
+        RunState& run = runs_[h.run_id()];
+        if (!run.start) {
+            std::size_t held = 0;
+            for (const auto& [id, other] : runs_) {
+                held += other.pending.size();
+            }
+            if (held >= kPendingReducedMax) {
+                count_error(
+                    "pending_overflow",
+                    fmt::format("run {}: no RunStart yet and {} cakes held", h.run_id(), held));
+                return;
+            }
+            run.pending.push_back(std::move(cake));
+            return;
+        }
+        if (h.kind() != pb::FRAME_KIND_DATA ||
+            (h.orientation() != pb::ORIENTATION_P && h.orientation() != pb::ORIENTATION_N)) {
+            count_error("not_data", fmt::format("run {} frame {}: only data cakes are merged",
+                                                h.run_id(), h.sequence()));
+            return;
+        }
+        if (run.sequences.contains(h.sequence())) {
+            metrics_.duplicates.increment();
+            return;
+        }
+        const pb::ExperimentConfig& config = run.start->config();
+        if (h.n_q() != config.n_q() || h.n_chi() != config.n_chi() ||
+            h.q_axis().lower() != config.q_min_inv_angstrom() ||
+            h.q_axis().upper() != config.q_max_inv_angstrom()) {
+            count_error("layout_mismatch",
+                        fmt::format("run {} frame {}: cake {}x{} on [{}, {}] is not the run's",
+                                    h.run_id(), h.sequence(), h.n_chi(), h.n_q(),
+                                    h.q_axis().lower(), h.q_axis().upper()));
+            return;
+        }
+        auto sums = sums_of(cake);
+        if (!sums) {
+            count_error("missing_sums", fmt::format("run {} frame {}: {}", h.run_id(), h.sequence(),
+                                                    sums.error().message));
+            return;
+        }
+        reduce::CakeAccumulator& target = h.orientation() == pb::ORIENTATION_P ? run.p : run.n;
+        if (auto merged = target.merge(*sums); !merged) {
+            count_error("layout_mismatch", merged.error().message);
+            return;
+        }
+        run.sequences.insert(h.sequence());
+        run.changed = true;
+        metrics_.frames_merged.increment();
+        const pb::ReducedFrame header = cake.header;
+        if (auto parts = transport::encode_reduced(header, std::move(cake.parts))) {
+            forward(std::move(*parts));
+        }
+    }
+
+    bool analysable(const RunState& run) const {
+        return run.p.frame_count() > 0 &&
+               (run.settings->mode == physics::ExtractionMode::kSingle || run.n.frame_count() > 0);
+    }
+
+    // Analyses the run's sums and publishes the result (and feeds it to archive).
+    void publish(const std::string& run_id, RunState& run, bool is_final) {
+        const auto start = Clock::now();
+        const reduce::Cake cake_p = run.p.finish();
+        std::optional<reduce::Cake> cake_n;
+        if (run.settings->mode == physics::ExtractionMode::kPn) {
+            cake_n = run.n.finish();
+        }
+        auto result = run.analyzer->analyse(cake_p, cake_n ? &*cake_n : nullptr);
+        metrics_.analysis_seconds.observe(
+            std::chrono::duration<double>(Clock::now() - start).count());
+        run.changed = false;
+        run.last_result = Clock::now();
+        if (!result) {
+            count_error("analysis", run_id + ": " + result.error().message);
+            return;
+        }
+        ResultMessageParts parts =
+            make_result(run_id, *run.settings, *result, run.p.frame_count(), run.n.frame_count());
+        parts.header.set_is_final(is_final);
+        auto for_archive = transport::encode_result(parts.header, [&] {
+            std::vector<zmq::message_t> copies;
+            for (const auto& curve : parts.curves) {
+                copies.push_back(transport::copy_payload(transport::bytes_of(curve)));
+            }
+            return copies;
+        }());
+        auto for_pub = transport::encode_result(parts.header, std::move(parts.curves));
+        if (!for_pub || !for_archive) {
+            count_error("analysis",
+                        run_id + ": " + (for_pub ? for_archive : for_pub).error().message);
+            return;
+        }
+        // PUB never blocks: a slow subscriber misses an update, never the archive.
+        (void)transport::try_send(results_, *for_pub);
+        forward(std::move(*for_archive));
+        metrics_.results_published.increment();
+        const auto& a = parts.header;
+        spdlog::info("{} result run={} frames_p={} frames_n={} alpha={:.6g} r_c={} mechanism={}",
+                     is_final ? "final" : "partial", run_id, a.n_frames_p(), a.n_frames_n(),
+                     a.alpha(),
+                     a.has_r_c_angstrom() ? fmt::format("{:.3f}", a.r_c_angstrom()) : "none",
+                     pb::Mechanism_Name(a.mechanism()));
+    }
+
+    void finish_run(const std::string& run_id, RunState& run) {
+        const pb::FrameCounts& sent = run.end->frames_sent();
+        const std::uint64_t got_p = run.p.frame_count();
+        const std::uint64_t got_n = run.n.frame_count();
+        const std::uint64_t missing = (sent.data_p() > got_p ? sent.data_p() - got_p : 0) +
+                                      (sent.data_n() > got_n ? sent.data_n() - got_n : 0);
+        if (missing > 0) {
+            metrics_.frames_missing.increment(static_cast<double>(missing));
+            // Sequences run over every kind; dark and flat frames never reach analyze, so the
+            // unseen numbers below include them (docs/protocol.md).
+            const std::uint64_t total =
+                sent.data_p() + sent.data_n() + sent.dark() + sent.flat() + sent.background();
+            std::vector<std::uint64_t> unseen;
+            for (std::uint64_t s = 0; s < total && unseen.size() < kMissingListedMax; ++s) {
+                if (!run.sequences.contains(s)) {
+                    unseen.push_back(s);
+                }
+            }
+            spdlog::warn(
+                "run incomplete run={} missing_data_frames={} data_p={}/{} data_n={}/{} "
+                "unseen_sequences=[{}] (includes dark/flat sequences; first {} listed)",
+                run_id, missing, got_p, sent.data_p(), got_n, sent.data_n(), fmt::join(unseen, ","),
+                kMissingListedMax);
+        }
+        if (analysable(run)) {
+            publish(run_id, run, true);
+        } else {
+            count_error("analysis", fmt::format("run {}: no final result, too few frames (p={} "
+                                                "n={})",
+                                                run_id, got_p, got_n));
+        }
+        if (auto parts = transport::encode_control(*run.end)) {
+            forward(std::move(*parts));
+        }
+        spdlog::info("run ended run={} frames_p={} frames_n={} missing={}", run_id, got_p, got_n,
+                     missing);
+    }
+
+    void step_runs() {
+        const auto now = Clock::now();
+        const milliseconds interval(config_.recompute_interval_ms());
+        for (auto it = runs_.begin(); it != runs_.end();) {
+            RunState& run = it->second;
+            if (!run.start) {
+                ++it;
+                continue;
+            }
+            if (run.end) {
+                const pb::FrameCounts& sent = run.end->frames_sent();
+                const bool complete =
+                    run.p.frame_count() >= sent.data_p() && run.n.frame_count() >= sent.data_n();
+                if (complete || now >= run.drain_deadline) {
+                    finish_run(it->first, run);
+                    finished_.push_back(it->first);
+                    if (finished_.size() > kFinishedRunsKept) {
+                        finished_.pop_front();
+                    }
+                    it = runs_.erase(it);
+                    continue;
+                }
+            }
+            if (run.changed && analysable(run) && now - run.last_result >= interval) {
+                publish(it->first, run, false);
+            }
+            ++it;
+        }
+    }
+
+    void send_heartbeat() {
+        pb::Heartbeat heartbeat;
+        heartbeat.set_service("analyze");
+        heartbeat.set_instance(config_.instance());
+        heartbeat.set_sent_unix_ns(now_unix_ns());
+        heartbeat.set_state(runs_.empty() ? pb::SERVICE_STATE_IDLE : pb::SERVICE_STATE_RUNNING);
+        if (!runs_.empty()) {
+            heartbeat.set_run_id(runs_.begin()->first);
+        }
+        if (auto parts = transport::encode_control(heartbeat)) {
+            (void)transport::try_send(results_, *parts);
+        }
+    }
+
+    const cfg::AnalyzeConfig& config_;
+    runtime::ServiceContext& context_;
+    AnalyzeMetrics metrics_;
+    zmq::context_t zmq_;
+    zmq::socket_t reduced_;
+    zmq::socket_t control_;
+    zmq::socket_t results_;
+    zmq::socket_t archive_;
+    std::map<std::string, RunState, std::less<>> runs_;
+    std::deque<std::string> finished_;
+    std::map<std::string, Clock::time_point, std::less<>> last_logged_;
+};
+
+}  // namespace
+
+Result<physics::AnalysisSettings> analysis_settings(const pb::ExperimentConfig& config) {
+    physics::AnalysisSettings settings;
+    switch (config.mode()) {
+        case pb::EXTRACTION_MODE_PN:
+            settings.mode = physics::ExtractionMode::kPn;
+            break;
+        case pb::EXTRACTION_MODE_SINGLE:
+            settings.mode = physics::ExtractionMode::kSingle;
+            break;
+        default:
+            return fail(ErrorCode::kInvalidArgument, "ExperimentConfig.mode is not set");
+    }
+    switch (config.normalisation()) {
+        case pb::NORMALISATION_HIGH_Q:
+            settings.normalisation = physics::Normalisation::kHighQ;
+            break;
+        case pb::NORMALISATION_ADHOC:
+            settings.normalisation = physics::Normalisation::kAdhoc;
+            break;
+        default:
+            return fail(ErrorCode::kInvalidArgument, "ExperimentConfig.normalisation is not set");
+    }
+    settings.composition = config.composition();
+    settings.density_per_cubic_angstrom = config.density_per_cubic_angstrom();
+    settings.nu = config.nu();
+    settings.loading_axis_chi_deg = config.loading_axis_chi_deg();
+    settings.wavelength_angstrom = config.geometry().wavelength_m() / kMetresPerAngstrom;
+    if (config.has_q_norm_min_inv_angstrom()) {
+        settings.q_norm_min_inv_angstrom = config.q_norm_min_inv_angstrom();
+    }
+    settings.r_poly_angstrom = config.r_poly_angstrom();
+    settings.r_max_angstrom = config.r_max_angstrom();
+    settings.n_r = config.n_r();
+    settings.r_fit_min_angstrom = config.r_fit_min_angstrom();
+    settings.r_fit_max_angstrom = config.r_fit_max_angstrom();
+    settings.lorch = config.lorch();
+    if (auto valid = settings.validate(); !valid) {
+        return tl::unexpected(valid.error());
+    }
+    return settings;
+}
+
+Result<reduce::CakeAccumulator> sums_of(const transport::ReducedMessage& message) {
+    const pb::ReducedFrame& h = message.header;
+    std::vector<double> signal;
+    std::vector<double> variance;
+    std::vector<double> norm;
+    std::vector<double> count;
+    for (int i = 0; i < h.parts_size(); ++i) {
+        const auto& part = message.parts[static_cast<std::size_t>(i)];
+        switch (h.parts(i).quantity()) {
+            case pb::CAKE_QUANTITY_SIGNAL_SUM:
+                signal = transport::copy_values<double>(part);
+                break;
+            case pb::CAKE_QUANTITY_VARIANCE_SUM:
+                variance = transport::copy_values<double>(part);
+                break;
+            case pb::CAKE_QUANTITY_NORM_SUM:
+                norm = transport::copy_values<double>(part);
+                break;
+            case pb::CAKE_QUANTITY_COUNT_SUM:
+                count = transport::copy_values<double>(part);
+                break;
+            default:
+                break;  // means (intensity, variance, count) cannot be merged exactly
+        }
+    }
+    if (signal.empty() || variance.empty() || norm.empty() || count.empty()) {
+        return fail(ErrorCode::kInvalidArgument,
+                    "the ReducedFrame lacks one of the SIGNAL/VARIANCE/NORM/COUNT_SUM parts");
+    }
+    reduce::CakeAxes axes;
+    axes.n_q = h.n_q();
+    axes.n_chi = h.n_chi();
+    axes.q_min_inv_angstrom = h.q_axis().lower();
+    axes.q_max_inv_angstrom = h.q_axis().upper();
+    return reduce::CakeAccumulator::from_sums(axes, std::move(signal), std::move(variance),
+                                              std::move(norm), std::move(count),
+                                              std::max<std::uint64_t>(1, h.frames_accumulated()));
+}
+
+ResultMessageParts make_result(const std::string& run_id, const physics::AnalysisSettings& settings,
+                               const physics::AnisotropyResult& result, std::uint64_t n_frames_p,
+                               std::uint64_t n_frames_n) {
+    ResultMessageParts out;
+    pb::AnalysisResult& h = out.header;
+    const physics::AffineAnalysis& a = result.affine;
+    h.set_run_id(run_id);
+    h.set_alpha(a.alpha);
+    h.set_alpha_stderr(a.alpha_stderr);
+    h.set_alpha_reduced_chi2(a.alpha_reduced_chi2);
+    h.set_alpha_full_range(a.alpha_full_range);
+    h.set_alpha_full_range_stderr(a.alpha_full_range_stderr);
+    h.set_alpha_full_range_reduced_chi2(a.alpha_full_range_reduced_chi2);
+    h.set_eps_aff(a.eps_aff);
+    h.set_eps_aff_stderr(a.eps_aff_stderr);
+    h.set_nu(settings.nu);
+    if (a.r_c_angstrom) {
+        h.set_r_c_angstrom(*a.r_c_angstrom);
+    }
+    h.set_mechanism(to_proto(a.mechanism));
+    h.set_corr_stretching(a.corr_stretching);
+    h.set_corr_rotation(a.corr_rotation);
+    h.set_first_peak_shift_angstrom(a.first_peak_shift_angstrom);
+    h.set_s2_chi2(result.s2_chi2);
+    h.set_s2_dof(result.s2_dof);
+    h.set_n_frames_p(n_frames_p);
+    h.set_n_frames_n(n_frames_n);
+    h.set_mode(settings.mode == physics::ExtractionMode::kPn ? pb::EXTRACTION_MODE_PN
+                                                             : pb::EXTRACTION_MODE_SINGLE);
+    h.set_normalisation(settings.normalisation == physics::Normalisation::kHighQ
+                            ? pb::NORMALISATION_HIGH_Q
+                            : pb::NORMALISATION_ADHOC);
+    h.set_version(std::string(metrics::build_version()));
+    h.mutable_frames()->set_data_p(n_frames_p);
+    h.mutable_frames()->set_data_n(n_frames_n);
+    const auto& s = result.structure;
+    add_curve(out, pb::CURVE_KIND_S0, s.s0.q_inv_angstrom, s.s0.value, s.s0.variance);
+    add_curve(out, pb::CURVE_KIND_S2, s.s2.q_inv_angstrom, s.s2.value, s.s2.variance);
+    add_curve(out, pb::CURVE_KIND_G0, result.g0.r_angstrom, result.g0.value, result.g0.variance);
+    add_curve(out, pb::CURVE_KIND_G2, result.g2.r_angstrom, result.g2.value, result.g2.variance);
+    add_curve(out, pb::CURVE_KIND_AFFINE_G2, a.affine_g2.r_angstrom, a.affine_g2.value,
+              a.affine_g2.variance);
+    add_curve(out, pb::CURVE_KIND_EPS_R, a.eps_r.r_angstrom, a.eps_r.value, a.eps_r.variance);
+    add_curve(out, pb::CURVE_KIND_REDUCED_G, result.reduced_g.r_angstrom, result.reduced_g.value,
+              result.reduced_g.variance);
+    return out;
+}
+
+Result<void> run(const cfg::AnalyzeConfig& config, runtime::ServiceContext& context) {
+    auto metrics = register_metrics(context.metrics);
+    if (!metrics) {
+        return tl::unexpected(metrics.error());
+    }
+    AnalyzeService service(config, context, std::move(*metrics));
+    return service.run();
+}
+
+}  // namespace anisoflow::analyzer

@@ -1,0 +1,696 @@
+#include "reduce_service.hpp"
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "anisoflow/codec/bitshuffle.hpp"
+#include "anisoflow/codec/lz4.hpp"
+#include "anisoflow/geometry/detector_geometry.hpp"
+#include "anisoflow/metrics/metrics.hpp"
+#include "anisoflow/reduce/cake_integrator.hpp"
+#include "anisoflow/reduce/corrections.hpp"
+#include "anisoflow/runtime/stage.hpp"
+#include "anisoflow/transport/dispatch.hpp"
+#include "anisoflow/transport/payload.hpp"
+#include "anisoflow/transport/socket.hpp"
+
+namespace anisoflow::reducer {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// How long one wait on a socket or the job queue lasts before the stop flag is checked again.
+constexpr milliseconds kPollInterval{20};
+// Stages that decompress, integrate and send in turn; they share the run's integrator (whose
+// `threads` threads integrate one frame at a time), so two keep it busy while the other one
+// decompresses or sends.
+constexpr std::size_t kWorkerStages = 2;
+// Bounds of the reduce-time histogram, seconds: 1 ms to 10 s.
+const std::vector<double> kReduceSecondsBuckets = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
+                                                   0.2,   0.5,   1.0,   2.0,  5.0,  10.0};
+
+transport::SocketOptions socket_options(const cfg::Socket& socket) {
+    transport::SocketOptions options;
+    options.send_hwm = static_cast<int>(socket.send_hwm_messages());
+    options.receive_hwm = static_cast<int>(socket.receive_hwm_messages());
+    return options;
+}
+
+// The saturation `anisoflow analyze` applies to integer detector frames (the type's maximum).
+std::optional<double> integer_saturation(PixelType type) {
+    switch (type) {
+        case PixelType::kUint8:
+            return std::numeric_limits<std::uint8_t>::max();
+        case PixelType::kUint16:
+            return std::numeric_limits<std::uint16_t>::max();
+        case PixelType::kUint32:
+            return std::numeric_limits<std::uint32_t>::max();
+        case PixelType::kInt8:
+            return std::numeric_limits<std::int8_t>::max();
+        case PixelType::kInt16:
+            return std::numeric_limits<std::int16_t>::max();
+        case PixelType::kInt32:
+            return std::numeric_limits<std::int32_t>::max();
+        case PixelType::kFloat32:
+        case PixelType::kFloat64:
+            return std::nullopt;
+    }
+    return std::nullopt;
+}
+
+class WorkerLinkInput final : public FrameInput {
+  public:
+    explicit WorkerLinkInput(transport::WorkerLink link) : link_(std::move(link)) {}
+    Result<std::optional<transport::DecodeResult>> receive(milliseconds timeout) override {
+        return link_.receive(timeout);
+    }
+    Result<void> ack(std::string_view run_id, std::uint64_t sequence) override {
+        return link_.ack(run_id, sequence);
+    }
+
+  private:
+    transport::WorkerLink link_;
+};
+
+geometry::PoniGeometry to_poni(const pb::PoniGeometry& g) {
+    geometry::PoniGeometry poni;
+    poni.detector = geometry::DetectorModel{g.detector_type(), g.pixel1_m(), g.pixel2_m(),
+                                            FrameShape{g.detector_rows(), g.detector_cols()}};
+    poni.distance_m = g.distance_m();
+    poni.poni1_m = g.poni1_m();
+    poni.poni2_m = g.poni2_m();
+    poni.rot1_rad = g.rot1_rad();
+    poni.rot2_rad = g.rot2_rad();
+    poni.rot3_rad = g.rot3_rad();
+    poni.wavelength_m = g.wavelength_m();
+    return poni;
+}
+
+// One data frame on its way from the receive stage to a worker stage.
+struct Job {
+    std::shared_ptr<const reduce::CakeIntegrator> integrator;
+    transport::FrameMessage frame;
+};
+
+// Frames received and not yet integrated; its capacity is the credit the worker announces.
+class JobQueue {
+  public:
+    explicit JobQueue(std::size_t capacity) : capacity_(capacity) {}
+
+    // Waits for room (credits make this rare); false when stop came first.
+    bool push(Job job, const runtime::StopToken& stop) {
+        std::unique_lock lock(mutex_);
+        while (jobs_.size() >= capacity_) {
+            if (stop.stop_requested()) {
+                return false;
+            }
+            changed_.wait_for(lock, kPollInterval);
+        }
+        jobs_.push_back(std::move(job));
+        changed_.notify_all();
+        return true;
+    }
+
+    std::optional<Job> pop(milliseconds timeout) {
+        std::unique_lock lock(mutex_);
+        if (!changed_.wait_for(lock, timeout, [&] { return !jobs_.empty(); })) {
+            return std::nullopt;
+        }
+        Job job = std::move(jobs_.front());
+        jobs_.pop_front();
+        changed_.notify_all();
+        return job;
+    }
+
+  private:
+    std::size_t capacity_;
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::deque<Job> jobs_;
+};
+
+// Acknowledgements from the worker stages to the receive stage, which owns the FrameInput.
+class AckQueue {
+  public:
+    void push(std::string run_id, std::uint64_t sequence) {
+        const std::lock_guard lock(mutex_);
+        acks_.emplace_back(std::move(run_id), sequence);
+    }
+    std::deque<std::pair<std::string, std::uint64_t>> take() {
+        const std::lock_guard lock(mutex_);
+        return std::exchange(acks_, {});
+    }
+
+  private:
+    std::mutex mutex_;
+    std::deque<std::pair<std::string, std::uint64_t>> acks_;
+};
+
+struct ReduceMetrics {
+    metrics::Counter frames_reduced;
+    metrics::Counter calibration_frames;
+    metrics::Histogram reduce_seconds;
+    metrics::CounterFamily errors;
+    metrics::CounterFamily rejected;
+};
+
+Result<ReduceMetrics> register_metrics(metrics::Registry& registry) {
+    auto reduced = registry.counter("anisoflow_reduce_frames_reduced_total",
+                                    "data frames integrated and accepted by the reduced socket");
+    auto calibration = registry.counter("anisoflow_reduce_calibration_frames_total",
+                                        "dark and flat frames averaged into the corrections");
+    auto seconds = registry.histogram("anisoflow_reduce_reduce_duration_seconds",
+                                      "decompression, integration and send of one data frame",
+                                      kReduceSecondsBuckets);
+    auto errors = registry.counter_family(
+        "anisoflow_reduce_errors_total", "frames that could not be reduced, by reason", "reason",
+        {"no_run_start", "bad_run_start", "decompress", "integrate", "send_timeout",
+         "unsupported_kind", "pending_overflow"});
+    auto rejected = registry.counter_family("anisoflow_reduce_messages_rejected_total",
+                                            "messages dropped by decode(), by reason", "reason");
+    if (!reduced || !calibration || !seconds || !errors || !rejected) {
+        return fail(ErrorCode::kInvalidArgument, "cannot register the reduce metrics");
+    }
+    return ReduceMetrics{*reduced, *calibration, *seconds, *errors, *rejected};
+}
+
+// What a worker knows of one run.
+struct RunContext {
+    pb::RunStart start;
+    std::unique_ptr<geometry::DetectorGeometry> geometry;
+    reduce::FrameAverager darks;
+    reduce::FrameAverager flats;
+    std::shared_ptr<const reduce::CakeIntegrator> integrator;  // null: (re)build before use
+    std::optional<PixelType> integrator_type;
+};
+
+reduce::CakeAxes axes_of(const pb::ExperimentConfig& config) {
+    reduce::CakeAxes axes;
+    axes.n_q = config.n_q();
+    axes.n_chi = config.n_chi();
+    axes.q_min_inv_angstrom = config.q_min_inv_angstrom();
+    axes.q_max_inv_angstrom = config.q_max_inv_angstrom();
+    return axes;
+}
+
+// The corrections and integrator of a run as `anisoflow analyze` builds them: mean dark and flat,
+// the integer type's saturation, the run's polarization factor, no pixel splitting.
+Result<std::shared_ptr<const reduce::CakeIntegrator>> build_integrator(const RunContext& run,
+                                                                       PixelType type,
+                                                                       unsigned threads) {
+    reduce::DetectorCorrections corrections;
+    if (run.darks.frame_count() > 0) {
+        auto mean = run.darks.mean();
+        if (!mean) {
+            return tl::unexpected(mean.error());
+        }
+        corrections.dark_counts = std::move(*mean);
+        corrections.dark_frame_count = run.darks.frame_count();
+    }
+    if (run.flats.frame_count() > 0) {
+        auto mean = run.flats.mean();
+        if (!mean) {
+            return tl::unexpected(mean.error());
+        }
+        corrections.flat = std::move(*mean);
+    }
+    corrections.saturation_counts = integer_saturation(type);
+    corrections.polarization_factor = run.start.config().polarization_factor();
+    auto integrator = reduce::CakeIntegrator::create(
+        *run.geometry,
+        {axes_of(run.start.config()), reduce::PixelSplitting::kNone, std::max(1U, threads)},
+        std::move(corrections));
+    if (!integrator) {
+        return tl::unexpected(integrator.error());
+    }
+    return std::make_shared<const reduce::CakeIntegrator>(std::move(*integrator));
+}
+
+std::vector<double> copy_span(std::span<const double> values) {
+    return {values.begin(), values.end()};
+}
+
+class ReduceService {
+  public:
+    ReduceService(const cfg::ReduceConfig& config, runtime::ServiceContext& context,
+                  zmq::context_t& zmq_context, std::unique_ptr<FrameInput> input,
+                  ReduceMetrics metrics)
+        : config_(config),
+          context_(context),
+          zmq_(zmq_context),
+          input_(std::move(input)),
+          metrics_(std::move(metrics)),
+          jobs_(std::max<std::size_t>(1, config.queue_capacity_frames())) {}
+
+    Result<void> run() {
+        auto control = transport::open_socket(zmq_, zmq::socket_type::sub,
+                                              config_.endpoints().control_in().address(),
+                                              socket_options(config_.endpoints().control_in()));
+        if (!control) {
+            return tl::unexpected(control.error().with_context("endpoints.control_in"));
+        }
+        control_ = std::move(*control);
+        std::vector<std::unique_ptr<runtime::StageThread>> workers;
+        for (std::size_t i = 0; i < kWorkerStages; ++i) {
+            auto reduced = transport::open_socket(
+                zmq_, zmq::socket_type::push, config_.endpoints().reduced_out().address(),
+                socket_options(config_.endpoints().reduced_out()));
+            if (!reduced) {
+                return tl::unexpected(reduced.error().with_context("endpoints.reduced_out"));
+            }
+            workers.push_back(std::make_unique<runtime::StageThread>(
+                "integrate-" + std::to_string(i), context_.stop,
+                [this, i, socket = std::make_shared<zmq::socket_t>(std::move(*reduced))](
+                    const runtime::StopToken& stop) { return work(stop, *socket, i == 0); }));
+        }
+        spdlog::info("ready instance={} credits={} integration_threads={}", config_.instance(),
+                     config_.queue_capacity_frames(), config_.threads());
+        auto received = receive_loop(context_.stop.token());
+        context_.stop.request_stop();
+        Result<void> result = received;
+        for (auto& worker : workers) {
+            if (auto joined = worker->join(); !joined && result) {
+                result = joined;
+            }
+        }
+        return result;
+    }
+
+  private:
+    void count_error(std::string_view reason, const std::string& detail) {
+        metrics_.errors.with(reason).increment();
+        // Rate-limited by kind: the counter has every occurrence.
+        const std::lock_guard lock(log_mutex_);
+        const auto now = Clock::now();
+        auto& last = last_logged_[std::string(reason)];
+        if (now - last >= std::chrono::seconds(1)) {
+            last = now;
+            spdlog::warn("frame not reduced reason={} detail=\"{}\"", reason, detail);
+        }
+    }
+
+    Result<void> receive_loop(const runtime::StopToken& stop) {
+        while (!stop.stop_requested()) {
+            auto received = input_->receive(kPollInterval);
+            if (!received) {
+                return tl::unexpected(received.error().with_context("endpoints.frames_in"));
+            }
+            if (*received) {
+                handle(std::move(**received), stop);
+            }
+            if (auto drained = drain_control(); !drained) {
+                return drained;
+            }
+            for (auto& [run_id, sequence] : acks_.take()) {
+                if (auto acked = input_->ack(run_id, sequence); !acked) {
+                    return tl::unexpected(acked.error().with_context("ack"));
+                }
+            }
+        }
+        return {};
+    }
+
+    Result<void> drain_control() {
+        while (true) {
+            auto received = transport::receive(control_, milliseconds{0});
+            if (!received) {
+                return tl::unexpected(received.error().with_context("endpoints.control_in"));
+            }
+            if (!*received) {
+                return {};
+            }
+            auto decoded = transport::decode(std::move(**received));
+            if (!decoded) {
+                metrics_.rejected.with(transport::to_string(decoded.error().reason)).increment();
+                continue;
+            }
+            if (auto* start = std::get_if<transport::RunStartMessage>(&*decoded)) {
+                on_run_start(start->start);
+            } else if (auto* end = std::get_if<transport::RunEndMessage>(&*decoded)) {
+                // Jobs in the queue keep their integrator; the calibration of the run goes.
+                runs_.erase(end->end.run_id());
+                ended_.push_back(end->end.run_id());
+                if (ended_.size() > kEndedRunsKept) {
+                    ended_.pop_front();
+                }
+            }
+        }
+    }
+
+    void handle(transport::DecodeResult decoded, const runtime::StopToken& stop) {
+        if (!decoded) {
+            metrics_.rejected.with(transport::to_string(decoded.error().reason)).increment();
+            spdlog::debug("message rejected error=\"{}\"", decoded.error().error.message);
+            return;
+        }
+        if (auto* start = std::get_if<transport::RunStartMessage>(&*decoded)) {
+            on_run_start(start->start);
+            return;
+        }
+        if (auto* frame = std::get_if<transport::FrameMessage>(&*decoded)) {
+            on_frame(std::move(*frame), stop);
+            return;
+        }
+        metrics_.rejected.with("unexpected_body").increment();
+    }
+
+    void on_run_start(const pb::RunStart& start) {
+        if (runs_.contains(start.run_id()) ||
+            std::find(ended_.begin(), ended_.end(), start.run_id()) != ended_.end()) {
+            return;  // a repeated RunStart changes nothing (docs/protocol.md)
+        }
+        RunContext run;
+        run.start = start;
+        const pb::PoniGeometry& g = start.config().geometry();
+        if (g.detector_rows() == 0 || g.detector_cols() == 0 || !(g.distance_m() > 0.0) ||
+            !(g.wavelength_m() > 0.0) || !(g.pixel1_m() > 0.0) || !(g.pixel2_m() > 0.0)) {
+            count_error(
+                "bad_run_start",
+                fmt::format("run {}: the RunStart's geometry is incomplete", start.run_id()));
+            return;
+        }
+        run.geometry = std::make_unique<geometry::DetectorGeometry>(to_poni(g));
+        spdlog::info("run started run={} detector={}x{} n_q={} n_chi={}", start.run_id(),
+                     g.detector_rows(), g.detector_cols(), start.config().n_q(),
+                     start.config().n_chi());
+        runs_.emplace(start.run_id(), std::move(run));
+        // Frames that came before their RunStart.
+        std::vector<transport::FrameMessage> waiting;
+        std::erase_if(pending_, [&](transport::FrameMessage& frame) {
+            if (frame.header.run_id() != start.run_id()) {
+                return false;
+            }
+            waiting.push_back(std::move(frame));
+            return true;
+        });
+        for (auto& frame : waiting) {
+            on_frame(std::move(frame), context_.stop.token());
+        }
+    }
+
+    void reject_frame(const transport::FrameMessage& frame, std::string_view reason,
+                      const std::string& detail, bool acknowledge) {
+        count_error(reason, detail);
+        if (acknowledge) {
+            // A frame no worker can reduce is acknowledged so that ingest does not send it
+            // round the workers; analyze's counts report it missing.
+            acks_.push(frame.header.run_id(), frame.header.sequence());
+        }
+    }
+
+    void on_frame(transport::FrameMessage frame, const runtime::StopToken& stop) {
+        const std::string& run_id = frame.header.run_id();
+        auto found = runs_.find(run_id);
+        if (found == runs_.end()) {
+            if (pending_.size() >= config_.pending_frames_max()) {
+                reject_frame(frame, "pending_overflow",
+                             fmt::format("run {}: no RunStart yet and {} frames already held",
+                                         run_id, pending_.size()),
+                             false);
+                return;
+            }
+            pending_.push_back(std::move(frame));
+            return;
+        }
+        RunContext& run = found->second;
+        const pb::FrameKind kind = frame.header.kind();
+        if (kind == pb::FRAME_KIND_DARK || kind == pb::FRAME_KIND_FLAT) {
+            auto pixels = decode_pixels(frame);
+            if (!pixels) {
+                reject_frame(frame, "decompress", pixels.error().message, false);
+                return;
+            }
+            auto& averager = kind == pb::FRAME_KIND_DARK ? run.darks : run.flats;
+            if (auto added = averager.add(pixels->view()); !added) {
+                reject_frame(frame, "integrate", added.error().message, false);
+                return;
+            }
+            run.integrator.reset();  // the next data frame uses the new mean
+            metrics_.calibration_frames.increment();
+            return;
+        }
+        if (kind != pb::FRAME_KIND_DATA) {
+            reject_frame(frame, "unsupported_kind",
+                         fmt::format("run {} frame {}: {} frames are not reduced yet", run_id,
+                                     frame.header.sequence(), pb::FrameKind_Name(kind)),
+                         true);
+            return;
+        }
+        const auto type = transport::to_pixel_type(frame.header.dtype());
+        if (!type) {
+            reject_frame(frame, "decompress", "unknown dtype", true);
+            return;
+        }
+        if (!run.integrator || run.integrator_type != *type) {
+            auto built = build_integrator(run, *type, config_.threads());
+            if (!built) {
+                reject_frame(frame, "bad_run_start",
+                             fmt::format("run {}: {}", run_id, built.error().message), true);
+                return;
+            }
+            run.integrator = std::move(*built);
+            run.integrator_type = *type;
+        }
+        jobs_.push(Job{run.integrator, std::move(frame)}, stop);
+    }
+
+    Result<void> work(const runtime::StopToken& stop, zmq::socket_t& reduced, bool heartbeats) {
+        auto next_heartbeat = Clock::now();
+        while (!stop.stop_requested()) {
+            if (heartbeats && Clock::now() >= next_heartbeat) {
+                send_heartbeat(reduced);
+                next_heartbeat = Clock::now() + milliseconds(config_.heartbeat_interval_ms());
+            }
+            auto job = jobs_.pop(kPollInterval);
+            if (!job) {
+                continue;
+            }
+            if (auto reduced_one = reduce_one(*job, reduced); !reduced_one) {
+                return reduced_one;
+            }
+        }
+        return {};
+    }
+
+    void send_heartbeat(zmq::socket_t& reduced) {
+        pb::Heartbeat heartbeat;
+        heartbeat.set_service("reduce");
+        heartbeat.set_instance(config_.instance());
+        heartbeat.set_sent_unix_ns(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count());
+        heartbeat.set_state(pb::SERVICE_STATE_RUNNING);
+        auto parts = transport::encode_control(heartbeat);
+        if (parts) {
+            // A heartbeat analyze cannot take now is simply skipped.
+            (void)transport::try_send(reduced, *parts);
+        }
+    }
+
+    // Only socket failures are errors; a bad frame is counted and the worker goes on.
+    Result<void> reduce_one(Job& job, zmq::socket_t& reduced) {
+        const auto start = Clock::now();
+        const pb::FrameHeader& header = job.frame.header;
+        const std::string where =
+            fmt::format("run {} frame {}", header.run_id(), header.sequence());
+        auto pixels = decode_pixels(job.frame);
+        if (!pixels) {
+            reject_frame(job.frame, "decompress", where + ": " + pixels.error().message, true);
+            return {};
+        }
+        reduce::CakeAccumulator sums;
+        if (auto added = job.integrator->accumulate(pixels->view(), sums); !added) {
+            reject_frame(job.frame, "integrate", where + ": " + added.error().message, true);
+            return {};
+        }
+        const reduce::CakeAxes& axes = job.integrator->axes();
+        pb::ReducedFrame out;
+        out.set_run_id(header.run_id());
+        out.set_sequence(header.sequence());
+        out.set_orientation(header.orientation());
+        out.set_kind(header.kind());
+        out.set_n_q(static_cast<std::uint32_t>(axes.n_q));
+        out.set_n_chi(static_cast<std::uint32_t>(axes.n_chi));
+        out.mutable_q_axis()->set_lower(axes.q_min_inv_angstrom);
+        out.mutable_q_axis()->set_upper(axes.q_max_inv_angstrom);
+        out.mutable_q_axis()->set_unit("1/angstrom");
+        out.mutable_chi_axis()->set_lower(-180.0);
+        out.mutable_chi_axis()->set_upper(180.0);
+        out.mutable_chi_axis()->set_unit("deg");
+        out.set_frames_accumulated(sums.frame_count());
+        out.set_worker(config_.instance());
+        std::vector<zmq::message_t> parts;
+        const std::pair<pb::CakeQuantity, std::span<const double>> quantities[] = {
+            {pb::CAKE_QUANTITY_SIGNAL_SUM, sums.signal_sums()},
+            {pb::CAKE_QUANTITY_VARIANCE_SUM, sums.variance_sums()},
+            {pb::CAKE_QUANTITY_NORM_SUM, sums.norm_sums()},
+            {pb::CAKE_QUANTITY_COUNT_SUM, sums.count_sums()}};
+        for (const auto& [quantity, values] : quantities) {
+            out.add_parts()->set_quantity(quantity);
+            parts.push_back(transport::make_payload(copy_span(values)));
+        }
+        auto message = transport::encode_reduced(out, std::move(parts));
+        if (!message) {
+            reject_frame(job.frame, "integrate", where + ": " + message.error().message, true);
+            return {};
+        }
+        auto sent = transport::send(reduced, *message, milliseconds(config_.send_timeout_ms()));
+        if (!sent) {
+            return tl::unexpected(sent.error().with_context("endpoints.reduced_out"));
+        }
+        if (!*sent) {
+            // Not acknowledged: ingest sends the frame again once this worker is declared dead.
+            reject_frame(job.frame, "send_timeout",
+                         where + ": analyze did not accept the cake in time", false);
+            return {};
+        }
+        metrics_.frames_reduced.increment();
+        metrics_.reduce_seconds.observe(
+            std::chrono::duration<double>(Clock::now() - start).count());
+        acks_.push(header.run_id(), header.sequence());
+        return {};
+    }
+
+    static constexpr std::size_t kEndedRunsKept = 64;
+
+    const cfg::ReduceConfig& config_;
+    runtime::ServiceContext& context_;
+    zmq::context_t& zmq_;
+    std::unique_ptr<FrameInput> input_;
+    ReduceMetrics metrics_;
+    zmq::socket_t control_;
+    JobQueue jobs_;
+    AckQueue acks_;
+    // Receive stage only:
+    std::map<std::string, RunContext, std::less<>> runs_;
+    std::deque<std::string> ended_;
+    std::vector<transport::FrameMessage> pending_;
+    std::mutex log_mutex_;
+    std::map<std::string, Clock::time_point, std::less<>> last_logged_;  // by reason
+};
+
+}  // namespace
+
+Result<Frame> decode_pixels(const transport::FrameMessage& message) {
+    const pb::FrameHeader& header = message.header;
+    const auto type = transport::to_pixel_type(header.dtype());
+    if (!type) {
+        return fail(ErrorCode::kInvalidArgument, "FrameHeader.dtype {} is not a pixel type",
+                    static_cast<int>(header.dtype()));
+    }
+    const FrameShape shape{header.rows(), header.cols()};
+    const std::size_t element = pixel_size_bytes(*type);
+    Frame frame;
+    frame.shape = shape;
+    frame.index_in_source = header.sequence();
+    if (header.exposure_s() > 0.0) {
+        frame.exposure_s = header.exposure_s();
+    }
+    // Allocate pixels of the header's type and decode straight into their bytes.
+    std::span<std::byte> out;
+    const auto allocate = [&]<class T>(std::vector<T>&& pixels) {
+        auto& stored = frame.pixels.emplace<std::vector<T>>(std::move(pixels));
+        out = std::as_writable_bytes(std::span<T>(stored));
+    };
+    switch (*type) {
+        case PixelType::kUint8:
+            allocate(std::vector<std::uint8_t>(shape.pixel_count()));
+            break;
+        case PixelType::kUint16:
+            allocate(std::vector<std::uint16_t>(shape.pixel_count()));
+            break;
+        case PixelType::kUint32:
+            allocate(std::vector<std::uint32_t>(shape.pixel_count()));
+            break;
+        case PixelType::kInt8:
+            allocate(std::vector<std::int8_t>(shape.pixel_count()));
+            break;
+        case PixelType::kInt16:
+            allocate(std::vector<std::int16_t>(shape.pixel_count()));
+            break;
+        case PixelType::kInt32:
+            allocate(std::vector<std::int32_t>(shape.pixel_count()));
+            break;
+        case PixelType::kFloat32:
+            allocate(std::vector<float>(shape.pixel_count()));
+            break;
+        case PixelType::kFloat64:
+            allocate(std::vector<double>(shape.pixel_count()));
+            break;
+    }
+    const std::span<const std::byte> payload = transport::bytes_of(message.payload);
+    Result<void> decoded;
+    if (header.encoding() == pb::ENCODING_RAW) {
+        if (payload.size() != out.size()) {
+            return fail(ErrorCode::kCorrupt, "RAW payload holds {} bytes, {}x{} pixels need {}",
+                        payload.size(), shape.rows, shape.cols, out.size());
+        }
+        std::memcpy(out.data(), payload.data(), out.size());
+    } else if (header.encoding() == pb::ENCODING_BSLZ4) {
+        decoded = codec::bslz4_decompress_into(payload, element, out);
+    } else if (header.encoding() == pb::ENCODING_LZ4 ||
+               pb::Encoding_Name(header.encoding()) == "ENCODING_LZ4_HDF5") {
+        // A plain LZ4 block never starts with a zero byte; the HDF5 framing's size header does.
+        auto framing = codec::read_filter_header(payload);
+        const bool hdf5 = !payload.empty() && payload[0] == std::byte{0} && framing &&
+                          framing->uncompressed_size_bytes == out.size();
+        decoded = hdf5 ? codec::lz4_hdf5_decompress_into(payload, out)
+                       : codec::lz4_decompress_block_into(payload, out);
+    } else {
+        return fail(ErrorCode::kUnsupported, "FrameHeader.encoding {} is not supported",
+                    pb::Encoding_Name(header.encoding()));
+    }
+    if (!decoded) {
+        return tl::unexpected(decoded.error());
+    }
+    return frame;
+}
+
+Result<std::unique_ptr<FrameInput>> open_worker_link(zmq::context_t& context,
+                                                     const cfg::ReduceConfig& config) {
+    transport::WorkerLinkOptions options;
+    options.heartbeat_interval = milliseconds(config.heartbeat_interval_ms());
+    options.send_timeout = milliseconds(config.send_timeout_ms());
+    options.send_hwm = static_cast<int>(config.endpoints().frames_in().send_hwm_messages());
+    options.receive_hwm = static_cast<int>(config.endpoints().frames_in().receive_hwm_messages());
+    auto link =
+        transport::WorkerLink::open(context, config.endpoints().frames_in().address(),
+                                    config.instance(), config.queue_capacity_frames(), options);
+    if (!link) {
+        return tl::unexpected(link.error().with_context("endpoints.frames_in"));
+    }
+    return std::unique_ptr<FrameInput>(std::make_unique<WorkerLinkInput>(std::move(*link)));
+}
+
+Result<void> run_with_input(const cfg::ReduceConfig& config, runtime::ServiceContext& context,
+                            zmq::context_t& zmq_context, std::unique_ptr<FrameInput> input) {
+    auto metrics = register_metrics(context.metrics);
+    if (!metrics) {
+        return tl::unexpected(metrics.error());
+    }
+    ReduceService service(config, context, zmq_context, std::move(input), std::move(*metrics));
+    return service.run();
+}
+
+Result<void> run(const cfg::ReduceConfig& config, runtime::ServiceContext& context) {
+    zmq::context_t zmq_context;
+    auto input = open_worker_link(zmq_context, config);
+    if (!input) {
+        return tl::unexpected(input.error());
+    }
+    return run_with_input(config, context, zmq_context, std::move(*input));
+}
+
+}  // namespace anisoflow::reducer
