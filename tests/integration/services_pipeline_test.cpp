@@ -216,10 +216,10 @@ physics::AnisotropyResult offline_analysis(const geometry::DetectorGeometry& geo
     }
     auto settings = analyzer::analysis_settings(start.config());
     EXPECT_TRUE(settings.has_value());
-    auto analyzer_ = physics::AnisotropyAnalyzer::create(*settings);
-    EXPECT_TRUE(analyzer_.has_value());
+    auto analysis = physics::AnisotropyAnalyzer::create(*settings);
+    EXPECT_TRUE(analysis.has_value());
     const reduce::Cake cake_n = n.finish();
-    auto result = analyzer_->analyse(p.finish(), &cake_n);
+    auto result = analysis->analyse(p.finish(), &cake_n);
     EXPECT_TRUE(result.has_value()) << result.error().message;
     return std::move(*result);
 }
@@ -335,9 +335,10 @@ TEST(ServicesPipeline, TwoReducersAnalyzeAndArchiveEveryFrameOfASimulatedRunExac
     ServiceThread archive_service(
         "archive", [&](runtime::ServiceContext& c) { return archiver::run(archive, c); });
     std::vector<std::unique_ptr<ServiceThread>> workers;
-    for (const auto& reducer : reducers) {
+    workers.reserve(reducers.size());
+    for (const cfg::ReduceConfig& worker_config : reducers) {
         workers.push_back(std::make_unique<ServiceThread>(
-            "reduce", [&](runtime::ServiceContext& c) { return reducer::run(reducer, c); }));
+            "reduce", [&](runtime::ServiceContext& c) { return reducer::run(worker_config, c); }));
     }
 
     const geometry::PoniGeometry poni = small_detector();
