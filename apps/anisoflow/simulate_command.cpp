@@ -1,11 +1,14 @@
 #include "simulate_command.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <numbers>
+#include <optional>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -18,6 +21,9 @@
 #include "anisoflow/sim/pair_distribution.hpp"
 #include "anisoflow/sim/strained_structure.hpp"
 #include "anisoflow/sim/structure_model.hpp"
+#include "anisoflow/transport/message.hpp"
+#include "anisoflow/transport/payload.hpp"
+#include "anisoflow/transport/socket.hpp"
 
 namespace anisoflow::app {
 
@@ -161,13 +167,201 @@ Result<StrainModel> strain_model(const SimulateOptions& o, const sim::HardSphere
                                    rotation.beta, o.eps, o.rotation_amplitude)};
 }
 
+namespace pb = ::anisoflow::stream::v1;
+
+std::int64_t unix_now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+// `--stream`: the run as an anisoflow stream on a PUSH socket (docs/protocol.md): RunStart, the
+// frames at --fps, RunEnd. A full peer holds the simulator back; nothing is dropped.
+class StreamSender {
+  public:
+    static Result<StreamSender> open(const SimulateOptions& o, const pb::RunStart& start) {
+        std::string address = o.stream_address;
+        if (!address.empty() && address.front() != '@' && address.front() != '>') {
+            address.insert(0, ">");
+        }
+        StreamSender sender;
+        sender.context_ = std::make_unique<zmq::context_t>();
+        transport::SocketOptions options;
+        options.send_hwm = 4;
+        // Frames still queued when the run ends are delivered before the process exits.
+        options.linger = std::chrono::minutes(1);
+        auto socket =
+            transport::open_socket(*sender.context_, zmq::socket_type::push, address, options);
+        if (!socket) {
+            return tl::unexpected(socket.error().with_context("--stream"));
+        }
+        sender.socket_ = std::move(*socket);
+        sender.run_id_ = start.run_id();
+        if (o.stream_fps > 0.0) {
+            sender.period_ = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                std::chrono::duration<double>(1.0 / o.stream_fps));
+        }
+        sender.next_frame_ = std::chrono::steady_clock::now();
+        auto parts = transport::encode_control(start);
+        if (!parts) {
+            return tl::unexpected(parts.error());
+        }
+        if (auto sent = sender.send(std::move(*parts)); !sent) {
+            return tl::unexpected(sent.error());
+        }
+        return sender;
+    }
+
+    Result<void> send_frame(const Frame& frame, pb::FrameKind kind, pb::Orientation orientation) {
+        std::this_thread::sleep_until(next_frame_);
+        next_frame_ = std::max(next_frame_ + period_, std::chrono::steady_clock::now());
+        pb::FrameHeader header;
+        header.set_run_id(run_id_);
+        header.set_sequence(sequence_++);
+        header.set_kind(kind);
+        header.set_orientation(orientation);
+        header.set_acquired_unix_ns(unix_now_ns());
+        header.set_sent_unix_ns(unix_now_ns());
+        header.set_exposure_s(frame.exposure_s.value_or(0.0));
+        header.set_encoding(pb::ENCODING_RAW);
+        header.set_dtype(transport::to_pixel_dtype(frame.pixel_type()));
+        header.set_rows(static_cast<std::uint32_t>(frame.shape.rows));
+        header.set_cols(static_cast<std::uint32_t>(frame.shape.cols));
+        const auto bytes = std::visit(
+            [](const auto& pixels) {
+                return std::span<const std::byte>(
+                    reinterpret_cast<const std::byte*>(pixels.data()),  // NOLINT
+                    pixels.size() * sizeof(pixels[0]));
+            },
+            frame.pixels);
+        auto parts = transport::encode_frame(header, transport::copy_payload(bytes));
+        if (!parts) {
+            return tl::unexpected(parts.error());
+        }
+        if (auto sent = send(std::move(*parts)); !sent) {
+            return sent;
+        }
+        pb::FrameCounts& c = counts_;
+        switch (kind) {
+            case pb::FRAME_KIND_DARK:
+                c.set_dark(c.dark() + 1);
+                break;
+            case pb::FRAME_KIND_FLAT:
+                c.set_flat(c.flat() + 1);
+                break;
+            default:
+                if (orientation == pb::ORIENTATION_N) {
+                    c.set_data_n(c.data_n() + 1);
+                } else {
+                    c.set_data_p(c.data_p() + 1);
+                }
+                break;
+        }
+        return {};
+    }
+
+    Result<void> end() {
+        pb::RunEnd end;
+        end.set_run_id(run_id_);
+        *end.mutable_frames_sent() = counts_;
+        end.set_reason(pb::RUN_END_REASON_COMPLETED);
+        end.set_ended_unix_ns(unix_now_ns());
+        auto parts = transport::encode_control(end);
+        if (!parts) {
+            return tl::unexpected(parts.error());
+        }
+        return send(std::move(*parts));
+    }
+
+  private:
+    StreamSender() = default;
+
+    // Blocks while the receiver is full (backpressure), saying so every few seconds.
+    Result<void> send(transport::Multipart parts) {
+        constexpr auto kWaitReport = std::chrono::seconds(5);
+        while (true) {
+            auto sent = transport::send(socket_, parts, kWaitReport);
+            if (!sent) {
+                return tl::unexpected(sent.error().with_context("--stream"));
+            }
+            if (*sent) {
+                return {};
+            }
+            spdlog::warn("stream receiver not accepting, waiting run={} sequence={}", run_id_,
+                         sequence_);
+        }
+    }
+
+    std::unique_ptr<zmq::context_t> context_;
+    zmq::socket_t socket_;
+    std::string run_id_;
+    std::uint64_t sequence_ = 0;
+    std::chrono::nanoseconds period_{0};
+    std::chrono::steady_clock::time_point next_frame_;
+    pb::FrameCounts counts_;
+};
+
+// The RunStart of a streamed simulation: the geometry of the frames and the settings of the
+// simulated sample, with the offline analysis' default grids (apps/anisoflow analyze).
+pb::RunStart stream_run_start(const SimulateOptions& o, const geometry::PoniGeometry& poni,
+                              double q_max_inv_angstrom) {
+    pb::RunStart start;
+    start.set_run_id(o.run_id.empty() ? fmt::format("sim-{}-{}", o.seed, unix_now_ns() / 1000000000)
+                                      : o.run_id);
+    start.set_started_unix_ns(unix_now_ns());
+    start.set_source_version(ANISOFLOW_VERSION);
+    pb::ExperimentConfig& c = *start.mutable_config();
+    pb::PoniGeometry& g = *c.mutable_geometry();
+    g.set_distance_m(poni.distance_m);
+    g.set_poni1_m(poni.poni1_m);
+    g.set_poni2_m(poni.poni2_m);
+    g.set_rot1_rad(poni.rot1_rad);
+    g.set_rot2_rad(poni.rot2_rad);
+    g.set_rot3_rad(poni.rot3_rad);
+    g.set_wavelength_m(poni.wavelength_m);
+    g.set_pixel1_m(poni.detector.pixel1_m);
+    g.set_pixel2_m(poni.detector.pixel2_m);
+    g.set_detector_rows(static_cast<std::uint32_t>(poni.detector.max_shape.rows));
+    g.set_detector_cols(static_cast<std::uint32_t>(poni.detector.max_shape.cols));
+    g.set_detector_type(poni.detector.name);
+    c.set_composition(o.composition);
+    c.set_density_per_cubic_angstrom(o.density_per_cubic_angstrom);
+    c.set_nu(o.nu);
+    c.set_loading_axis_chi_deg(o.loading_axis_chi_deg);
+    c.set_mode(pb::EXTRACTION_MODE_PN);
+    c.set_q_min_inv_angstrom(0.5);
+    c.set_q_max_inv_angstrom(q_max_inv_angstrom);
+    c.set_n_q(1000);
+    c.set_n_chi(72);
+    c.set_r_max_angstrom(25.0);
+    c.set_n_r(2000);
+    c.set_r_fit_min_angstrom(2.3);
+    c.set_r_fit_max_angstrom(20.0);
+    c.set_normalisation(pb::NORMALISATION_HIGH_Q);
+    c.set_polarization_factor(o.polarization_factor);
+    pb::FrameCounts& expected = *c.mutable_frames_expected();
+    expected.set_data_p(o.frames_per_orientation);
+    expected.set_data_n(o.frames_per_orientation);
+    expected.set_dark(o.dark_frames);
+    expected.set_flat(1);
+    return start;
+}
+
 }  // namespace
 
 CLI::App* add_simulate_command(CLI::App& app, SimulateOptions& o) {
     CLI::App* cmd = app.add_subcommand(
         "simulate", "Simulate P/N frames of a strained glass, darks, a flat and the PONI");
-    cmd->add_option("--out-dir", o.out_dir, "directory for p.h5 n.h5 dark.h5 flat.h5 geometry.poni")
-        ->required();
+    cmd->add_option(
+        "--out-dir", o.out_dir,
+        "directory for p.h5 n.h5 dark.h5 flat.h5 geometry.poni (needed unless --stream)");
+    cmd->add_option("--stream", o.stream_address,
+                    "also stream the run to ingest: PUSH to ADDR (>tcp://host:port connects, "
+                    "@tcp://*:port binds): RunStart, darks, the flat, P and N frames, RunEnd");
+    cmd->add_option("--fps", o.stream_fps, "--stream: frames per second (0 = no pacing)")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
+    cmd->add_option("--run-id", o.run_id, "--stream: run id (default sim-<seed>-<unix time>)");
     cmd->add_option("--poni", o.poni_path, "detector geometry (default: built-in, see --rows)")
         ->check(CLI::ExistingFile);
     cmd->add_option("--rows", o.rows, "built-in detector rows")->capture_default_str();
@@ -238,12 +432,18 @@ int run_simulate(const SimulateOptions& o) {
         return report(
             Error{ErrorCode::kInvalidArgument, fmt::format("--nu {} is outside (-1, 0.5)", o.nu)});
     }
+    if (o.out_dir.empty() && o.stream_address.empty()) {
+        return report(Error{ErrorCode::kInvalidArgument, "give --out-dir, --stream or both"});
+    }
+    const bool write_files = !o.out_dir.empty();
     const std::filesystem::path dir(o.out_dir);
-    std::error_code ec;
-    std::filesystem::create_directories(dir, ec);
-    if (ec) {
-        return report(
-            Error{ErrorCode::kIo, fmt::format("--out-dir {}: {}", o.out_dir, ec.message())});
+    if (write_files) {
+        std::error_code ec;
+        std::filesystem::create_directories(dir, ec);
+        if (ec) {
+            return report(
+                Error{ErrorCode::kIo, fmt::format("--out-dir {}: {}", o.out_dir, ec.message())});
+        }
     }
     geometry::PoniGeometry poni = builtin_geometry(o);
     if (!o.poni_path.empty()) {
@@ -304,6 +504,34 @@ int run_simulate(const SimulateOptions& o) {
     settings.read_noise_counts = o.noiseless ? 0.0 : o.read_noise_counts;
     settings.poisson_noise = !o.noiseless;
 
+    // Darks first: a stream sends them (and the flat) before the data frames they correct.
+    std::vector<Frame> darks;
+    for (std::size_t f = 0; f < o.dark_frames; ++f) {
+        settings.seed = sim::frame_seed(o.seed, sim::FrameSeries::kDark, f);
+        darks.push_back(renderer->render_dark(settings));
+    }
+    const Frame flat_frame = Frame::from_vector(geometry.shape(), flat);
+    std::optional<StreamSender> stream;
+    if (!o.stream_address.empty()) {
+        auto opened = StreamSender::open(o, stream_run_start(o, poni, range.max_inv_angstrom));
+        if (!opened) {
+            return report(opened.error());
+        }
+        stream.emplace(std::move(*opened));
+        for (const Frame& dark : darks) {
+            if (auto sent =
+                    stream->send_frame(dark, pb::FRAME_KIND_DARK, pb::ORIENTATION_UNSPECIFIED);
+                !sent) {
+                return report(sent.error());
+            }
+        }
+        if (auto sent =
+                stream->send_frame(flat_frame, pb::FRAME_KIND_FLAT, pb::ORIENTATION_UNSPECIFIED);
+            !sent) {
+            return report(sent.error());
+        }
+    }
+
     for (const auto orientation : {sim::Orientation::kP, sim::Orientation::kN}) {
         const bool is_p = orientation == sim::Orientation::kP;
         {
@@ -331,28 +559,46 @@ int run_simulate(const SimulateOptions& o) {
             if (!frame) {
                 return report(frame.error());
             }
-            frames.push_back(std::move(*frame));
+            if (stream) {
+                if (auto sent = stream->send_frame(*frame, pb::FRAME_KIND_DATA,
+                                                   is_p ? pb::ORIENTATION_P : pb::ORIENTATION_N);
+                    !sent) {
+                    return report(sent.error());
+                }
+            }
+            if (write_files) {
+                frames.push_back(std::move(*frame));
+            }
             spdlog::info("simulated orientation={} frame={}/{}", is_p ? "P" : "N", f + 1,
                          o.frames_per_orientation);
         }
-        if (auto written = write_stack(dir / (is_p ? "p.h5" : "n.h5"), frames, PixelType::kUint16);
-            !written) {
-            return report(written.error());
+        if (write_files) {
+            if (auto written =
+                    write_stack(dir / (is_p ? "p.h5" : "n.h5"), frames, PixelType::kUint16);
+                !written) {
+                return report(written.error());
+            }
         }
     }
-    if (o.dark_frames > 0) {
-        std::vector<Frame> darks;
-        for (std::size_t f = 0; f < o.dark_frames; ++f) {
-            settings.seed = sim::frame_seed(o.seed, sim::FrameSeries::kDark, f);
-            darks.push_back(renderer->render_dark(settings));
+    if (stream) {
+        if (auto ended = stream->end(); !ended) {
+            return report(ended.error());
         }
+    }
+    if (!write_files) {
+        std::printf(
+            "anisoflow simulate: streamed %zu dark, 1 flat and %zu P + %zu N frames of "
+            "%zux%zu to %s\n",
+            o.dark_frames, o.frames_per_orientation, o.frames_per_orientation,
+            geometry.shape().rows, geometry.shape().cols, o.stream_address.c_str());
+        return 0;
+    }
+    if (!darks.empty()) {
         if (auto written = write_stack(dir / "dark.h5", darks, PixelType::kUint16); !written) {
             return report(written.error());
         }
     }
-    if (auto written = write_stack(dir / "flat.h5", {Frame::from_vector(geometry.shape(), flat)},
-                                   PixelType::kFloat32);
-        !written) {
+    if (auto written = write_stack(dir / "flat.h5", {flat_frame}, PixelType::kFloat32); !written) {
         return report(written.error());
     }
     {

@@ -9,8 +9,13 @@
 namespace anisoflow::app {
 
 struct SimulateOptions {
-    std::string out_dir;
-    std::string poni_path;  ///< empty: the built-in 2048x2048 detector at 100 keV
+    std::string out_dir;  ///< empty: no files (then --stream is needed)
+    /// --stream: PUSH RunStart, darks, the flat, P and N frames, RunEnd to this address
+    /// (">tcp://ingest:5560" connects, "@..." binds; a bare "tcp://..." connects).
+    std::string stream_address;
+    double stream_fps = 10.0;  ///< --fps: frames per second on the stream; 0 = as fast as taken
+    std::string run_id;        ///< --run-id; empty: "sim-<seed>-<unix time>"
+    std::string poni_path;     ///< empty: the built-in 2048x2048 detector at 100 keV
     std::size_t rows = 2048;
     std::size_t cols = 2048;
     double distance_m = 0.35;

@@ -20,6 +20,7 @@
 #include "anisoflow/stream/v1/stream.pb.h"
 
 #include "anisoflow/dectris/decode.hpp"
+#include "anisoflow/runtime/config_loader.hpp"
 #include "anisoflow/runtime/stage.hpp"
 #include "anisoflow/transport/dispatch.hpp"
 #include "anisoflow/transport/message.hpp"
@@ -369,7 +370,7 @@ pb::FrameHeader dectris_frame_header(const cfg::DectrisRun& run, const std::stri
 
 // DECTRIS Stream v1 (JSON multipart) or v2 (CBOR): one series = one run.
 Result<void> read_dectris_stream(zmq::socket_t& socket, const cfg::IngestSource& source,
-                                 RunTracker& tracker, Metrics& metrics,
+                                 const cfg::DectrisRun& run, RunTracker& tracker, Metrics& metrics,
                                  const runtime::StopToken& stop) {
     const bool v1 = source.dectris_protocol() == cfg::DECTRIS_PROTOCOL_STREAM_V1;
     // A plain pair rather than std::optional: GCC 12 warns maybe-uninitialized on the compare.
@@ -410,7 +411,7 @@ Result<void> read_dectris_stream(zmq::socket_t& socket, const cfg::IngestSource&
             in_series = true;
             series_id = start->series_id;
             count_time_s = start->config ? start->config->count_time_s : 0.0;
-            pushed = tracker.start(dectris_run_start(source.dectris_run(), *start), stop);
+            pushed = tracker.start(dectris_run_start(run, *start), stop);
         } else if (auto* image = std::get_if<dectris::Image>(&*decoded)) {
             if (!tracker.open_run() || !in_series || image->series_id != series_id ||
                 image->channels.empty()) {
@@ -420,8 +421,8 @@ Result<void> read_dectris_stream(zmq::socket_t& socket, const cfg::IngestSource&
             }
             // The first channel (threshold) is the frame; payload bytes travel as they came.
             dectris::ChannelData& channel = image->channels.front();
-            pb::FrameHeader header = dectris_frame_header(source.dectris_run(), *tracker.open_run(),
-                                                          *image, channel, count_time_s);
+            pb::FrameHeader header =
+                dectris_frame_header(run, *tracker.open_run(), *image, channel, count_time_s);
             pushed = tracker.frame(std::move(header),
                                    transport::make_payload(std::move(channel.payload)), stop);
         } else if (auto* end = std::get_if<dectris::SeriesEnd>(&*decoded)) {
@@ -477,6 +478,7 @@ struct IngestService::State {
         : config(std::move(config_in)), metrics(std::move(metrics_in)) {}
 
     cfg::IngestConfig config;
+    cfg::DectrisRun dectris_run;  // kind dectris_stream: read from source.dectris_run_file
     zmq::context_t context;
     std::optional<transport::Dispatcher> dispatcher;
     zmq::socket_t control;
@@ -649,7 +651,7 @@ struct IngestService::State {
         RunTracker tracker(*queue, metrics, milliseconds(config.source().series_timeout_ms()));
         Result<void> result =
             config.source().kind() == cfg::SOURCE_KIND_DECTRIS_STREAM
-                ? read_dectris_stream(source, config.source(), tracker, metrics, stop)
+                ? read_dectris_stream(source, config.source(), dectris_run, tracker, metrics, stop)
                 : read_anisoflow_stream(source, tracker, metrics, stop);
         return result;
     }
@@ -674,6 +676,12 @@ Result<IngestService> IngestService::create(const cfg::IngestConfig& config,
         return tl::unexpected(registered.error());
     }
     auto state = std::make_unique<State>(config, *registered);
+    if (source.kind() == cfg::SOURCE_KIND_DECTRIS_STREAM) {
+        if (auto loaded = runtime::merge_toml_file(state->dectris_run, source.dectris_run_file());
+            !loaded) {
+            return tl::unexpected(loaded.error().with_context("source.dectris_run_file"));
+        }
+    }
     state->queue = std::make_unique<EventQueue>(config.queue_capacity_frames());
 
     transport::DispatcherOptions options;
