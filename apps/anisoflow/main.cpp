@@ -12,6 +12,7 @@
 
 #include "analyze_command.hpp"
 #include "command_support.hpp"
+#include "demo_command.hpp"
 #include "integrate_command.hpp"
 #include "simulate_command.hpp"
 
@@ -33,6 +34,8 @@ int run(int argc, char** argv) {
     CLI::App* analyze_command = anisoflow::app::add_analyze_command(app, analyze);
     anisoflow::app::SimulateOptions simulate;
     CLI::App* simulate_command = anisoflow::app::add_simulate_command(app, simulate);
+    anisoflow::app::DemoOptions demo;
+    CLI::App* demo_command = anisoflow::app::add_demo_command(app, demo);
 
     std::vector<std::string> arguments(argv + 1, argv + argc);
     auto with_config = anisoflow::app::arguments_with_config(arguments, *analyze_command);
@@ -58,6 +61,9 @@ int run(int argc, char** argv) {
     }
     if (simulate_command->parsed()) {
         return anisoflow::app::run_simulate(simulate);
+    }
+    if (demo_command->parsed()) {
+        return anisoflow::app::run_demo(demo);
     }
     return 0;
 }
