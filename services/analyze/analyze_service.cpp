@@ -1,6 +1,7 @@
 #include "analyze_service.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <deque>
 #include <limits>
@@ -178,7 +179,9 @@ class AnalyzeService {
             try {
                 zmq::poll(items.data(), items.size(), kPollInterval);
             } catch (const zmq::error_t& error) {
-                return fail(ErrorCode::kIo, "poll: {}", error.what());
+                if (error.num() != EINTR) {  // a signal (SIGTERM): the loop looks at `stop`
+                    return fail(ErrorCode::kIo, "poll: {}", error.what());
+                }
             }
             // Control first: a RunStart lets the cakes that follow be merged at once.
             if (auto drained = drain(control_, "endpoints.control_in"); !drained) {

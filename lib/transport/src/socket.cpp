@@ -1,5 +1,6 @@
 #include "anisoflow/transport/socket.hpp"
 
+#include <cerrno>
 #include <iterator>
 #include <utility>
 
@@ -98,7 +99,9 @@ Result<bool> send(zmq::socket_t& socket, Multipart& parts, std::chrono::millisec
             zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLOUT, 0};
             zmq::poll(&item, 1, left);
         } catch (const zmq::error_t& error) {
-            return tl::unexpected(zmq_failure("send: poll", error));
+            if (error.num() != EINTR) {  // a signal: try again until the deadline
+                return tl::unexpected(zmq_failure("send: poll", error));
+            }
         }
     }
 }
@@ -116,6 +119,11 @@ Result<std::optional<Multipart>> receive(zmq::socket_t& socket, std::chrono::mil
         }
         return std::optional<Multipart>(std::move(parts));
     } catch (const zmq::error_t& error) {
+        if (error.num() == EINTR) {
+            // A signal (SIGTERM: the stop request) interrupted the poll: nothing received; the
+            // caller looks at its stop flag and loops, as after a timeout.
+            return std::optional<Multipart>();
+        }
         return tl::unexpected(zmq_failure("receive", error));
     }
 }
