@@ -1,0 +1,458 @@
+// Fault tolerance of the streaming chain with the REAL service binaries (issue 4 acceptance):
+// anisoflow-ingest (anisoflow stream source), reduce workers, anisoflow-analyze and
+// anisoflow-archive run as child processes on ipc:// sockets in a short scratch directory, and
+// `anisoflow simulate --stream` feeds a small P/N run at a modest frame rate.
+//  - One of two reducers is killed with SIGKILL once it has reduced a few frames: ingest must
+//    re-dispatch its frames to the survivor, so the final AnalysisResult still counts every data
+//    frame and the run file holds every cake and is closed "completed".
+//  - The only reducer is killed: ingest ends the run after its drain timeout, analyze finalises
+//    after its own drain timeout with the frames it got and counts the missing ones.
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <regex>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <hdf5.h>
+#include <netinet/in.h>
+#include <signal.h>  // NOLINT(modernize-deprecated-headers): kill() and SIGKILL are POSIX
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zmq.hpp>
+
+#include "anisoflow/testing/cli_runner.hpp"
+#include "anisoflow/testing/test_paths.hpp"
+#include "anisoflow/transport/message.hpp"
+#include "anisoflow/transport/socket.hpp"
+
+extern char** environ;  // NOLINT(readability-redundant-declaration): POSIX, for posix_spawn
+
+namespace anisoflow {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// Only reached when something is broken; a passing test takes a few seconds.
+constexpr auto kPatience = 30s;
+
+constexpr std::size_t kDarks = 2;
+constexpr std::size_t kFramesPerOrientation = 6;
+constexpr const char* kFps = "5";  // 15 frames over ~3 s: the kill lands mid-run
+
+// One service (or `anisoflow simulate`) as a child process, stdout and stderr in `log`.
+// SIGKILLed and reaped on destruction if still running.
+class Child {
+  public:
+    Child(const std::string& binary, const std::vector<std::string>& args,
+          std::filesystem::path log)
+        : log_(std::move(log)), command_(binary) {
+        std::vector<std::string> argv_strings{binary};
+        argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+        std::vector<char*> argv;
+        for (std::string& arg : argv_strings) {
+            argv.push_back(arg.data());
+            command_ += " " + arg;
+        }
+        argv.push_back(nullptr);
+        posix_spawn_file_actions_t actions;
+        posix_spawn_file_actions_init(&actions);
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+        posix_spawn_file_actions_addopen(&actions, 1, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                         0644);
+        posix_spawn_file_actions_adddup2(&actions, 1, 2);
+        const int spawned =
+            posix_spawn(&pid_, binary.c_str(), &actions, nullptr, argv.data(), environ);
+        posix_spawn_file_actions_destroy(&actions);
+        if (spawned != 0) {
+            ADD_FAILURE() << "cannot start " << command_ << ": "
+                          << std::system_category().message(spawned);
+            pid_ = -1;
+        }
+    }
+    ~Child() {
+        if (running()) {
+            ::kill(pid_, SIGKILL);
+            (void)wait_for(kPatience);
+        }
+    }
+    Child(const Child&) = delete;
+    Child& operator=(const Child&) = delete;
+    Child(Child&&) = delete;
+    Child& operator=(Child&&) = delete;
+
+    [[nodiscard]] bool running() const { return pid_ > 0 && !status_; }
+    void signal(int number) const {
+        if (running()) {
+            ::kill(pid_, number);
+        }
+    }
+    // The wait status once the child ended within `timeout`, nullopt otherwise.
+    std::optional<int> wait_for(std::chrono::milliseconds timeout) {
+        const auto deadline = Clock::now() + timeout;
+        while (running()) {
+            int status = 0;
+            const pid_t done = ::waitpid(pid_, &status, WNOHANG);
+            if (done == pid_) {
+                status_ = status;
+            } else if (Clock::now() > deadline) {
+                break;
+            } else {
+                std::this_thread::sleep_for(10ms);
+            }
+        }
+        return status_;
+    }
+    // SIGTERM, then the exit code (-1: killed by a signal or did not stop in time).
+    int terminate() {
+        signal(SIGTERM);
+        const auto status = wait_for(10s);
+        return status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+    }
+    [[nodiscard]] std::string log() const { return testing::read_text(log_); }
+    [[nodiscard]] std::string describe() const { return command_ + "\n--- log:\n" + log(); }
+
+  private:
+    std::filesystem::path log_;
+    std::string command_;
+    pid_t pid_ = -1;
+    std::optional<int> status_;
+};
+
+// The body of GET /metrics from 127.0.0.1:port ("" on any failure).
+std::string http_metrics(std::uint16_t port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return {};
+    }
+    timeval timeout{1, 0};  // a server that keeps the connection open does not hang the test
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    std::string text;
+    // NOLINTNEXTLINE(cppcoreguidelines-pro-type-reinterpret-cast): the sockets API
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0) {
+        const std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+        if (::send(fd, request.data(), request.size(), 0) == static_cast<ssize_t>(request.size())) {
+            std::array<char, 4096> buffer{};
+            ssize_t got = 0;
+            while ((got = ::recv(fd, buffer.data(), buffer.size(), 0)) > 0) {
+                text.append(buffer.data(), static_cast<std::size_t>(got));
+            }
+        }
+    }
+    ::close(fd);
+    return text;
+}
+
+// The value of one sample line of Prometheus text, NaN when absent.
+double metric_value(const std::string& text, const std::string& series) {
+    const auto at = text.find("\n" + series + " ");
+    if (at == std::string::npos) {
+        return std::nan("");
+    }
+    return std::stod(text.substr(at + series.size() + 2));
+}
+
+// The metrics port a service logged at start ("metrics_port=N"), waiting for the line.
+std::optional<std::uint16_t> logged_metrics_port(const Child& child) {
+    static const std::regex port(R"(metrics_port=(\d+))");
+    const auto deadline = Clock::now() + kPatience;
+    while (Clock::now() < deadline && child.running()) {
+        std::smatch match;
+        const std::string log = child.log();
+        if (std::regex_search(log, match, port) && match[1] != "0") {
+            return static_cast<std::uint16_t>(std::stoul(match[1]));
+        }
+        std::this_thread::sleep_for(20ms);
+    }
+    return std::nullopt;
+}
+
+// Waits until `text` appears in the child's log.
+bool wait_for_log(const Child& child, const std::string& text) {
+    const auto deadline = Clock::now() + kPatience;
+    while (Clock::now() < deadline) {
+        if (child.log().find(text) != std::string::npos) {
+            return true;
+        }
+        std::this_thread::sleep_for(20ms);
+    }
+    return false;
+}
+
+std::string read_fixed_string(hid_t file, const char* path) {
+    const hid_t dataset = H5Dopen2(file, path, H5P_DEFAULT);
+    if (dataset < 0) {
+        return {};
+    }
+    const hid_t type = H5Dget_type(dataset);
+    std::string text(H5Tget_size(type), '\0');
+    H5Dread(dataset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data());
+    H5Tclose(type);
+    H5Dclose(dataset);
+    return text.substr(0, text.find('\0'));
+}
+
+std::vector<std::uint64_t> read_u64(hid_t file, const char* path) {
+    const hid_t dataset = H5Dopen2(file, path, H5P_DEFAULT);
+    if (dataset < 0) {
+        return {};
+    }
+    const hid_t space = H5Dget_space(dataset);
+    std::vector<std::uint64_t> values(
+        static_cast<std::size_t>(H5Sget_simple_extent_npoints(space)));
+    H5Dread(dataset, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
+    H5Sclose(space);
+    H5Dclose(dataset);
+    return values;
+}
+
+// The chain's sockets, logs and archive in a scratch directory; every service is started by
+// start_services() and is a child of the test.
+class FaultChain {
+  public:
+    explicit FaultChain(const std::string& run_id)
+        : run_id_(run_id),
+          dir_(testing::scratch_dir()),
+          // ipc paths are limited to ~100 characters: keep the sockets in a short directory.
+          sockets_(std::filesystem::temp_directory_path() /
+                   ("aff-" + std::to_string(::getpid()) + "-" + run_id)) {
+        std::filesystem::create_directories(sockets_);
+    }
+    ~FaultChain() { std::filesystem::remove_all(sockets_); }
+    FaultChain(const FaultChain&) = delete;
+    FaultChain& operator=(const FaultChain&) = delete;
+    FaultChain(FaultChain&&) = delete;
+    FaultChain& operator=(FaultChain&&) = delete;
+
+    [[nodiscard]] std::string ipc(const char* name) const {
+        return "ipc://" + (sockets_ / name).string();
+    }
+    [[nodiscard]] std::filesystem::path log(const std::string& name) const {
+        return dir_ / (name + ".log");
+    }
+    [[nodiscard]] std::filesystem::path run_file() const {
+        return dir_ / "runs" / (run_id_ + ".nxs");
+    }
+
+    // Analyze and archive first, then ingest, then the reducers (which connect to both).
+    void start_services(std::size_t reducers, int ingest_drain_ms, int analyze_drain_ms) {
+        const auto set = [](const std::string& key, const std::string& value) {
+            return std::vector<std::string>{"--set", key + "=" + value};
+        };
+        std::vector<std::string> analyze =
+            testing::concat(set("endpoints.reduced_in.address", "@" + ipc("reduced")),
+                            set("endpoints.control_in.address", ">" + ipc("control")));
+        analyze =
+            testing::concat(analyze, set("endpoints.results_out.address", "@" + ipc("results")));
+        analyze =
+            testing::concat(analyze, set("endpoints.archive_out.address", "@" + ipc("archive")));
+        analyze = testing::concat(analyze, set("recompute_interval_ms", "200"));
+        analyze =
+            testing::concat(analyze, set("drain_timeout_ms", std::to_string(analyze_drain_ms)));
+        analyze = testing::concat(analyze, set("metrics.enabled", "false"));
+        analyze_.emplace(ANISOFLOW_ANALYZE, analyze, log("analyze"));
+
+        std::vector<std::string> archive =
+            testing::concat(set("endpoints.archive_in.address", ">" + ipc("archive")),
+                            set("archive_dir", (dir_ / "runs").string()));
+        archive = testing::concat(archive, set("metrics.enabled", "false"));
+        archive_.emplace(ANISOFLOW_ARCHIVE, archive, log("archive"));
+
+        std::vector<std::string> ingest =
+            testing::concat(set("source.kind", "anisoflow_stream"),
+                            set("source.stream_address", "@" + ipc("source")));
+        ingest = testing::concat(ingest, set("endpoints.frames_out.address", "@" + ipc("frames")));
+        ingest =
+            testing::concat(ingest, set("endpoints.control_out.address", "@" + ipc("control")));
+        ingest = testing::concat(ingest, set("worker_timeout_ms", "1000"));
+        ingest = testing::concat(ingest, set("heartbeat_interval_ms", "200"));
+        ingest = testing::concat(ingest, set("run_start_republish_interval_ms", "200"));
+        ingest = testing::concat(ingest, set("drain_timeout_ms", std::to_string(ingest_drain_ms)));
+        ingest = testing::concat(ingest, set("metrics.enabled", "false"));
+        ingest_.emplace(ANISOFLOW_INGEST, ingest, log("ingest"));
+
+        for (std::size_t i = 0; i < reducers; ++i) {
+            const std::string name = "reduce-" + std::to_string(i);
+            std::vector<std::string> reduce = testing::concat(
+                set("instance", name), set("endpoints.frames_in.address", ">" + ipc("frames")));
+            reduce =
+                testing::concat(reduce, set("endpoints.control_in.address", ">" + ipc("control")));
+            reduce =
+                testing::concat(reduce, set("endpoints.reduced_out.address", ">" + ipc("reduced")));
+            reduce = testing::concat(reduce, set("heartbeat_interval_ms", "200"));
+            reduce = testing::concat(reduce, set("threads", "1"));
+            reduce = testing::concat(reduce, set("queue_capacity_frames", "2"));
+            // The test reads the first worker's frames_reduced_total to time the kill.
+            reduce = testing::concat(reduce, set("metrics.bind_address", "127.0.0.1:0"));
+            reducers_.push_back(std::make_unique<Child>(ANISOFLOW_REDUCE, reduce, log(name)));
+        }
+        for (const auto& reducer : reducers_) {
+            EXPECT_TRUE(wait_for_log(*ingest_, "worker joined")) << ingest_->describe();
+            (void)reducer;
+        }
+    }
+
+    void start_simulator() {
+        simulator_.emplace(
+            ANISOFLOW_CLI,
+            std::vector<std::string>{
+                "simulate", "--stream", ">" + ipc("source"), "--fps", kFps, "--rows", "128",
+                "--cols", "128", "--frames", std::to_string(kFramesPerOrientation), "--darks",
+                std::to_string(kDarks), "--run-id", run_id_, "--distance", "0.08", "--seed", "11"},
+            log("simulate"));
+    }
+
+    // Kills reducer `index` with SIGKILL once its metrics show `frames` reduced; returns what
+    // they showed at that moment.
+    double kill_reducer_after(std::size_t index, double frames) {
+        Child& victim = *reducers_.at(index);
+        const auto port = logged_metrics_port(victim);
+        EXPECT_TRUE(port.has_value()) << victim.describe();
+        if (!port) {
+            return std::nan("");
+        }
+        const auto deadline = Clock::now() + kPatience;
+        double reduced = 0.0;
+        while (Clock::now() < deadline) {
+            reduced = metric_value(http_metrics(*port), "anisoflow_reduce_frames_reduced_total");
+            if (reduced >= frames) {
+                break;
+            }
+            std::this_thread::sleep_for(5ms);
+        }
+        victim.signal(SIGKILL);
+        EXPECT_TRUE(victim.wait_for(5s).has_value());
+        return reduced;
+    }
+
+    Child& analyze() { return *analyze_; }
+    Child& archive() { return *archive_; }
+    Child& ingest() { return *ingest_; }
+    Child& reducer(std::size_t i) { return *reducers_.at(i); }
+    Child& simulator() { return *simulator_; }
+    [[nodiscard]] std::string logs() const {
+        std::string text;
+        for (const char* name :
+             {"simulate", "ingest", "reduce-0", "reduce-1", "analyze", "archive"}) {
+            text += std::string("=== ") + name + "\n" + testing::read_text(log(name));
+        }
+        return text;
+    }
+
+  private:
+    std::string run_id_;
+    std::filesystem::path dir_;
+    std::filesystem::path sockets_;
+    std::optional<Child> analyze_;
+    std::optional<Child> archive_;
+    std::optional<Child> ingest_;
+    std::vector<std::unique_ptr<Child>> reducers_;
+    std::optional<Child> simulator_;
+};
+
+// The final AnalysisResult of `run_id` on analyze's results PUB, within kPatience.
+std::optional<stream::v1::AnalysisResult> final_result_of(zmq::socket_t& results,
+                                                          const std::string& run_id) {
+    const auto deadline = Clock::now() + kPatience;
+    while (Clock::now() < deadline) {
+        auto received = transport::receive(results, 200ms);
+        if (!received || !*received) {
+            continue;
+        }
+        auto decoded = transport::decode(std::move(**received));
+        if (!decoded) {
+            continue;
+        }
+        if (auto* result = std::get_if<transport::ResultMessage>(&*decoded);
+            result != nullptr && result->header.run_id() == run_id && result->header.is_final()) {
+            return result->header;
+        }
+    }
+    return std::nullopt;
+}
+
+// The data sequences of the run: after the darks and the one flat.
+std::vector<std::uint64_t> data_sequences() {
+    std::vector<std::uint64_t> sequences;
+    for (std::uint64_t s = kDarks + 1; s < kDarks + 1 + 2 * kFramesPerOrientation; ++s) {
+        sequences.push_back(s);
+    }
+    return sequences;
+}
+
+TEST(ServicesFault, AReducerKilledMidRunLosesNoFrame) {
+    const std::string run_id = "fault-kill";
+    FaultChain chain(run_id);
+    zmq::context_t context;
+    chain.start_services(2, 15000, 15000);
+    auto results = transport::open_socket(context, zmq::socket_type::sub,
+                                          ">" + chain.ipc("results"), transport::SocketOptions{});
+    ASSERT_TRUE(results.has_value()) << results.error().message;
+    std::this_thread::sleep_for(200ms);  // the SUB is connected before any result
+    chain.start_simulator();
+
+    // reduce-0 has reduced (and so acknowledged, or is about to) two frames: kill it mid-run.
+    const double reduced_at_kill = chain.kill_reducer_after(0, 2.0);
+    EXPECT_GE(reduced_at_kill, 2.0) << chain.logs();
+    EXPECT_TRUE(chain.simulator().running())
+        << "the kill did not land mid-run (the stream had ended)\n"
+        << chain.logs();
+
+    const auto final_result = final_result_of(*results, run_id);
+    ASSERT_TRUE(final_result.has_value()) << "no final result\n" << chain.logs();
+    EXPECT_EQ(final_result->n_frames_p(), kFramesPerOrientation) << chain.logs();
+    EXPECT_EQ(final_result->n_frames_n(), kFramesPerOrientation) << chain.logs();
+    EXPECT_EQ(final_result->frames().data_p(), kFramesPerOrientation);
+    EXPECT_EQ(final_result->frames().data_n(), kFramesPerOrientation);
+    EXPECT_TRUE(std::isfinite(final_result->alpha()));
+
+    const auto simulated = chain.simulator().wait_for(kPatience);
+    ASSERT_TRUE(simulated.has_value());
+    EXPECT_TRUE(WIFEXITED(*simulated) && WEXITSTATUS(*simulated) == 0) << chain.logs();
+    // ingest saw the worker go and sent its frames to the survivor.
+    EXPECT_NE(chain.ingest().log().find("worker lost worker=reduce-0"), std::string::npos)
+        << chain.logs();
+    EXPECT_EQ(chain.analyze().log().find("run incomplete"), std::string::npos) << chain.logs();
+
+    // The archive closes the run once analyze forwarded RunEnd.
+    EXPECT_TRUE(wait_for_log(chain.archive(), "run file closed")) << chain.logs();
+    EXPECT_EQ(chain.reducer(1).terminate(), 0) << chain.logs();
+    EXPECT_EQ(chain.ingest().terminate(), 0) << chain.logs();
+    EXPECT_EQ(chain.analyze().terminate(), 0) << chain.logs();
+    EXPECT_EQ(chain.archive().terminate(), 0) << chain.logs();
+
+    const hid_t h5 = H5Fopen(chain.run_file().c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    ASSERT_GE(h5, 0) << chain.run_file() << "\n" << chain.logs();
+    EXPECT_EQ(read_fixed_string(h5, "/entry/run_state"), "completed");
+    // Every cake exactly once: a cake the killed worker sent before its ack is not stored twice.
+    auto sequences = read_u64(h5, "/entry/reduced/sequence");
+    std::sort(sequences.begin(), sequences.end());
+    EXPECT_EQ(sequences, data_sequences());
+    const auto finals = read_u64(h5, "/entry/results/is_final");
+    ASSERT_FALSE(finals.empty());
+    EXPECT_EQ(finals.back(), 1U);
+    H5Fclose(h5);
+}
+
+}  // namespace
+}  // namespace anisoflow
