@@ -1,25 +1,20 @@
 #!/usr/bin/env bash
-# The main job, end to end: build anisoflow (release), integrate the shared reference frame
-# (2048x2048, 100 keV) into a (Q, chi) cake with both splitting kinds, and print a summary.
-# Until the streaming services exist (issue 4) this is the offline path of the same library code.
+# The main job, end to end and live: build anisoflow (release), then `anisoflow demo` starts
+# anisoflow-ingest, 2 x anisoflow-reduce, anisoflow-analyze and anisoflow-archive as child
+# processes, streams a simulated creep run (P and N orientations of a strained metallic glass)
+# into ingest, prints each live result of analyze (alpha +- stderr, eps_aff, r_c, mechanism), the
+# final one and the archive file, and stops the services. docs/demo.md.
+#
+# Environment: ANISOFLOW_DEMO_OUT (default build/demo), ANISOFLOW_DEMO_ARGS (extra `anisoflow
+# demo` flags, e.g. "--rows 2048 --cols 2048 --distance 0.35" for the full-size detector).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh release
-reference="${ANISOFLOW_SHARED_DIR:-../shared}/reference/integration"
-if [ ! -f "$reference/frame.h5" ]; then
-  echo "demo: $reference/frame.h5 not found; set ANISOFLOW_SHARED_DIR to the shared/ folder" >&2
-  exit 1
-fi
 out="${ANISOFLOW_DEMO_OUT:-build/demo}"
-mkdir -p "$out"
-for split in none bbox; do
-  build/release/apps/anisoflow/anisoflow integrate \
-    --poni "$reference/geometry.poni" \
-    --frames "$reference/frame.h5" \
-    --mask "$reference/frame.h5::/entry/instrument/detector/pixel_mask" \
-    --dark-level 100 --polarization 0.99 --n-q 1000 --n-chi 72 --q-min 0.5 --q-max 25 \
-    --split "$split" --threads "$(nproc)" \
-    --out "$out/cake_$split.h5" --iq-text "$out/iq_$split.dat"
-done
-echo "demo: cakes and I(Q) written to $out/"
+# 1024x1024 pixels of 200 um at 0.28 m reach Q ~ 24 1/A in the corner at 100 keV, with a quarter
+# of the 2048x2048 pixels: fast on two cores (docs/demo.md, "Known limitations" for larger Q).
+# shellcheck disable=SC2086  # ANISOFLOW_DEMO_ARGS is a list of flags
+exec build/release/apps/anisoflow/anisoflow demo --out-dir "$out" \
+  --rows 1024 --cols 1024 --distance 0.28 --frames 8 --fps 4 --reducers 2 \
+  ${ANISOFLOW_DEMO_ARGS:-}

@@ -39,6 +39,7 @@ using Clock = std::chrono::steady_clock;
 // ipc:// endpoints are Unix socket paths: at most 107 bytes on Linux, less a margin.
 constexpr std::size_t kMaxIpcPath = 100;
 constexpr auto kPoll = std::chrono::milliseconds(200);
+constexpr auto kFinalGrace = std::chrono::seconds(3);
 
 std::atomic<int> g_signal{0};  // NOLINT(cppcoreguidelines-avoid-non-const-global-variables)
 
@@ -56,7 +57,6 @@ struct Child {
     pid_t pid = -1;
     bool exited = false;
     int status = 0;
-    bool stop_requested = false;  ///< it was running when the demo sent SIGTERM
 
     // True when it ended (and records how); false while it runs.
     bool poll() {
@@ -136,7 +136,6 @@ Result<Child> spawn(const std::string& name, const fs::path& program,
 void stop_all(std::vector<Child>& children, std::chrono::duration<double> timeout) {
     for (Child& child : children) {
         if (!child.poll()) {
-            child.stop_requested = true;
             ::kill(child.pid, SIGTERM);
         }
     }
@@ -173,22 +172,17 @@ bool log_contains(const Child& child, const std::string& text) {
     return read_file(child.log).find(text) != std::string::npos;
 }
 
-// The last line of a child's log ("" when empty).
-std::string last_log_line(const Child& child) {
-    std::string text = read_file(child.log);
-    while (!text.empty() && text.back() == '\n') {
-        text.pop_back();
+// The last warning or error line of a log, for a failure message.
+std::string last_warning(const fs::path& log) {
+    std::istringstream in(read_file(log));
+    std::string found = "no warning in its log";
+    for (std::string line; std::getline(in, line);) {
+        if (line.find(" warning ") != std::string::npos ||
+            line.find(" error ") != std::string::npos) {
+            found = line;
+        }
     }
-    const std::size_t start = text.rfind('\n');
-    return start == std::string::npos ? text : text.substr(start + 1);
-}
-
-// Known bug, not the demo's: transport::receive() reports the EINTR of a poll interrupted by
-// the stop signal as an error, so a service asked to stop may exit with status 1 although it
-// stopped where it should. Tolerated only after the demo's own SIGTERM, and said so.
-bool stopped_by_interrupted_poll(const Child& child) {
-    return child.stop_requested && WIFEXITED(child.status) && WEXITSTATUS(child.status) == 1 &&
-           last_log_line(child).find("Interrupted system call") != std::string::npos;
+    return found;
 }
 
 // The binary of one service: --services-dir, else next to this program (an install), else the
@@ -397,12 +391,7 @@ class Demo {
         }
         bool children_ok = true;
         for (const Child& child : children_) {
-            if (!child.succeeded() && stopped_by_interrupted_poll(child)) {
-                std::fprintf(stderr,
-                             "anisoflow demo: warning: %s exited with status 1 on SIGTERM: "
-                             "interrupted poll (known lib/transport bug), not counted\n",
-                             child.name.c_str());
-            } else if (!child.succeeded()) {
+            if (!child.succeeded()) {
                 std::fprintf(stderr, "anisoflow demo: %s failed (%s), log %s\n", child.name.c_str(),
                              child.how().c_str(), child.log.c_str());
                 children_ok = false;
@@ -626,9 +615,23 @@ class Demo {
             }
             auto received = transport::receive(sockets_.results, kPoll);
             if (!received) {
+                if (g_signal.load() != 0) {
+                    continue;  // the poll was interrupted by the signal: check_children() says so
+                }
                 return tl::unexpected(received.error());
             }
             if (!*received) {
+                // Archive closes the run file after the final result, the last thing analyze
+                // sends down the feed: without one by then, analyze has none to give.
+                if (archive_closed_since_ && Clock::now() - *archive_closed_since_ > kFinalGrace) {
+                    return fail(ErrorCode::kIo,
+                                "analyze published no final result for run {}: {}; see {}", run_id_,
+                                last_warning(logs_dir_ / "analyze.log"),
+                                (logs_dir_ / "analyze.log").string());
+                }
+                if (!archive_closed_since_ && archive_closed()) {
+                    archive_closed_since_ = Clock::now();
+                }
                 continue;
             }
             auto decoded = transport::decode(std::move(**received));
@@ -645,6 +648,11 @@ class Demo {
                 return result->header;
             }
         }
+    }
+
+    [[nodiscard]] bool archive_closed() const {
+        return log_contains(Child{"archive", logs_dir_ / "archive.log"},
+                            "run file closed run=" + run_id_);
     }
 
     // Archive closes the run file when RunEnd, the last message of the feed, comes: wait for
@@ -683,6 +691,7 @@ class Demo {
     std::vector<std::pair<std::string, fs::path>> configs_;
     Sockets sockets_;
     std::vector<Child> children_;
+    std::optional<Clock::time_point> archive_closed_since_;
 };
 
 }  // namespace
