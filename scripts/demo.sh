@@ -6,15 +6,13 @@
 # final one and the archive file, and stops the services. docs/demo.md.
 #
 # Environment: ANISOFLOW_DEMO_OUT (default build/demo), ANISOFLOW_DEMO_ARGS (extra `anisoflow
-# demo` flags, e.g. "--rows 2048 --cols 2048 --distance 0.35" for the full-size detector).
+# demo` flags, e.g. "--frames 40 --fps 10").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh release
 out="${ANISOFLOW_DEMO_OUT:-build/demo}"
-# 1024x1024 pixels of 200 um at 0.28 m reach Q ~ 24 1/A in the corner at 100 keV, with a quarter
-# of the 2048x2048 pixels: fast on two cores (docs/demo.md, "Known limitations" for larger Q).
+# The mission's detector: 2048x2048 pixels of 200 um at 0.35 m, 100 keV (~20 s on two cores).
 # shellcheck disable=SC2086  # ANISOFLOW_DEMO_ARGS is a list of flags
-exec build/release/apps/anisoflow/anisoflow demo --out-dir "$out" \
-  --rows 1024 --cols 1024 --distance 0.28 --frames 8 --fps 4 --reducers 2 \
+exec build/release/apps/anisoflow/anisoflow demo --out-dir "$out" --frames 8 --fps 4 --reducers 2 \
   ${ANISOFLOW_DEMO_ARGS:-}

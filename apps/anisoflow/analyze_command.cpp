@@ -189,19 +189,7 @@ int run_analyze(const AnalyzeOptions& o) {
 
     // Q range: by default up to the largest ring the detector holds whole.
     const auto coverage = geometry.pixel_q_range();
-    double full_ring_q = std::numeric_limits<double>::infinity();
-    for (std::size_t c = 0; c < detector.cols; ++c) {
-        for (const std::size_t r : {std::size_t{0}, detector.rows - 1}) {
-            full_ring_q = std::min(
-                full_ring_q, geometry.q_inv_angstrom(geometry.pixel_centre(r, c).two_theta_rad));
-        }
-    }
-    for (std::size_t r = 0; r < detector.rows; ++r) {
-        for (const std::size_t c : {std::size_t{0}, detector.cols - 1}) {
-            full_ring_q = std::min(
-                full_ring_q, geometry.q_inv_angstrom(geometry.pixel_centre(r, c).two_theta_rad));
-        }
-    }
+    const double full_ring_q = geometry.full_ring_q_inv_angstrom();
     reduce::CakeAxes axes;
     axes.n_q = o.n_q;
     axes.n_chi = o.n_chi;

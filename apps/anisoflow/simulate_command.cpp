@@ -302,7 +302,8 @@ class StreamSender {
 };
 
 // The RunStart of a streamed simulation: the geometry of the frames and the settings of the
-// simulated sample, with the offline analysis' default grids (apps/anisoflow analyze).
+// simulated sample, with the offline analysis' default grids (apps/anisoflow analyze), Q up to
+// the largest full ring (beyond it partial rings spoil the harmonics).
 pb::RunStart stream_run_start(const SimulateOptions& o, const geometry::PoniGeometry& poni,
                               double q_max_inv_angstrom) {
     pb::RunStart start;
@@ -513,7 +514,8 @@ int run_simulate(const SimulateOptions& o) {
     const Frame flat_frame = Frame::from_vector(geometry.shape(), flat);
     std::optional<StreamSender> stream;
     if (!o.stream_address.empty()) {
-        auto opened = StreamSender::open(o, stream_run_start(o, poni, range.max_inv_angstrom));
+        auto opened =
+            StreamSender::open(o, stream_run_start(o, poni, geometry.full_ring_q_inv_angstrom()));
         if (!opened) {
             return report(opened.error());
         }

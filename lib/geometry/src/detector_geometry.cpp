@@ -90,6 +90,23 @@ DetectorGeometry::QRange DetectorGeometry::pixel_q_range() const {
     return range;
 }
 
+double DetectorGeometry::full_ring_q_inv_angstrom() const {
+    double q_min = std::numeric_limits<double>::infinity();
+    const FrameShape detector = shape();
+    const auto visit = [&](std::size_t row, std::size_t col) {
+        q_min = std::min(q_min, q_inv_angstrom(pixel_centre(row, col).two_theta_rad));
+    };
+    for (std::size_t col = 0; col < detector.cols; ++col) {
+        visit(0, col);
+        visit(detector.rows - 1, col);
+    }
+    for (std::size_t row = 0; row < detector.rows; ++row) {
+        visit(row, 0);
+        visit(row, detector.cols - 1);
+    }
+    return q_min;
+}
+
 double DetectorGeometry::polarization(const ScatteringAngles& angles, double factor) {
     const double cos_2th = std::cos(angles.two_theta_rad);
     const double cos2_2th = cos_2th * cos_2th;

@@ -91,6 +91,23 @@ TEST(DetectorGeometry, PoniVersion21GivesTheSameAnglesAsVersion2) {
     }
 }
 
+TEST(DetectorGeometry, FullRingEndsAtTheNearestEdgeWithAnOffCentreBeam) {
+    PoniGeometry poni;
+    poni.detector = DetectorModel{"Detector", 100e-6, 100e-6, FrameShape{400, 600}};
+    poni.distance_m = 0.3;
+    poni.poni1_m = 0.015;  // 150 pixels from the top edge (rows), 250 from the bottom
+    poni.poni2_m = 0.035;  // 350 pixels from the left edge (cols), 250 from the right
+    poni.wavelength_m = 0.123984e-10;
+    const DetectorGeometry geometry(poni);
+    // The nearest edge is the top one: its nearest pixel centre is 149.5 pixels above the PONI
+    // and half a pixel aside. The largest ring that stays whole has that radius, well inside
+    // the corner's Q.
+    const double radius = std::hypot(149.5, 0.5) * 100e-6;
+    const double expected = geometry.q_inv_angstrom(std::atan(radius / 0.3));
+    EXPECT_NEAR(geometry.full_ring_q_inv_angstrom(), expected, 1e-6 * expected);
+    EXPECT_LT(geometry.full_ring_q_inv_angstrom(), 0.5 * geometry.pixel_q_range().max_inv_angstrom);
+}
+
 TEST(DetectorGeometry, UntiltedDetectorFollowsTheTextbookFormulas) {
     PoniGeometry poni;
     poni.detector = DetectorModel{"Detector", 100e-6, 100e-6, FrameShape{1000, 1000}};

@@ -46,6 +46,9 @@ class DetectorGeometry {
         double max_inv_angstrom;
     };
     [[nodiscard]] QRange pixel_q_range() const;
+    /// The largest Q (1/A) whose whole ring lies on the detector: the smallest Q over the edge
+    /// pixels. Above it chi coverage is partial, which the harmonic extraction cannot use.
+    [[nodiscard]] double full_ring_q_inv_angstrom() const;
 
     /// pyFAI polarization(factor, axis_offset=0): 0.5 (1 + cos^2 2th - f cos(2 chi) sin^2 2th).
     /// factor 0 is unpolarised, +1 fully polarised horizontally (the synchrotron case).
