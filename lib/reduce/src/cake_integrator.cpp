@@ -7,8 +7,8 @@
 #include <limits>
 #include <mutex>
 #include <numbers>
-#include <utility>
 #include <type_traits>
+#include <utility>
 #include <variant>
 
 namespace anisoflow::reduce {
@@ -312,8 +312,7 @@ Result<void> CakeAccumulator::merge(const CakeAccumulator& other) {
     return {};
 }
 
-Result<CakeAccumulator> CakeAccumulator::from_sums(const CakeAxes& axes,
-                                                   std::vector<double> signal,
+Result<CakeAccumulator> CakeAccumulator::from_sums(const CakeAxes& axes, std::vector<double> signal,
                                                    std::vector<double> variance,
                                                    std::vector<double> norm,
                                                    std::vector<double> count,

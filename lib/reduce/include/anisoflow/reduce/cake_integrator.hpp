@@ -55,12 +55,9 @@ class CakeAccumulator {
     [[nodiscard]] std::span<const double> count_sums() const { return count_; }
     /// The accumulator holding sums made elsewhere (the inverse of the four accessors); each
     /// vector has axes.cell_count() values. Errors name the sum of the wrong length.
-    [[nodiscard]] static Result<CakeAccumulator> from_sums(const CakeAxes& axes,
-                                                           std::vector<double> signal,
-                                                           std::vector<double> variance,
-                                                           std::vector<double> norm,
-                                                           std::vector<double> count,
-                                                           std::size_t frame_count);
+    [[nodiscard]] static Result<CakeAccumulator> from_sums(
+        const CakeAxes& axes, std::vector<double> signal, std::vector<double> variance,
+        std::vector<double> norm, std::vector<double> count, std::size_t frame_count);
 
   private:
     friend class CakeIntegrator;
