@@ -322,7 +322,7 @@ std::string result_line(const pb::AnalysisResult& r, std::size_t frames_per_orie
     const std::string r_c =
         r.has_r_c_angstrom() ? fmt::format("{:.2f} A", r.r_c_angstrom()) : std::string("none");
     return fmt::format(
-        "{:<6} frames P {}/{} N {}/{}  alpha = {:.5f} +- {:.5f}  eps_aff = {:.5f} +- {:.5f}  "
+        "{:<6} frames P {}/{} N {}/{}  alpha = {:.4e} +- {:.1e}  eps_aff = {:.4e} +- {:.1e}  "
         "r_c = {}  mechanism = {}",
         r.is_final() ? "final" : "update", r.n_frames_p(), frames_per_orientation, r.n_frames_n(),
         frames_per_orientation, r.alpha(), r.alpha_stderr(), r.eps_aff(), r.eps_aff_stderr(), r_c,
