@@ -92,27 +92,6 @@ Result<reduce::DetectorCorrections> load_detector_corrections(const std::vector<
     return corrections;
 }
 
-std::optional<double> integer_saturation(PixelType type) {
-    switch (type) {
-        case PixelType::kUint8:
-            return std::numeric_limits<std::uint8_t>::max();
-        case PixelType::kUint16:
-            return std::numeric_limits<std::uint16_t>::max();
-        case PixelType::kUint32:
-            return std::numeric_limits<std::uint32_t>::max();
-        case PixelType::kInt8:
-            return std::numeric_limits<std::int8_t>::max();
-        case PixelType::kInt16:
-            return std::numeric_limits<std::int16_t>::max();
-        case PixelType::kInt32:
-            return std::numeric_limits<std::int32_t>::max();
-        case PixelType::kFloat32:
-        case PixelType::kFloat64:
-            return std::nullopt;
-    }
-    return std::nullopt;
-}
-
 std::string read_text(const std::string& path) {
     std::ifstream in(path);
     std::stringstream text;

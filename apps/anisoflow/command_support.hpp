@@ -40,9 +40,6 @@ Result<reduce::DetectorCorrections> load_detector_corrections(const std::vector<
                                                               const std::string& mask,
                                                               FrameShape detector);
 
-/// The largest value of an integer pixel type (a detector saturates there); none for floats.
-std::optional<double> integer_saturation(PixelType type);
-
 /// The whole text of a small file ("" when unreadable: callers have opened it already).
 std::string read_text(const std::string& path);
 

@@ -48,28 +48,6 @@ transport::SocketOptions socket_options(const cfg::Socket& socket) {
     return options;
 }
 
-// The saturation `anisoflow analyze` applies to integer detector frames (the type's maximum).
-std::optional<double> integer_saturation(PixelType type) {
-    switch (type) {
-        case PixelType::kUint8:
-            return std::numeric_limits<std::uint8_t>::max();
-        case PixelType::kUint16:
-            return std::numeric_limits<std::uint16_t>::max();
-        case PixelType::kUint32:
-            return std::numeric_limits<std::uint32_t>::max();
-        case PixelType::kInt8:
-            return std::numeric_limits<std::int8_t>::max();
-        case PixelType::kInt16:
-            return std::numeric_limits<std::int16_t>::max();
-        case PixelType::kInt32:
-            return std::numeric_limits<std::int32_t>::max();
-        case PixelType::kFloat32:
-        case PixelType::kFloat64:
-            return std::nullopt;
-    }
-    return std::nullopt;
-}
-
 class WorkerLinkInput final : public FrameInput {
   public:
     explicit WorkerLinkInput(transport::WorkerLink link) : link_(std::move(link)) {}

@@ -1,5 +1,7 @@
 #include "anisoflow/core/frame.hpp"
 
+#include <limits>
+
 namespace anisoflow {
 
 std::string_view to_string(PixelType type) {
@@ -40,6 +42,27 @@ std::size_t pixel_size_bytes(PixelType type) {
             return 8;
     }
     return 0;
+}
+
+std::optional<double> integer_saturation(PixelType type) {
+    switch (type) {
+        case PixelType::kUint8:
+            return std::numeric_limits<std::uint8_t>::max();
+        case PixelType::kUint16:
+            return std::numeric_limits<std::uint16_t>::max();
+        case PixelType::kUint32:
+            return std::numeric_limits<std::uint32_t>::max();
+        case PixelType::kInt8:
+            return std::numeric_limits<std::int8_t>::max();
+        case PixelType::kInt16:
+            return std::numeric_limits<std::int16_t>::max();
+        case PixelType::kInt32:
+            return std::numeric_limits<std::int32_t>::max();
+        case PixelType::kFloat32:
+        case PixelType::kFloat64:
+            return std::nullopt;
+    }
+    return std::nullopt;
 }
 
 PixelType FrameView::pixel_type() const { return static_cast<PixelType>(pixels.index()); }

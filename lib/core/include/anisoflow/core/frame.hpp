@@ -27,6 +27,8 @@ enum class PixelType { kUint8, kUint16, kUint32, kInt8, kInt16, kInt32, kFloat32
 
 std::string_view to_string(PixelType type);
 std::size_t pixel_size_bytes(PixelType type);
+/// The largest value an integer pixel type holds (where a detector saturates); none for floats.
+std::optional<double> integer_saturation(PixelType type);
 
 /// Non-owning view of a frame's pixels; one alternative per PixelType, in the same order.
 using PixelSpan = std::variant<std::span<const std::uint8_t>, std::span<const std::uint16_t>,
