@@ -450,6 +450,13 @@ struct RunBook {
     Clock::time_point drain_deadline;
 };
 
+// A RunEnd already published, repeated for subscribers that missed it (run_end_repeats).
+struct EndedRun {
+    pb::RunEnd end;
+    std::uint32_t repeats_left = 0;
+    Clock::time_point next_repeat;
+};
+
 void count_sent(pb::FrameCounts& counts, const pb::FrameHeader& header) {
     switch (header.kind()) {
         case pb::FRAME_KIND_DATA:
@@ -489,6 +496,7 @@ struct IngestService::State {
     // Members above are set once by create(); those below belong to the dispatch thread.
 
     std::map<std::string, RunBook, std::less<>> runs;
+    std::vector<EndedRun> ended;           // RunEnds still to be repeated
     transport::DispatchCounters exported;  // dispatcher counts already added to the metrics
     std::optional<SourceEvent> held;       // a data frame waiting for credit
     Clock::time_point held_since;
@@ -560,6 +568,7 @@ struct IngestService::State {
 
     // RunEnd after drain (or the drain timeout), RunStart again for late subscribers.
     void follow_runs(Clock::time_point now, bool stopping) {
+        repeat_run_ends(now);
         for (auto it = runs.begin(); it != runs.end();) {
             RunBook& book = it->second;
             if (!book.end && stopping) {
@@ -592,6 +601,10 @@ struct IngestService::State {
             }
             end.set_detail(detail);
             publish(transport::encode_control(end));
+            if (config.run_end_repeats() > 0 && !stopping) {
+                ended.push_back({end, config.run_end_repeats(),
+                                 now + milliseconds(config.run_start_republish_interval_ms())});
+            }
             dispatcher->end_run(it->first);
             const bool aborted = end.reason() == pb::RUN_END_REASON_ABORTED;
             metrics.runs_ended.with(aborted ? "aborted" : "completed").increment();
@@ -602,6 +615,17 @@ struct IngestService::State {
                 book.sent.data_n(), book.sent.dark(), book.sent.flat(), drained);
             it = runs.erase(it);
         }
+    }
+
+    void repeat_run_ends(Clock::time_point now) {
+        for (EndedRun& run : ended) {
+            if (now >= run.next_repeat) {
+                publish(transport::encode_control(run.end));
+                --run.repeats_left;
+                run.next_repeat = now + milliseconds(config.run_start_republish_interval_ms());
+            }
+        }
+        std::erase_if(ended, [](const EndedRun& run) { return run.repeats_left == 0; });
     }
 
     void export_metrics() {

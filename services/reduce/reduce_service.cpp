@@ -319,6 +319,9 @@ class ReduceService {
             } else if (auto* end = std::get_if<transport::RunEndMessage>(&*decoded)) {
                 // Jobs in the queue keep their integrator; the calibration of the run goes.
                 runs_.erase(end->end.run_id());
+                if (std::find(ended_.begin(), ended_.end(), end->end.run_id()) != ended_.end()) {
+                    continue;  // a repeated RunEnd (ingest's run_end_repeats)
+                }
                 ended_.push_back(end->end.run_id());
                 if (ended_.size() > kEndedRunsKept) {
                     ended_.pop_front();

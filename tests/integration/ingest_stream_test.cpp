@@ -300,6 +300,12 @@ TEST_P(IngestDectris, EveryImageReachesTheWorkerOnceWithItsBytes) {
         << ingest.metrics();
     EXPECT_NE(ingest.metrics().find("anisoflow_ingest_frames_received_total 7"), std::string::npos)
         << ingest.metrics();
+
+    // A subscriber that joins after the RunEnd still gets it (run_end_repeats, 100 ms apart).
+    FakeReducer latecomer(context, ingest.endpoints());
+    const auto repeated = latecomer.until_run_end(end->run_id());
+    ASSERT_TRUE(repeated) << "RunEnd was not repeated";
+    EXPECT_EQ(repeated->frames_sent().data_n(), 2U);
 }
 
 INSTANTIATE_TEST_SUITE_P(
