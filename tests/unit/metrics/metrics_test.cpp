@@ -1,94 +1,26 @@
-// lib/metrics: a real exposer on an ephemeral port, scraped over real HTTP (a blocking GET over a
-// POSIX socket) and read back from the Prometheus text exposition format.
+// lib/metrics: a real exposer on an ephemeral port, scraped over real HTTP by metrics::scrape and
+// read back with metrics::parse_exposition.
 
 #include "anisoflow/metrics/metrics.hpp"
 
+#include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/types.h>
-#include <unistd.h>
+
+#include "anisoflow/metrics/scrape.hpp"
 
 namespace anisoflow::metrics {
 namespace {
 
-// The body of GET http://127.0.0.1:<port><path>, or nullopt when the request failed.
-std::optional<std::string> http_get(std::uint16_t port, const std::string& path) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) {
-        return std::nullopt;
-    }
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(port);
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    // NOLINTNEXTLINE(cppcoreguidelines-pro-type-reinterpret-cast): the POSIX sockets API
-    if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
-        ::close(fd);
-        return std::nullopt;
-    }
-    // HTTP/1.0: the server closes the connection after the response, so EOF ends the body.
-    const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    std::size_t sent = 0;
-    while (sent < request.size()) {
-        const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, 0);
-        if (n <= 0) {
-            ::close(fd);
-            return std::nullopt;
-        }
-        sent += static_cast<std::size_t>(n);
-    }
-    std::string response;
-    std::vector<char> buffer(4096);
-    while (true) {
-        const ssize_t n = ::recv(fd, buffer.data(), buffer.size(), 0);
-        if (n < 0) {
-            ::close(fd);
-            return std::nullopt;
-        }
-        if (n == 0) {
-            break;
-        }
-        response.append(buffer.data(), static_cast<std::size_t>(n));
-    }
-    ::close(fd);
-    if (response.rfind("HTTP/1.", 0) != 0 || response.find(" 200 ") == std::string::npos) {
-        return std::nullopt;
-    }
-    const auto body = response.find("\r\n\r\n");
-    if (body == std::string::npos) {
-        return std::nullopt;
-    }
-    return response.substr(body + 4);
-}
-
-// Samples of a text exposition: "name{labels}" (exactly as written) -> value.
-std::map<std::string, double> parse_exposition(const std::string& text) {
-    std::map<std::string, double> samples;
-    std::istringstream lines(text);
-    std::string line;
-    while (std::getline(lines, line)) {
-        if (line.empty() || line.front() == '#') {
-            continue;
-        }
-        const auto space = line.rfind(' ');
-        if (space == std::string::npos) {
-            ADD_FAILURE() << "unparseable exposition line: " << line;
-            continue;
-        }
-        samples[line.substr(0, space)] = std::stod(line.substr(space + 1));
-    }
-    return samples;
-}
+using namespace std::chrono_literals;
+constexpr auto kPatience = 5s;  // only reached when the server is broken
 
 // One server for the scrape tests: stopping a civetweb server takes about 2 s (its listener polls
 // with a 2 s quantum), so the suite starts it once. Each test uses its own metric names.
@@ -109,9 +41,11 @@ class Scrape : public ::testing::Test {
         shared_registry = nullptr;
     }
     static std::map<std::string, double> scrape() {
-        const auto body = http_get(shared_server->port(), "/metrics");
-        EXPECT_TRUE(body.has_value());
-        return body ? parse_exposition(*body) : std::map<std::string, double>{};
+        const auto body = metrics::scrape("127.0.0.1", shared_server->port(), kPatience);
+        EXPECT_TRUE(body) << body.error().message;
+        auto samples = body ? parse_exposition(*body) : std::map<std::string, double>{};
+        EXPECT_TRUE(samples) << samples.error().message;
+        return samples ? *samples : std::map<std::string, double>{};
     }
     static inline Registry* shared_registry = nullptr;
     static inline MetricsServer* shared_server = nullptr;
@@ -135,9 +69,11 @@ TEST_F(Scrape, ServesCountersGaugesAndHistogramsOverHttp) {
 
     ASSERT_GT(shared_server->port(), 0);
 
-    const auto body = http_get(shared_server->port(), "/metrics");
-    ASSERT_TRUE(body.has_value());
-    const auto samples = parse_exposition(*body);
+    const auto body = metrics::scrape("127.0.0.1", shared_server->port(), kPatience);
+    ASSERT_TRUE(body) << body.error().message;
+    const auto parsed = parse_exposition(*body);
+    ASSERT_TRUE(parsed) << parsed.error().message;
+    const auto& samples = *parsed;
     EXPECT_EQ(samples.at("anisoflow_test_frames_sent_total"), 3.0);
     EXPECT_EQ(samples.at("anisoflow_test_queue_depth_frames{queue=\"frames\"}"), 6.0);
     EXPECT_EQ(samples.at("anisoflow_test_frame_latency_seconds_count"), 3.0);
@@ -244,6 +180,34 @@ TEST(Registry, HandlesAreSafeToIncrementFromManyThreads) {
     }
     EXPECT_EQ(counter->value(), double{kThreads} * kPerThread);
     EXPECT_NE(registry.serialize().find("anisoflow_test_hits_total 40000"), std::string::npos);
+}
+
+TEST(ScrapeClient, NoListenerIsAnErrorNamingTheUrl) {
+    // Port 1 on loopback: nothing listens there without root.
+    const auto body = metrics::scrape("127.0.0.1", 1, kPatience);
+    ASSERT_FALSE(body);
+    EXPECT_NE(body.error().message.find("http://127.0.0.1:1/metrics"), std::string::npos)
+        << body.error().message;
+}
+
+TEST(ParseExposition, ReadsLabelsSpecialValuesAndTimestamps) {
+    const auto samples = parse_exposition(
+        "# HELP a_total things\n# TYPE a_total counter\na_total 3\n"
+        "b_seconds_bucket{le=\"+Inf\"} 7\nc{reason=\"two words\"} 2.5 1700000000000\n"
+        "d NaN\ne -Inf\r\n");
+    ASSERT_TRUE(samples) << samples.error().message;
+    EXPECT_EQ(samples->at("a_total"), 3.0);
+    EXPECT_EQ(samples->at("b_seconds_bucket{le=\"+Inf\"}"), 7.0);
+    EXPECT_EQ(samples->at("c{reason=\"two words\"}"), 2.5);
+    EXPECT_TRUE(std::isnan(samples->at("d")));
+    EXPECT_TRUE(std::isinf(samples->at("e")));
+    EXPECT_EQ(samples->size(), 5U);
+}
+
+TEST(ParseExposition, ALineWithoutANumberIsNamed) {
+    const auto samples = parse_exposition("a_total 3\nb_total three\n");
+    ASSERT_FALSE(samples);
+    EXPECT_NE(samples.error().message.find("line 2"), std::string::npos) << samples.error().message;
 }
 
 }  // namespace
