@@ -4,6 +4,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -18,11 +19,13 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "anisoflow/core/result.hpp"
+#include "anisoflow/metrics/scrape.hpp"
 #include "anisoflow/transport/message.hpp"
 #include "anisoflow/transport/socket.hpp"
 
@@ -40,6 +43,7 @@ using Clock = std::chrono::steady_clock;
 constexpr std::size_t kMaxIpcPath = 100;
 constexpr auto kPoll = std::chrono::milliseconds(200);
 constexpr auto kFinalGrace = std::chrono::seconds(3);
+constexpr auto kScrapeTimeout = std::chrono::milliseconds(5000);
 
 std::atomic<int> g_signal{0};  // NOLINT(cppcoreguidelines-avoid-non-const-global-variables)
 
@@ -183,6 +187,69 @@ std::string last_warning(const fs::path& log) {
         }
     }
     return found;
+}
+
+// The port a service's metrics listen on, from its log's `starting ... metrics_port=N` line
+// (runtime::service_main); the demo asks for port 0, so only the log knows it.
+Result<std::uint16_t> metrics_port(const Child& child) {
+    const std::string log = read_file(child.log);
+    const std::string key = "metrics_port=";
+    const std::size_t at = log.find(key);
+    if (at == std::string::npos) {
+        return fail(ErrorCode::kNotFound, "{}: no metrics_port in {}", child.name,
+                    child.log.string());
+    }
+    const unsigned long port = std::strtoul(log.c_str() + at + key.size(), nullptr, 10);
+    if (port == 0 || port > 65535) {
+        return fail(ErrorCode::kParse, "{}: metrics are off or the port is unreadable in {}",
+                    child.name, child.log.string());
+    }
+    return static_cast<std::uint16_t>(port);
+}
+
+std::string_view mode_name(pb::ExtractionMode mode) {
+    return mode == pb::EXTRACTION_MODE_SINGLE ? "single" : "pn";
+}
+
+std::string_view normalisation_name(pb::Normalisation normalisation) {
+    return normalisation == pb::NORMALISATION_ADHOC ? "adhoc" : "high-Q";
+}
+
+std::string_view mechanism_name(pb::Mechanism mechanism);
+
+// The final result with the keys and spellings of `anisoflow analyze`'s SUMMARY.json (SPEC 8),
+// so the two can be compared key by key, plus what only the live chain knows.
+nlohmann::json summary_json(const pb::AnalysisResult& r) {
+    return {
+        {"alpha", r.alpha()},
+        {"alpha_stderr", r.alpha_stderr()},
+        {"alpha_reduced_chi2", r.alpha_reduced_chi2()},
+        {"alpha_full_range", r.alpha_full_range()},
+        {"alpha_full_range_stderr", r.alpha_full_range_stderr()},
+        {"alpha_full_range_reduced_chi2", r.alpha_full_range_reduced_chi2()},
+        {"eps_aff", r.eps_aff()},
+        {"eps_aff_stderr", r.eps_aff_stderr()},
+        {"nu", r.nu()},
+        {"r_c_angstrom",
+         r.has_r_c_angstrom() ? nlohmann::json(r.r_c_angstrom()) : nlohmann::json(nullptr)},
+        {"mechanism", std::string(mechanism_name(r.mechanism()))},
+        {"corr_stretching", r.corr_stretching()},
+        {"corr_rotation", r.corr_rotation()},
+        {"first_peak_shift_angstrom", r.first_peak_shift_angstrom()},
+        {"s2_chi2", r.s2_chi2()},
+        {"s2_dof", r.s2_dof()},
+        {"n_frames_p", r.n_frames_p()},
+        {"n_frames_n", r.n_frames_n()},
+        {"mode", std::string(mode_name(r.mode()))},
+        {"normalisation", std::string(normalisation_name(r.normalisation()))},
+        {"version", r.version()},
+        {"frames_received",
+         {{"data_p", r.frames().data_p()},
+          {"data_n", r.frames().data_n()},
+          {"dark", r.frames().dark()},
+          {"flat", r.frames().flat()},
+          {"background", r.frames().background()}}},
+    };
 }
 
 // The binary of one service: --services-dir, else next to this program (an install), else the
@@ -427,7 +494,60 @@ class Demo {
         if (auto archived = wait_for_archive(); !archived) {
             return report(archived.error());
         }
+        auto counted = record_metrics();
+        if (!counted) {
+            return report(counted.error());
+        }
+        if (!o_.json_path.empty()) {
+            if (auto written = write_json(*final_result, *counted); !written) {
+                return report(written.error());
+            }
+        }
         return 0;
+    }
+
+    // What every service counted, read over HTTP as Prometheus would, before they are stopped:
+    // DIR/metrics/<instance>.prom as served, and parsed for --json.
+    Result<nlohmann::json> record_metrics() {
+        std::error_code ec;
+        fs::create_directories(metrics_dir_, ec);
+        if (ec) {
+            return fail(ErrorCode::kIo, "{}: {}", metrics_dir_.string(), ec.message());
+        }
+        nlohmann::json all = nlohmann::json::object();
+        for (const Child& child : children_) {
+            if (child.name == "simulate") {
+                continue;
+            }
+            auto port = metrics_port(child);
+            if (!port) {
+                return tl::unexpected(port.error());
+            }
+            auto body = metrics::scrape("127.0.0.1", *port, kScrapeTimeout);
+            if (!body) {
+                return tl::unexpected(body.error().with_context(child.name + " metrics"));
+            }
+            std::ofstream(metrics_dir_ / (child.name + ".prom")) << *body;
+            auto samples = metrics::parse_exposition(*body);
+            if (!samples) {
+                return tl::unexpected(samples.error().with_context(child.name + " metrics"));
+            }
+            all[child.name] = *samples;
+        }
+        return all;
+    }
+
+    Result<void> write_json(const pb::AnalysisResult& final_result, nlohmann::json metrics) {
+        nlohmann::json document = summary_json(final_result);
+        document["run_id"] = run_id_;
+        document["archive"] = archive_file_.string();
+        document["metrics"] = std::move(metrics);
+        std::ofstream out(o_.json_path);
+        out << document.dump(2) << "\n";
+        if (!out) {
+            return fail(ErrorCode::kIo, "--json {}: cannot write", o_.json_path);
+        }
+        return {};
     }
 
     Result<void> prepare() {
@@ -454,6 +574,7 @@ class Demo {
         config_dir_ = dir / "config";
         logs_dir_ = dir / "logs";
         runs_dir_ = dir / "runs";
+        metrics_dir_ = dir / "metrics";
         const fs::path sock_dir = dir / "sock";
         for (const fs::path& sub : {config_dir_, logs_dir_, runs_dir_, sock_dir}) {
             fs::create_directories(sub, ec);
@@ -685,7 +806,7 @@ class Demo {
     const DemoOptions& o_;
     fs::path self_;
     std::vector<std::pair<std::string, fs::path>> binaries_;
-    fs::path config_dir_, logs_dir_, runs_dir_, archive_file_;
+    fs::path config_dir_, logs_dir_, runs_dir_, metrics_dir_, archive_file_;
     Endpoints endpoints_;
     std::string run_id_;
     std::vector<std::pair<std::string, fs::path>> configs_;
@@ -728,6 +849,9 @@ CLI::App* add_demo_command(CLI::App& app, DemoOptions& o) {
         ->capture_default_str();
     cmd->add_option("--stop-timeout", o.stop_timeout_s, "s after SIGTERM before SIGKILL")
         ->capture_default_str();
+    cmd->add_option("--json", o.json_path,
+                    "write the final result (SUMMARY.json keys), the run file and every "
+                    "service's metrics at the end of the run to this file");
     return cmd;
 }
 

@@ -31,6 +31,9 @@ struct DemoOptions {
     double startup_timeout_s = 30.0;  ///< services up within this, or the demo fails
     double run_timeout_s = 300.0;     ///< final result within this after the stream started
     double stop_timeout_s = 10.0;     ///< after SIGTERM, SIGKILL when a child is still running
+    /// When set: the final result (the SUMMARY.json keys of `anisoflow analyze`), the run file
+    /// and every service's metrics at the end of the run, as JSON.
+    std::string json_path;
 };
 
 CLI::App* add_demo_command(CLI::App& app, DemoOptions& options);
