@@ -1,9 +1,13 @@
 #include "anisoflow/runtime/service_main.hpp"
 
+#include <climits>
 #include <csignal>
 #include <optional>
+#include <string>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include "anisoflow/runtime/logging.hpp"
 
@@ -23,6 +27,15 @@ std::string_view signal_name(int signal_number) {
 }
 
 }  // namespace
+
+std::string default_instance_name(std::string_view service) {
+    std::string host(HOST_NAME_MAX + 1, '\0');
+    if (::gethostname(host.data(), host.size()) != 0) {
+        host = "localhost";
+    }
+    host.resize(host.find('\0'));
+    return fmt::format("{}-{}-{}", service, host, ::getpid());
+}
 
 void print_error(std::string_view service, std::string_view text) {
     // One prefixed line per problem: a file with three mistakes gives three lines.

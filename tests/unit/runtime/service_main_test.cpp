@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 namespace anisoflow::runtime {
 namespace {
@@ -43,6 +44,20 @@ TEST(ServiceMain, CheckConfigPrintsTheEffectiveConfigurationAndExitsZero) {
     ASSERT_TRUE(merge_toml(printed, out, "printed"));
     EXPECT_EQ(printed.threads(), 3U);
     EXPECT_TRUE(validate(printed).empty());
+}
+
+TEST(ServiceMain, AnEmptyInstanceIsNamedAfterTheHostAndProcess) {
+    // docker compose --scale reduce=N starts N workers from one configuration.
+    ::testing::internal::CaptureStdout();
+    const int code = run_reduce({"--check-config", "--set", "instance="}, never_called);
+    const std::string out = ::testing::internal::GetCapturedStdout();
+    EXPECT_EQ(code, 0);
+    cfg::ReduceConfig printed;
+    ASSERT_TRUE(merge_toml(printed, out, "printed"));
+    EXPECT_EQ(printed.instance(), detail::default_instance_name("reduce"));
+    EXPECT_EQ(printed.instance().rfind("reduce-", 0), 0U) << printed.instance();
+    EXPECT_NE(printed.instance().find("-" + std::to_string(::getpid())), std::string::npos)
+        << printed.instance();
 }
 
 TEST(ServiceMain, AnInvalidConfigurationListsEveryProblemAndExitsOne) {

@@ -46,6 +46,10 @@ int run_service(std::string_view service, const google::protobuf::Message& confi
                 const cfg::Logging& logging, const cfg::Metrics& metrics,
                 const std::function<Result<void>(ServiceContext&)>& loop);
 
+/// `<service>-<host name>-<process id>`: unique per process on a network, for an instance whose
+/// configuration leaves `instance` empty.
+std::string default_instance_name(std::string_view service);
+
 /// Prints `text` on stderr prefixed with the program name.
 void print_error(std::string_view service, std::string_view text);
 
@@ -71,6 +75,11 @@ int service_main(std::string_view service, int argc, char** argv, const ServiceL
         if (auto loaded = load_effective_config(config, *command_line); !loaded) {
             detail::print_error(service, loaded.error().message);
             return 1;
+        }
+        if (config.instance().empty()) {
+            // Replicas started from one configuration (docker compose --scale reduce=N) need
+            // distinct names: a reduce worker's name is its routing id at ingest.
+            config.set_instance(detail::default_instance_name(service));
         }
         if (const auto problems = validate(config); !problems.empty()) {
             for (const std::string& problem : problems) {
