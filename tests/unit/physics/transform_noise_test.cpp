@@ -26,11 +26,11 @@ namespace {
 constexpr double kPi = std::numbers::pi;
 constexpr double kRho = 0.0553;  // the simulator's default glass
 // `anisoflow analyze` defaults: Q bin centres of a cake over [0.5, q_max] with --n-q 2000 (q_max
-// the largest full ring of the simulated 2048^2 detector, ~25.6 1/A), r = (0, 25] A in 2000
-// points, no Lorch window.
+// the largest full ring of the simulated 2048^2 detector, 26.5 1/A at 0.35 m), r = (0, 25] A in
+// 2000 points, no Lorch window.
 constexpr std::size_t kNq = 2000;
 constexpr double kQMin = 0.5;
-constexpr double kQMax = 25.6;
+constexpr double kQMax = 26.5;
 constexpr double kRMax = 25.0;
 constexpr std::size_t kNr = 2000;
 constexpr std::size_t kMaxLag = 170;  // 2 A window / 0.0125 A + 1, as the analysis asks
