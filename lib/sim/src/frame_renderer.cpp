@@ -8,6 +8,28 @@
 
 namespace anisoflow::sim {
 
+namespace {
+
+// Counts (dark included) as the frame settings.pixel_output asks for: a detector's uint16,
+// rounded and clipped at 0 and at saturation, or the float32 values unclipped.
+Frame to_frame(FrameShape shape, const std::vector<double>& counts,
+               const RenderSettings& settings) {
+    if (settings.pixel_output == PixelOutput::kFloat32Expected) {
+        std::vector<float> pixels(counts.size());
+        std::transform(counts.begin(), counts.end(), pixels.begin(),
+                       [](double value) { return static_cast<float>(value); });
+        return Frame::from_vector(shape, std::move(pixels));
+    }
+    const double ceiling = std::min(settings.saturation_counts, 65535.0);
+    std::vector<std::uint16_t> pixels(counts.size());
+    std::transform(counts.begin(), counts.end(), pixels.begin(), [ceiling](double value) {
+        return static_cast<std::uint16_t>(std::clamp(std::round(value), 0.0, ceiling));
+    });
+    return Frame::from_vector(shape, std::move(pixels));
+}
+
+}  // namespace
+
 Result<FrameRenderer> FrameRenderer::create(const geometry::DetectorGeometry& geometry,
                                             AtomicTermsTable atomic_terms,
                                             std::vector<float> flat) {
@@ -109,16 +131,13 @@ std::uint64_t frame_seed(std::uint64_t run_seed, FrameSeries series, std::size_t
 Frame FrameRenderer::render_dark(const RenderSettings& settings) const {
     std::mt19937_64 rng(settings.seed);
     std::normal_distribution<double> read_noise(0.0, std::max(settings.read_noise_counts, 0.0));
-    const double ceiling = std::min(settings.saturation_counts, 65535.0);
-    std::vector<std::uint16_t> pixels(shape_.pixel_count());
-    for (auto& pixel : pixels) {
-        double counts = settings.dark_counts;
-        if (settings.read_noise_counts > 0.0) {
-            counts += read_noise(rng);
+    std::vector<double> counts(shape_.pixel_count(), settings.dark_counts);
+    if (settings.read_noise_counts > 0.0) {
+        for (double& value : counts) {
+            value += read_noise(rng);
         }
-        pixel = static_cast<std::uint16_t>(std::clamp(std::round(counts), 0.0, ceiling));
     }
-    return Frame::from_vector(shape_, std::move(pixels));
+    return to_frame(shape_, counts, settings);
 }
 
 Result<Frame> FrameRenderer::render(const HardSphereStructure& structure,
@@ -133,25 +152,31 @@ Result<Frame> FrameRenderer::render(const StrainedStructure& structure,
                     "counts scale {} and saturation {} must be positive", settings.counts_scale,
                     settings.saturation_counts);
     }
-    const std::vector<double> signal = expected_signal(structure, settings);
+    if (settings.pixel_output == PixelOutput::kFloat32Expected && settings.poisson_noise) {
+        return fail(ErrorCode::kInvalidArgument,
+                    "float32 expected-count frames are for noiseless rendering: a first-order "
+                    "model's negative expected counts have no Poisson law");
+    }
+    std::vector<double> counts = expected_signal(structure, settings);
     std::mt19937_64 rng(settings.seed);
     std::normal_distribution<double> read_noise(0.0, std::max(settings.read_noise_counts, 0.0));
-    const double ceiling = std::min(settings.saturation_counts, 65535.0);
-    std::vector<std::uint16_t> pixels(signal.size());
-    for (std::size_t i = 0; i < signal.size(); ++i) {
-        const double mean = std::max(signal[i], 0.0);
-        double counts = mean;
+    // A detector records no fewer than 0 photons: its frames clip a negative model intensity
+    // there (below the dark). float32 expected-count frames keep it.
+    const bool clip_photons = settings.pixel_output == PixelOutput::kUint16Counts;
+    for (double& value : counts) {
+        if (clip_photons) {
+            value = std::max(value, 0.0);
+        }
         if (settings.poisson_noise) {
-            std::poisson_distribution<std::int64_t> photons(mean);
-            counts = static_cast<double>(photons(rng));
+            std::poisson_distribution<std::int64_t> photons(value);
+            value = static_cast<double>(photons(rng));
         }
-        counts += settings.dark_counts;
+        value += settings.dark_counts;
         if (settings.read_noise_counts > 0.0) {
-            counts += read_noise(rng);
+            value += read_noise(rng);
         }
-        pixels[i] = static_cast<std::uint16_t>(std::clamp(std::round(counts), 0.0, ceiling));
     }
-    return Frame::from_vector(shape_, std::move(pixels));
+    return to_frame(shape_, counts, settings);
 }
 
 }  // namespace anisoflow::sim

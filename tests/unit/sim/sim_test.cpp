@@ -13,6 +13,7 @@
 
 #include "anisoflow/reduce/cake_integrator.hpp"
 #include "anisoflow/sim/frame_renderer.hpp"
+#include "anisoflow/sim/strained_structure.hpp"
 #include "anisoflow/sim/structure_model.hpp"
 
 namespace anisoflow::sim {
@@ -291,6 +292,51 @@ TEST(FrameRenderer, DarkFramesHoldTheDarkLevelAndReadNoiseOnly) {
     EXPECT_NEAR(mean, 100.0, 0.1);
     // Gaussian read noise of 3 counts plus the 1/12 count^2 of rounding.
     EXPECT_NEAR(std::sqrt(sum2 / n - mean * mean), std::sqrt(9.0 + 1.0 / 12.0), 0.1);
+}
+
+// A first-order model can ask for S(Q, psi) < 0 (docs/physics-simulator.md, "Low-Q content"). A
+// detector's frames clip it at 0 photons; float32 expected-count frames keep it, so that the
+// analysis chain, linear in the counts, can be checked against the model as it stands.
+TEST(FrameRenderer, FloatFramesKeepNegativeModelIntensityThatCountFramesClip) {
+    const geometry::DetectorGeometry geometry(small_detector());
+    auto renderer = *FrameRenderer::create(geometry, flat_atomic_terms());
+    // S2 = -1 at every Q: along the axis S = S0 - sqrt5 < 0, so 100 (S - 1) + 120 < 0.
+    constexpr double kTableStep = 0.01;
+    const auto structure = StrainedStructure::harmonic(
+        glass(), HarmonicTable(kTableStep, std::vector<double>(3000, -1.0)));
+    RenderSettings settings;
+    settings.counts_scale = 10.0;
+    settings.dark_counts = 100.0;
+    settings.poisson_noise = false;
+    const std::vector<double> expected = renderer.expected_signal(structure, settings);
+    ASSERT_LT(*std::min_element(expected.begin(), expected.end()), -settings.dark_counts);
+
+    const auto counts = *renderer.render(structure, settings);
+    const auto& count_pixels = std::get<std::vector<std::uint16_t>>(counts.pixels);
+    settings.pixel_output = PixelOutput::kFloat32Expected;
+    const auto exact = *renderer.render(structure, settings);
+    const auto& exact_pixels = std::get<std::vector<float>>(exact.pixels);
+    ASSERT_EQ(exact_pixels.size(), expected.size());
+    std::size_t negative = 0;
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+        // uint16: no fewer than 0 photons, then the dark, rounded.
+        EXPECT_EQ(static_cast<double>(count_pixels[i]),
+                  std::round(std::max(expected[i], 0.0) + 100.0))
+            << i;
+        // float32: the model as it is, below the dark and below 0 where it asks for that.
+        EXPECT_EQ(exact_pixels[i], static_cast<float>(expected[i] + 100.0)) << i;
+        negative += expected[i] < 0.0 ? 1U : 0U;
+    }
+    EXPECT_GT(negative, expected.size() / 10);
+    const auto dark = renderer.render_dark(settings);
+    const auto& dark_pixels = std::get<std::vector<float>>(dark.pixels);
+    EXPECT_TRUE(std::all_of(dark_pixels.begin(), dark_pixels.end(),
+                            [](float value) { return value == 100.0F; }));
+    // A negative expected count has no Poisson law: noisy float frames are refused.
+    settings.poisson_noise = true;
+    const auto noisy = renderer.render(structure, settings);
+    ASSERT_FALSE(noisy.has_value());
+    EXPECT_THAT(noisy.error().message, HasSubstr("noiseless"));
 }
 
 }  // namespace

@@ -29,6 +29,18 @@ struct AtomicTermsTable {
 
 enum class Orientation { kP, kN };
 
+/// What a rendered frame holds.
+enum class PixelOutput {
+    /// What a detector records: uint16 counts, rounded, clipped at 0 and at saturation.
+    kUint16Counts,
+    /// float32 counts, not rounded, not clipped (read noise, if any, added unrounded). For
+    /// noiseless validation of the analysis chain, which is linear in the counts: a first-order
+    /// strain model can ask for S(Q, psi) < 0 (docs/physics-simulator.md, "Low-Q content"), and
+    /// only unclipped frames carry that model to the analysis intact. render() refuses it with
+    /// Poisson noise (a negative expected count has no Poisson law).
+    kFloat32Expected,
+};
+
 /// Which series of a simulated run a frame belongs to (its own random stream).
 enum class FrameSeries { kP, kN, kDark };
 
@@ -49,6 +61,7 @@ struct RenderSettings {
     double read_noise_counts = 0.0;  ///< Gaussian read noise, counts rms
     bool poisson_noise = true;
     double saturation_counts = 65535.0;  ///< counts clip here (uint16 detectors)
+    PixelOutput pixel_output = PixelOutput::kUint16Counts;
     std::uint64_t seed = 1;
 };
 
@@ -59,13 +72,15 @@ class FrameRenderer {
                                         AtomicTermsTable atomic_terms,
                                         std::vector<float> flat = {});
 
-    /// One uint16 frame of the given structure under the given settings.
+    /// One frame of the given structure under the given settings (uint16 counts, or float32
+    /// expected counts: settings.pixel_output).
     [[nodiscard]] Result<Frame> render(const StrainedStructure& structure,
                                        const RenderSettings& settings) const;
     /// Shorthand for the exact affine model with settings.strain (eps = 0: isotropic).
     [[nodiscard]] Result<Frame> render(const HardSphereStructure& structure,
                                        const RenderSettings& settings) const;
-    /// A dark frame: the dark level with read noise only (no beam), same seed rules as render().
+    /// A dark frame: the dark level with read noise only (no beam), same seed rules and pixel
+    /// output as render().
     [[nodiscard]] Frame render_dark(const RenderSettings& settings) const;
     /// The noise-free expected counts above the dark (for tests): K [..] x sa x pol x flat.
     [[nodiscard]] std::vector<double> expected_signal(const StrainedStructure& structure,
