@@ -130,6 +130,8 @@ CLI::App* add_analyze_command(CLI::App& app, AnalyzeOptions& o) {
         ->capture_default_str();
     cmd->add_option("--polarization", o.polarization_factor, "polarization factor")
         ->capture_default_str();
+    cmd->add_flag("--keep-negative", o.keep_negative,
+                  "keep pixels below the dark (by default excluded in that frame)");
     cmd->add_flag("--lorch", o.lorch, "apply the Lorch window in the transforms");
     cmd->add_option("--split", o.split,
                     "pixel splitting: none (default: independent Q bins, as the error propagation "
@@ -225,6 +227,7 @@ int run_analyze(const AnalyzeOptions& o) {
     }
     corrections.saturation_counts = integer_saturation((*p_source)->pixel_type());
     corrections.polarization_factor = o.polarization_factor;
+    corrections.mask_negative_after_dark = !o.keep_negative;
     auto splitting = reduce::parse_pixel_splitting(o.split);
     if (!splitting) {
         return report(splitting.error());
@@ -288,6 +291,7 @@ int run_analyze(const AnalyzeOptions& o) {
         {"r_fit_max", o.r_fit_max_angstrom},
         {"polarization", o.polarization_factor},
         {"lorch", o.lorch},
+        {"keep_negative", o.keep_negative},
         {"split", o.split},
     };
     io::AnalysisFileInfo info;

@@ -35,6 +35,11 @@ struct AnalyzeOptions {
     double r_fit_min_angstrom = 2.3;
     double r_fit_max_angstrom = 20.0;
     double polarization_factor = 0.99;
+    /// --keep-negative: keep pixels below the dark (by default excluded in that frame:
+    /// reduce::DetectorCorrections::mask_negative_after_dark). Unclipped float frames of a
+    /// first-order model need it: their pixels below the dark are the model's S(Q, psi) < 0,
+    /// and excluding them biases S2 (`simulate --float-frames`, docs/physics-simulator.md).
+    bool keep_negative = false;
     bool lorch = false;
     // No splitting by default: every pixel then lands in one Q bin, so the bins' noise is
     // independent, as the error propagation of SPEC 5-7 assumes. bbox shares pixels between

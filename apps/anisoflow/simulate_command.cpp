@@ -416,6 +416,10 @@ CLI::App* add_simulate_command(CLI::App& app, SimulateOptions& o) {
     cmd->add_option("--flat-variation", o.flat_variation, "amplitude of the flat-field pattern")
         ->capture_default_str();
     cmd->add_flag("--noiseless", o.noiseless, "no Poisson or read noise (for validation)");
+    cmd->add_flag("--float-frames", o.float_frames,
+                  "with --noiseless: write P, N and dark frames as float32 expected counts, not "
+                  "rounded or clipped at 0 (a first-order model's S < 0 kept; analyze them with "
+                  "--keep-negative)");
     cmd->add_option("--seed", o.seed, "random seed (frames are reproducible)")
         ->capture_default_str();
     return cmd;
@@ -432,6 +436,11 @@ int run_simulate(const SimulateOptions& o) {
     if (!(o.nu > -1.0 && o.nu < 0.5)) {
         return report(
             Error{ErrorCode::kInvalidArgument, fmt::format("--nu {} is outside (-1, 0.5)", o.nu)});
+    }
+    if (o.float_frames && !o.noiseless) {
+        return report(Error{ErrorCode::kInvalidArgument,
+                            "--float-frames needs --noiseless (negative expected counts have no "
+                            "Poisson law)"});
     }
     if (o.out_dir.empty() && o.stream_address.empty()) {
         return report(Error{ErrorCode::kInvalidArgument, "give --out-dir, --stream or both"});
@@ -504,6 +513,9 @@ int run_simulate(const SimulateOptions& o) {
     settings.dark_counts = o.dark_level_counts;
     settings.read_noise_counts = o.noiseless ? 0.0 : o.read_noise_counts;
     settings.poisson_noise = !o.noiseless;
+    settings.pixel_output =
+        o.float_frames ? sim::PixelOutput::kFloat32Expected : sim::PixelOutput::kUint16Counts;
+    const PixelType frame_type = o.float_frames ? PixelType::kFloat32 : PixelType::kUint16;
 
     // Darks first: a stream sends them (and the flat) before the data frames they correct.
     std::vector<Frame> darks;
@@ -539,7 +551,8 @@ int run_simulate(const SimulateOptions& o) {
         {
             // A first-order model can ask for negative intensity (a strain step in the uniform
             // background of pairs gives a large S2 at low Q while S0 there is ~0.01): a detector
-            // records 0, so the frames no longer hold the model. Say so rather than clip quietly.
+            // records 0, so the frames no longer hold the model. Say so rather than clip quietly;
+            // --float-frames keeps the model as it is (docs/physics-simulator.md).
             settings.orientation = orientation;
             const std::vector<double> expected =
                 renderer->expected_signal(model->structure, settings);
@@ -548,8 +561,11 @@ int run_simulate(const SimulateOptions& o) {
             if (negative > 0) {
                 spdlog::warn(
                     "model intensity below zero orientation={} pixels={}: the first-order "
-                    "strain model is not physical there (S(Q, psi) < 0); frames record 0",
-                    is_p ? "P" : "N", negative);
+                    "strain model is not physical there (S(Q, psi) < 0); {}",
+                    is_p ? "P" : "N", negative,
+                    o.float_frames ? "float32 frames keep it below the dark (analyze with "
+                                     "--keep-negative)"
+                                   : "frames record 0 (--noiseless --float-frames keeps it)");
             }
         }
         std::vector<Frame> frames;
@@ -575,8 +591,7 @@ int run_simulate(const SimulateOptions& o) {
                          o.frames_per_orientation);
         }
         if (write_files) {
-            if (auto written =
-                    write_stack(dir / (is_p ? "p.h5" : "n.h5"), frames, PixelType::kUint16);
+            if (auto written = write_stack(dir / (is_p ? "p.h5" : "n.h5"), frames, frame_type);
                 !written) {
                 return report(written.error());
             }
@@ -596,7 +611,7 @@ int run_simulate(const SimulateOptions& o) {
         return 0;
     }
     if (!darks.empty()) {
-        if (auto written = write_stack(dir / "dark.h5", darks, PixelType::kUint16); !written) {
+        if (auto written = write_stack(dir / "dark.h5", darks, frame_type); !written) {
             return report(written.error());
         }
     }
@@ -636,6 +651,7 @@ int run_simulate(const SimulateOptions& o) {
         {"read_noise_counts", settings.read_noise_counts},
         {"polarization_factor", o.polarization_factor},
         {"noiseless", o.noiseless},
+        {"pixel_type", o.float_frames ? "float32 (expected counts, unclipped)" : "uint16"},
         {"seed", o.seed},
     };
     if (!model->parameters.empty()) {

@@ -41,6 +41,9 @@ struct SimulateOptions {
     double polarization_factor = 0.99;
     double flat_variation = 0.02;
     bool noiseless = false;
+    /// --float-frames (needs --noiseless): P, N and dark frames as float32 expected counts, not
+    /// rounded or clipped, so a first-order model's S(Q, psi) < 0 reaches the analysis intact.
+    bool float_frames = false;
     std::uint64_t seed = 1;
 };
 
