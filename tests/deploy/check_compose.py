@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""docker-compose.yml and deploy/prometheus/prometheus.yml agree with the services' real
+configuration (no Docker needed, which CI lacks):
+
+- every anisoflow service's command, run with --check-config by the built binary, is a valid
+  configuration (exit 0), and its printed effective TOML is what the checks below read;
+- every address a service connects to (">tcp://HOST:PORT") names a compose service that binds
+  that port ("@tcp://*:PORT"), and so does the simulator's --stream address;
+- every published container port is one the service binds (ZeroMQ or metrics);
+- every Prometheus target (static or by DNS) is a service's metrics port;
+- the image ships every binary the compose commands run.
+
+Usage: check_compose.py REPO_ROOT NAME=BINARY...  (NAME: anisoflow-ingest, ..., anisoflow)
+"""
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ADDRESS = re.compile(r"^([@>])tcp://([^:]+):(\d+)$")
+
+
+def fail(problems, text):
+    problems.append(text)
+
+
+def addresses(node, path=""):
+    """Every (key path, address) of a configuration, at any depth."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from addresses(value, f"{path}.{key}" if path else key)
+    elif isinstance(node, str) and ADDRESS.match(node):
+        yield path, node
+
+
+def main():
+    root = Path(sys.argv[1])
+    binaries = dict(arg.split("=", 1) for arg in sys.argv[2:])
+    compose = yaml.safe_load((root / "docker-compose.yml").read_text())
+    prometheus = yaml.safe_load((root / "deploy/prometheus/prometheus.yml").read_text())
+    dockerfile = (root / "deploy/docker/Dockerfile").read_text()
+    services = compose["services"]
+    problems = []
+
+    effective = {}  # compose service -> its configuration as the binary prints it
+    for name, service in services.items():
+        command = service.get("command") or []
+        program = command[0] if command else ""
+        if program.startswith("anisoflow"):
+            if f"/{program}" not in dockerfile and f"/{program} " not in dockerfile:
+                fail(problems, f"{name}: the image does not ship {program} (deploy/docker/Dockerfile)")
+        if not program.startswith("anisoflow-"):
+            continue
+        run = subprocess.run([binaries[program], *command[1:], "--check-config"],
+                             capture_output=True, text=True, check=False)
+        if run.returncode != 0:
+            fail(problems, f"{name}: {' '.join(command)} --check-config exited {run.returncode}: "
+                 f"{run.stderr.strip()}")
+            continue
+        effective[name] = tomllib.loads(run.stdout)
+
+    binds = {}  # compose service -> ports it binds (ZeroMQ and metrics)
+    for name, config in effective.items():
+        ports = set()
+        for path, address in addresses(config):
+            mode, _, port = ADDRESS.match(address).groups()
+            if mode == "@":
+                ports.add(int(port))
+        metrics = config.get("metrics", {})
+        if metrics.get("enabled"):
+            ports.add(int(metrics["bind_address"].rsplit(":", 1)[1]))
+        binds[name] = ports
+
+    def check_connect(owner, path, address):
+        mode, host, port = ADDRESS.match(address).groups()
+        if mode != ">":
+            return
+        if host not in services:
+            fail(problems, f"{owner}: {path} = {address}: no compose service {host}")
+        elif int(port) not in binds.get(host, set()):
+            fail(problems, f"{owner}: {path} = {address}: {host} does not bind port {port}")
+
+    for name, config in effective.items():
+        source_kind = config.get("source", {}).get("kind", "")
+        for path, address in addresses(config):
+            if path == "source.dectris_address" and source_kind != "dectris_stream":
+                continue  # not read unless the source is a DECTRIS detector
+            check_connect(name, path, address)
+
+    for name, service in services.items():
+        command = service.get("command") or []
+        if "--stream" in command:
+            check_connect(name, "--stream", command[command.index("--stream") + 1])
+        if name not in effective:
+            continue
+        for mapping in service.get("ports", []):
+            container = int(str(mapping).split(":")[-1].split("/")[0])
+            if container not in binds[name]:
+                fail(problems, f"{name}: publishes port {container}, which it does not bind")
+
+    def metrics_port(host):
+        config = effective.get(host)
+        if config is None:
+            return None
+        return int(config["metrics"]["bind_address"].rsplit(":", 1)[1])
+
+    scraped = set()
+    for job in prometheus["scrape_configs"]:
+        targets = []
+        for static in job.get("static_configs", []):
+            targets += [tuple(t.rsplit(":", 1)) for t in static["targets"]]
+        for dns in job.get("dns_sd_configs", []):
+            targets += [(n, str(dns["port"])) for n in dns["names"]]
+        for host, port in targets:
+            scraped.add(host)
+            if metrics_port(host) != int(port):
+                fail(problems, f"prometheus job {job['job_name']}: {host}:{port} is not "
+                     f"{host}'s metrics port ({metrics_port(host)})")
+    for name in effective:
+        if name not in scraped:
+            fail(problems, f"prometheus scrapes no {name}")
+
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"checked {len(effective)} services, {len(scraped)} scrape targets: "
+          f"{'ok' if not problems else f'{len(problems)} problems'}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
