@@ -1,8 +1,9 @@
 // The noise model of the transformed curves (TransformNoise, transforms.hpp variances) against a
 // Monte Carlo of the very calls `anisoflow analyze` makes: white Gaussian noise of known per-bin
 // variance added to a smooth S0(Q) and S2(Q) on the analyze grid, transformed by FastTransform
-// (no Lorch), differentiated by the fit's Savitzky-Golay stencil (docs/physics-fits.md, "Noise of
-// transformed curves").
+// (with and without the Lorch window), differentiated by the fit's Savitzky-Golay stencil, and
+// the full-range affine slope fitted on them (docs/physics-fits.md, "Noise of transformed
+// curves" and "Errors-in-variables estimator").
 
 #include <cmath>
 #include <cstddef>
@@ -46,8 +47,8 @@ double s0_minus_one(double q) {
     return sum;
 }
 
-// Per-bin variance of S0 growing with Q as the form factor falls (the simulated runs' shape:
-// sigma(S0) ~ 1e-3 at the first peak, ~2e-2 at q_max).
+// Per-bin variance of S0 growing with Q as the form factor falls (steeper and ~10x larger than
+// the simulated runs': the transforms are linear, so only the shape matters here).
 double s0_variance(double q) { return 1e-6 * (1.0 + 0.6 * q * q); }
 
 QCurve analyze_grid_curve(bool s0) {
