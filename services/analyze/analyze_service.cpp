@@ -112,7 +112,7 @@ Result<AnalyzeMetrics> register_metrics(metrics::Registry& registry) {
     auto errors = registry.counter_family(
         "anisoflow_analyze_errors_total", "messages or analyses that failed, by reason", "reason",
         {"bad_run_start", "layout_mismatch", "missing_sums", "not_data", "late_frame",
-         "pending_overflow", "analysis", "archive_send_timeout"});
+         "pending_overflow", "analysis", "archive_send_timeout", "receipt_dropped"});
     auto rejected = registry.counter_family("anisoflow_analyze_messages_rejected_total",
                                             "messages dropped by decode(), by reason", "reason");
     if (!merged || !duplicates || !missing || !results || !seconds || !errors || !rejected) {
@@ -146,8 +146,9 @@ class AnalyzeService {
         if (config_.archive_send_timeout_ms() == 0) {
             return fail(ErrorCode::kInvalidArgument, "archive_send_timeout_ms: 0; at least 1 ms");
         }
+        // A ROUTER, not a PULL: each ReducedFrame is answered with a receipt on its pipe.
         auto reduced =
-            transport::open_socket(zmq_, zmq::socket_type::pull, endpoints.reduced_in().address(),
+            transport::open_socket(zmq_, zmq::socket_type::router, endpoints.reduced_in().address(),
                                    socket_options(endpoints.reduced_in()));
         auto control =
             transport::open_socket(zmq_, zmq::socket_type::sub, endpoints.control_in().address(),
@@ -164,6 +165,13 @@ class AnalyzeService {
             }
         }
         reduced_ = std::move(*reduced);
+        try {
+            // A receipt that cannot go (worker gone, pipe full) is an error we count, not a
+            // silent drop.
+            reduced_.set(zmq::sockopt::router_mandatory, true);
+        } catch (const zmq::error_t& error) {
+            return fail(ErrorCode::kIo, "endpoints.reduced_in: {}", error.what());
+        }
         control_ = std::move(*control);
         results_ = std::move(*results);
         archive_ = std::move(*archive);
@@ -184,10 +192,10 @@ class AnalyzeService {
                 }
             }
             // Control first: a RunStart lets the cakes that follow be merged at once.
-            if (auto drained = drain(control_, "endpoints.control_in"); !drained) {
+            if (auto drained = drain(control_, "endpoints.control_in", false); !drained) {
                 return drained;
             }
-            if (auto drained = drain(reduced_, "endpoints.reduced_in"); !drained) {
+            if (auto drained = drain(reduced_, "endpoints.reduced_in", true); !drained) {
                 return drained;
             }
             step_runs();
@@ -200,7 +208,8 @@ class AnalyzeService {
     }
 
   private:
-    Result<void> drain(zmq::socket_t& socket, const char* key) {
+    // `routed`: part 0 is the sending worker's routing id (the reduced ROUTER).
+    Result<void> drain(zmq::socket_t& socket, const char* key, bool routed) {
         // Bounded, so that a flood on one socket cannot starve the timers.
         for (int i = 0; i < 256; ++i) {
             auto received = transport::receive(socket, milliseconds{0});
@@ -210,7 +219,13 @@ class AnalyzeService {
             if (!*received) {
                 break;
             }
-            auto decoded = transport::decode(std::move(**received));
+            transport::Multipart& parts = **received;
+            std::optional<zmq::message_t> peer;
+            if (routed && !parts.empty()) {
+                peer = std::move(parts.front());
+                parts.erase(parts.begin());
+            }
+            auto decoded = transport::decode(std::move(parts));
             if (!decoded) {
                 metrics_.rejected.with(transport::to_string(decoded.error().reason)).increment();
                 spdlog::debug("message rejected error=\"{}\"", decoded.error().error.message);
@@ -221,7 +236,11 @@ class AnalyzeService {
             } else if (auto* end = std::get_if<transport::RunEndMessage>(&*decoded)) {
                 on_run_end(end->end);
             } else if (auto* cake = std::get_if<transport::ReducedMessage>(&*decoded)) {
-                on_reduced(std::move(*cake));
+                const std::string run_id = cake->header.run_id();
+                const std::uint64_t sequence = cake->header.sequence();
+                if (on_reduced(std::move(*cake)) && peer) {
+                    send_receipt(*peer, run_id, sequence);
+                }
             }
             // Heartbeats of ingest and the workers carry nothing analyze acts on.
         }
@@ -281,7 +300,7 @@ class AnalyzeService {
         }
         auto pending = std::exchange(run.pending, {});
         for (auto& cake : pending) {
-            on_reduced(std::move(cake));
+            (void)on_reduced(std::move(cake));  // receipted when they arrived
         }
     }
 
@@ -294,12 +313,42 @@ class AnalyzeService {
         found->second.drain_deadline = Clock::now() + milliseconds(config_.drain_timeout_ms());
     }
 
-    void on_reduced(transport::ReducedMessage cake) {
+    // Tells the worker that sent a ReducedFrame that analyze has it; the worker relays it to
+    // ingest, which then forgets the frame (docs/protocol.md, "Acknowledged dispatch").
+    void send_receipt(const zmq::message_t& peer, const std::string& run_id,
+                      std::uint64_t sequence) {
+        pb::FrameAck receipt;
+        receipt.set_run_id(run_id);
+        receipt.set_sequence(sequence);
+        receipt.set_status(pb::ACK_STATUS_RECEIVED);
+        auto encoded = transport::encode_control(receipt);
+        if (!encoded) {
+            count_error("receipt_dropped", encoded.error().message);
+            return;
+        }
+        transport::Multipart message;
+        message.emplace_back(peer.data(), peer.size());
+        for (auto& part : *encoded) {
+            message.push_back(std::move(part));
+        }
+        // Never blocks: an unsent receipt costs a duplicate cake later, not a stalled analyze.
+        auto sent = transport::try_send(reduced_, message);
+        if (!sent || !*sent) {
+            count_error("receipt_dropped",
+                        fmt::format("run {} frame {}: {}", run_id, sequence,
+                                    sent ? "the worker's pipe is full" : sent.error().message));
+        }
+    }
+
+    // false when the cake was dropped unseen (no room before its RunStart): no receipt then,
+    // so that the frame is sent again should its worker die. Everything else is receipted,
+    // duplicates and cakes analyze refuses included: sending those again would not help.
+    bool on_reduced(transport::ReducedMessage cake) {
         const pb::ReducedFrame& h = cake.header;
         if (finished(h.run_id())) {
             count_error("late_frame", fmt::format("run {} frame {} came after the final result",
                                                   h.run_id(), h.sequence()));
-            return;
+            return true;
         }
         RunState& run = runs_[h.run_id()];
         if (!run.start) {
@@ -311,20 +360,20 @@ class AnalyzeService {
                 count_error(
                     "pending_overflow",
                     fmt::format("run {}: no RunStart yet and {} cakes held", h.run_id(), held));
-                return;
+                return false;
             }
             run.pending.push_back(std::move(cake));
-            return;
+            return true;
         }
         if (h.kind() != pb::FRAME_KIND_DATA ||
             (h.orientation() != pb::ORIENTATION_P && h.orientation() != pb::ORIENTATION_N)) {
             count_error("not_data", fmt::format("run {} frame {}: only data cakes are merged",
                                                 h.run_id(), h.sequence()));
-            return;
+            return true;
         }
         if (run.sequences.contains(h.sequence())) {
             metrics_.duplicates.increment();
-            return;
+            return true;
         }
         const pb::ExperimentConfig& config = run.start->config();
         if (h.n_q() != config.n_q() || h.n_chi() != config.n_chi() ||
@@ -334,18 +383,18 @@ class AnalyzeService {
                         fmt::format("run {} frame {}: cake {}x{} on [{}, {}] is not the run's",
                                     h.run_id(), h.sequence(), h.n_chi(), h.n_q(),
                                     h.q_axis().lower(), h.q_axis().upper()));
-            return;
+            return true;
         }
         auto sums = sums_of(cake);
         if (!sums) {
             count_error("missing_sums", fmt::format("run {} frame {}: {}", h.run_id(), h.sequence(),
                                                     sums.error().message));
-            return;
+            return true;
         }
         reduce::CakeAccumulator& target = h.orientation() == pb::ORIENTATION_P ? run.p : run.n;
         if (auto merged = target.merge(*sums); !merged) {
             count_error("layout_mismatch", merged.error().message);
-            return;
+            return true;
         }
         run.sequences.insert(h.sequence());
         run.changed = true;
@@ -354,6 +403,7 @@ class AnalyzeService {
         if (auto parts = transport::encode_reduced(header, std::move(cake.parts))) {
             forward(std::move(*parts));
         }
+        return true;
     }
 
     bool analysable(const RunState& run) const {

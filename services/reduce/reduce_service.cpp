@@ -54,8 +54,9 @@ class WorkerLinkInput final : public FrameInput {
     Result<std::optional<transport::DecodeResult>> receive(milliseconds timeout) override {
         return link_.receive(timeout);
     }
-    Result<void> ack(std::string_view run_id, std::uint64_t sequence) override {
-        return link_.ack(run_id, sequence);
+    Result<void> ack(std::string_view run_id, std::uint64_t sequence,
+                     pb::AckStatus status) override {
+        return link_.ack(run_id, sequence, status);
     }
 
   private:
@@ -119,21 +120,28 @@ class JobQueue {
     std::deque<Job> jobs_;
 };
 
-// Acknowledgements from the worker stages to the receive stage, which owns the FrameInput.
+// Acknowledgements from the worker stages to the receive stage, which owns the FrameInput. One
+// FIFO, so a frame's REDUCED leaves before analyze's RECEIVED relayed after it.
+struct PendingAck {
+    std::string run_id;
+    std::uint64_t sequence = 0;
+    pb::AckStatus status = pb::ACK_STATUS_UNSPECIFIED;
+};
+
 class AckQueue {
   public:
-    void push(std::string run_id, std::uint64_t sequence) {
+    void push(std::string run_id, std::uint64_t sequence, pb::AckStatus status) {
         const std::lock_guard lock(mutex_);
-        acks_.emplace_back(std::move(run_id), sequence);
+        acks_.push_back(PendingAck{std::move(run_id), sequence, status});
     }
-    std::deque<std::pair<std::string, std::uint64_t>> take() {
+    std::deque<PendingAck> take() {
         const std::lock_guard lock(mutex_);
         return std::exchange(acks_, {});
     }
 
   private:
     std::mutex mutex_;
-    std::deque<std::pair<std::string, std::uint64_t>> acks_;
+    std::deque<PendingAck> acks_;
 };
 
 struct ReduceMetrics {
@@ -242,8 +250,9 @@ class ReduceService {
         control_ = std::move(*control);
         std::vector<std::unique_ptr<runtime::StageThread>> workers;
         for (std::size_t i = 0; i < kWorkerStages; ++i) {
+            // A DEALER, not a PUSH: analyze's receipts come back on it (docs/protocol.md).
             auto reduced = transport::open_socket(
-                zmq_, zmq::socket_type::push, config_.endpoints().reduced_out().address(),
+                zmq_, zmq::socket_type::dealer, config_.endpoints().reduced_out().address(),
                 socket_options(config_.endpoints().reduced_out()));
             if (!reduced) {
                 return tl::unexpected(reduced.error().with_context("endpoints.reduced_out"));
@@ -291,8 +300,9 @@ class ReduceService {
             if (auto drained = drain_control(); !drained) {
                 return drained;
             }
-            for (auto& [run_id, sequence] : acks_.take()) {
-                if (auto acked = input_->ack(run_id, sequence); !acked) {
+            for (const PendingAck& pending : acks_.take()) {
+                if (auto acked = input_->ack(pending.run_id, pending.sequence, pending.status);
+                    !acked) {
                     return tl::unexpected(acked.error().with_context("ack"));
                 }
             }
@@ -387,7 +397,7 @@ class ReduceService {
         if (acknowledge) {
             // A frame no worker can reduce is acknowledged so that ingest does not send it
             // round the workers; analyze's counts report it missing.
-            acks_.push(frame.header.run_id(), frame.header.sequence());
+            acks_.push(frame.header.run_id(), frame.header.sequence(), pb::ACK_STATUS_REJECTED);
         }
     }
 
@@ -456,6 +466,9 @@ class ReduceService {
             }
             auto job = jobs_.pop(kPollInterval);
             if (!job) {
+                if (auto relayed = relay_receipts(reduced); !relayed) {
+                    return relayed;
+                }
                 continue;
             }
             if (auto reduced_one = reduce_one(*job, reduced); !reduced_one) {
@@ -540,8 +553,33 @@ class ReduceService {
         metrics_.frames_reduced.increment();
         metrics_.reduce_seconds.observe(
             std::chrono::duration<double>(Clock::now() - start).count());
-        acks_.push(header.run_id(), header.sequence());
-        return {};
+        acks_.push(header.run_id(), header.sequence(), pb::ACK_STATUS_REDUCED);
+        return relay_receipts(reduced);
+    }
+
+    // Analyze answers each ReducedFrame with a FrameAck RECEIVED on the pipe it came by; ingest
+    // keeps the frame until that receipt reaches it, so they go to the receive stage to relay.
+    Result<void> relay_receipts(zmq::socket_t& reduced) {
+        while (true) {
+            auto received = transport::receive(reduced, milliseconds{0});
+            if (!received) {
+                return tl::unexpected(received.error().with_context("endpoints.reduced_out"));
+            }
+            if (!*received) {
+                return {};
+            }
+            auto decoded = transport::decode(std::move(**received));
+            if (!decoded) {
+                metrics_.rejected.with(transport::to_string(decoded.error().reason)).increment();
+                continue;
+            }
+            const auto* receipt = std::get_if<transport::FrameAckMessage>(&*decoded);
+            if (receipt == nullptr || receipt->ack.status() != pb::ACK_STATUS_RECEIVED) {
+                metrics_.rejected.with("unexpected_body").increment();
+                continue;
+            }
+            acks_.push(receipt->ack.run_id(), receipt->ack.sequence(), pb::ACK_STATUS_RECEIVED);
+        }
     }
 
     static constexpr std::size_t kEndedRunsKept = 64;

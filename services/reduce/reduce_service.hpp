@@ -3,7 +3,9 @@
 // reducers"). Frames come from ingest over a FrameInput (transport::WorkerLink in production);
 // RunStart builds the geometry and cake integrator, dark and flat frames are averaged into the
 // corrections, data frames are decompressed and integrated into CakeAccumulator sums that go out
-// as a ReducedFrame on the reduced PUSH, then the frame is acknowledged.
+// as a ReducedFrame on the reduced DEALER, then the frame is acknowledged (REDUCED: its credit
+// returns); analyze's receipt for the cake comes back on the same DEALER and is relayed to
+// ingest (RECEIVED), which only then forgets the frame.
 
 #include <chrono>
 #include <cstdint>
@@ -39,8 +41,10 @@ class FrameInput {
     /// One message from ingest (RunStart or a frame) or its Rejection; nullopt after `timeout`.
     [[nodiscard]] virtual Result<std::optional<transport::DecodeResult>> receive(
         std::chrono::milliseconds timeout) = 0;
-    /// The frame's ReducedFrame was accepted downstream (or the frame was rejected for good).
-    [[nodiscard]] virtual Result<void> ack(std::string_view run_id, std::uint64_t sequence) = 0;
+    /// REDUCED: the frame's ReducedFrame was handed to the reduced socket; REJECTED: no worker
+    /// can reduce it; RECEIVED: analyze's receipt of the ReducedFrame, relayed.
+    [[nodiscard]] virtual Result<void> ack(std::string_view run_id, std::uint64_t sequence,
+                                           pb::AckStatus status) = 0;
 };
 
 /// The production input: a transport::WorkerLink on endpoints.frames_in, named `instance`,

@@ -386,6 +386,8 @@ TEST(ServicesPipeline, TwoReducersAnalyzeAndArchiveEveryFrameOfASimulatedRunExac
     }
     ASSERT_TRUE(dispatcher->drained(run_id));
     EXPECT_EQ(dispatcher->counters().frames_acked, run.p.size() + run.n.size());
+    // Drained means analyze confirmed every frame (its receipts relayed by the workers).
+    EXPECT_EQ(dispatcher->counters().frames_confirmed, run.p.size() + run.n.size());
     pb::RunEnd end;
     end.set_run_id(run_id);
     end.set_reason(pb::RUN_END_REASON_COMPLETED);

@@ -4,6 +4,7 @@
 #include <cassert>
 #include <deque>
 #include <map>
+#include <random>
 #include <set>
 #include <utility>
 
@@ -24,6 +25,14 @@ std::int64_t unix_now_ns() {
         .count();
 }
 
+// A worker process's session: random, never 0 (0 = not sent).
+std::uint64_t new_session() {
+    std::random_device device;
+    const std::uint64_t drawn =
+        (std::uint64_t{device()} << 32U) ^ device() ^ static_cast<std::uint64_t>(unix_now_ns());
+    return drawn == 0 ? 1 : drawn;
+}
+
 bool is_calibration(pb::FrameKind kind) {
     return kind == pb::FRAME_KIND_DARK || kind == pb::FRAME_KIND_FLAT;
 }
@@ -37,16 +46,24 @@ struct FrameRecord {
 
 using FrameKey = std::pair<std::string, std::uint64_t>;  // (run id, sequence)
 
+// A data frame from dispatch() until analyze confirms it (or its run ends).
+struct Entry {
+    FrameRecord record;
+    std::string worker;    // routing id of the worker it is charged to; empty: waiting
+    bool reduced = false;  // the worker acknowledged it: the cake left, analyze has not said so
+};
+
 struct Worker {
     std::string instance;
     std::uint32_t credits = 0;
+    std::uint64_t session = 0;  // WorkerCredit.session; another value = the worker restarted
     Clock::time_point last_seen;
-    std::map<FrameKey, FrameRecord> in_flight;
+    std::set<FrameKey> holding;  // sent, not yet acknowledged: each uses a credit
     std::set<std::string, std::less<>> primed_runs;  // RunStart and calibration cache sent
     std::uint64_t last_assigned = 0;                 // tie-break: the longest unused goes first
 
     [[nodiscard]] std::size_t free_credits() const {
-        return credits > in_flight.size() ? credits - in_flight.size() : 0;
+        return credits > holding.size() ? credits - holding.size() : 0;
     }
 };
 
@@ -63,7 +80,8 @@ struct Dispatcher::State {
     std::string endpoint;
     std::map<std::string, Worker, std::less<>> workers;  // by routing id
     std::map<std::string, RunState, std::less<>> runs;
-    std::deque<FrameRecord> waiting;  // data frames without a worker yet (or re-dispatched)
+    std::map<FrameKey, Entry> frames;  // every data frame not yet confirmed by analyze
+    std::deque<FrameKey> waiting;      // frames without a worker, in dispatch order
     DispatchCounters counters;
     std::uint64_t assignments = 0;
 
@@ -121,17 +139,27 @@ struct Dispatcher::State {
         return true;
     }
 
+    // Every frame charged to the worker that analyze has not confirmed goes back to the front
+    // of the waiting line, in sequence order: its cake may have died in the worker's queues.
     void declare_dead(const std::string& id, std::string_view why) {
         const auto found = workers.find(id);
         if (found == workers.end()) {
             return;
         }
-        Worker& worker = found->second;
-        spdlog::warn("worker lost worker={} reason={} frames_in_flight={}", worker.instance, why,
-                     worker.in_flight.size());
-        for (auto& [key, record] : worker.in_flight) {
-            waiting.push_front(std::move(record));
+        std::vector<FrameKey> orphans;
+        std::size_t reduced = 0;
+        for (auto& [key, entry] : frames) {
+            if (entry.worker == id) {
+                orphans.push_back(key);
+                reduced += entry.reduced ? 1 : 0;
+                entry.worker.clear();
+                entry.reduced = false;
+            }
         }
+        spdlog::warn(
+            "worker lost worker={} reason={} frames_unacknowledged={} frames_unconfirmed={}",
+            found->second.instance, why, orphans.size() - reduced, reduced);
+        waiting.insert(waiting.begin(), orphans.begin(), orphans.end());
         workers.erase(found);
         ++counters.workers_lost;
     }
@@ -161,14 +189,19 @@ struct Dispatcher::State {
             if (worker == nullptr) {
                 return;
             }
-            FrameRecord record = std::move(waiting.front());
+            const FrameKey key = waiting.front();
             waiting.pop_front();
-            const std::string& run_id = record.header.run_id();
-            if (!runs.contains(run_id)) {
-                continue;  // the run was ended (drain timeout): nothing to do with it
+            const auto entry = frames.find(key);
+            if (entry == frames.end() || !entry->second.worker.empty()) {
+                continue;  // confirmed meanwhile (a late cake of a lost worker): nothing to send
             }
-            if (!prime(id, *worker, run_id) || !send_frame(id, record)) {
-                waiting.push_front(std::move(record));
+            if (!runs.contains(key.first)) {
+                frames.erase(entry);  // the run was ended (drain timeout)
+                continue;
+            }
+            FrameRecord& record = entry->second.record;
+            if (!prime(id, *worker, key.first) || !send_frame(id, record)) {
+                waiting.push_front(key);
                 declare_dead(id, "send_failed");
                 continue;
             }
@@ -179,8 +212,9 @@ struct Dispatcher::State {
                 record.sent_before = true;
             }
             worker->last_assigned = ++assignments;
-            FrameKey key{run_id, record.header.sequence()};
-            worker->in_flight.insert_or_assign(std::move(key), std::move(record));
+            worker->holding.insert(key);
+            entry->second.worker = id;
+            entry->second.reduced = false;
         }
     }
 
@@ -194,6 +228,69 @@ struct Dispatcher::State {
         for (const std::string& id : silent) {
             declare_dead(id, "timeout");
         }
+    }
+
+    void confirm(const FrameKey& key) {
+        const auto entry = frames.find(key);
+        if (entry == frames.end()) {
+            ++counters.confirmations_unexpected;
+            return;
+        }
+        if (entry->second.worker.empty()) {
+            // Waiting for re-dispatch after its worker was lost, yet its cake did arrive.
+            std::erase(waiting, key);
+        }
+        // A worker's credit stays in use until that worker's own ack: it still holds the frame.
+        frames.erase(entry);
+        ++counters.frames_confirmed;
+    }
+
+    void on_credit(const std::string& id, const pb::WorkerCredit& credit, Clock::time_point now) {
+        if (const auto known = workers.find(id); known != workers.end() && credit.session() != 0 &&
+                                                 known->second.session != credit.session()) {
+            // The same name from a new process: the old one's frames and priming are void.
+            declare_dead(id, "restarted");
+        }
+        auto [it, joined] = workers.try_emplace(id);
+        Worker& worker = it->second;
+        worker.instance = credit.instance();
+        worker.credits = credit.credits();
+        worker.session = credit.session();
+        worker.last_seen = now;
+        if (joined) {
+            worker.last_assigned = 0;
+            ++counters.workers_joined;
+            spdlog::info("worker joined worker={} credits={}", worker.instance, worker.credits);
+        }
+    }
+
+    void on_ack(const std::string& id, const pb::FrameAck& ack, Clock::time_point now) {
+        const FrameKey key{ack.run_id(), ack.sequence()};
+        const auto found = workers.find(id);
+        if (found != workers.end()) {
+            found->second.last_seen = now;
+        }
+        if (ack.status() == pb::ACK_STATUS_RECEIVED) {
+            // Analyze's receipt is true whoever relays it, a worker declared dead included.
+            confirm(key);
+            return;
+        }
+        if (found == workers.end() || found->second.holding.erase(key) == 0) {
+            ++counters.acks_unexpected;  // declared dead meanwhile; its frames went elsewhere
+            return;
+        }
+        ++counters.frames_acked;
+        const auto entry = frames.find(key);
+        if (entry == frames.end() || entry->second.worker != id) {
+            return;  // confirmed already (the receipt overtook the ack), or re-dispatched
+        }
+        if (ack.status() == pb::ACK_STATUS_REJECTED) {
+            // No worker can reduce it: sending it round the workers would not help.
+            frames.erase(entry);
+            ++counters.frames_rejected;
+            return;
+        }
+        entry->second.reduced = true;
     }
 
     void handle(Multipart&& parts, Clock::time_point now) {
@@ -215,31 +312,11 @@ struct Dispatcher::State {
             return;
         }
         if (auto* credit = std::get_if<WorkerCreditMessage>(&*decoded)) {
-            auto [it, joined] = workers.try_emplace(id);
-            Worker& worker = it->second;
-            worker.instance = credit->credit.instance();
-            worker.credits = credit->credit.credits();
-            worker.last_seen = now;
-            if (joined) {
-                worker.last_assigned = 0;
-                ++counters.workers_joined;
-                spdlog::info("worker joined worker={} credits={}", worker.instance, worker.credits);
-            }
+            on_credit(id, credit->credit, now);
             return;
         }
         if (auto* ack = std::get_if<FrameAckMessage>(&*decoded)) {
-            const auto found = workers.find(id);
-            if (found == workers.end()) {
-                ++counters.acks_unexpected;  // declared dead meanwhile; its frames went elsewhere
-                return;
-            }
-            found->second.last_seen = now;
-            const FrameKey key{ack->ack.run_id(), ack->ack.sequence()};
-            if (found->second.in_flight.erase(key) == 1) {
-                ++counters.frames_acked;
-            } else {
-                ++counters.acks_unexpected;
-            }
+            on_ack(id, ack->ack, now);
             return;
         }
         ++counters.messages_rejected;  // a worker sends nothing else on this socket
@@ -262,6 +339,9 @@ Result<Dispatcher> Dispatcher::open(zmq::context_t& context, std::string_view ad
         state->socket.set(zmq::sockopt::linger, 0);
         // An unroutable send is an error (a worker gone), not a silent drop.
         state->socket.set(zmq::sockopt::router_mandatory, true);
+        // A restarted worker reconnects under its old name before the old pipe is torn down
+        // (a SIGKILL leaves no goodbye): the new connection takes the name over.
+        state->socket.set(zmq::sockopt::router_handover, true);
     } catch (const zmq::error_t& error) {
         return fail(ErrorCode::kIo, "dispatcher socket for '{}': {}", address, error.what());
     }
@@ -306,7 +386,13 @@ Result<void> Dispatcher::dispatch(const pb::FrameHeader& header, zmq::message_t 
         return tl::unexpected(encoded.error());
     }
     if (!is_calibration(header.kind())) {
-        s.waiting.push_back(std::move(record));
+        FrameKey key{header.run_id(), header.sequence()};
+        if (s.frames.contains(key)) {
+            return fail(ErrorCode::kInvalidArgument, "dispatch: frame {} of run '{}' is in flight",
+                        header.sequence(), header.run_id());
+        }
+        s.frames.emplace(key, Entry{std::move(record), {}, false});
+        s.waiting.push_back(std::move(key));
         s.flush_waiting();
         return {};
     }
@@ -352,6 +438,10 @@ Result<void> Dispatcher::poll(std::chrono::milliseconds timeout) {
     }
 }
 
+void Dispatcher::confirm(std::string_view run_id, std::uint64_t sequence) {
+    state_->confirm(FrameKey{std::string(run_id), sequence});
+}
+
 bool Dispatcher::has_credit() const {
     std::size_t free = 0;
     for (const auto& [id, worker] : state_->workers) {
@@ -360,20 +450,25 @@ bool Dispatcher::has_credit() const {
     return free > state_->waiting.size();
 }
 
+Dispatcher::RunBacklog Dispatcher::backlog(std::string_view run_id) const {
+    RunBacklog backlog;
+    const auto first = state_->frames.lower_bound(FrameKey{std::string(run_id), 0});
+    for (auto it = first; it != state_->frames.end() && it->first.first == run_id; ++it) {
+        const Entry& entry = it->second;
+        if (entry.worker.empty()) {
+            ++backlog.waiting;
+        } else if (entry.reduced) {
+            ++backlog.unconfirmed;
+        } else {
+            ++backlog.at_worker;
+        }
+    }
+    return backlog;
+}
+
 bool Dispatcher::drained(std::string_view run_id) const {
-    for (const FrameRecord& record : state_->waiting) {
-        if (record.header.run_id() == run_id) {
-            return false;
-        }
-    }
-    for (const auto& [id, worker] : state_->workers) {
-        for (const auto& [key, record] : worker.in_flight) {
-            if (key.first == run_id) {
-                return false;
-            }
-        }
-    }
-    return true;
+    const auto first = state_->frames.lower_bound(FrameKey{std::string(run_id), 0});
+    return first == state_->frames.end() || first->first.first != run_id;
 }
 
 void Dispatcher::end_run(std::string_view run_id) {
@@ -381,11 +476,11 @@ void Dispatcher::end_run(std::string_view run_id) {
     if (const auto run = s.runs.find(run_id); run != s.runs.end()) {
         s.runs.erase(run);
     }
-    std::erase_if(s.waiting,
-                  [&](const FrameRecord& record) { return record.header.run_id() == run_id; });
+    std::erase_if(s.waiting, [&](const FrameKey& key) { return key.first == run_id; });
+    std::erase_if(s.frames, [&](const auto& entry) { return entry.first.first == run_id; });
     for (auto& [id, worker] : s.workers) {
-        std::erase_if(worker.in_flight,
-                      [&](const auto& entry) { return entry.first.first == run_id; });
+        // The worker may still hold some; their acks will be counted as unexpected.
+        std::erase_if(worker.holding, [&](const FrameKey& key) { return key.first == run_id; });
         if (const auto primed = worker.primed_runs.find(run_id);
             primed != worker.primed_runs.end()) {
             worker.primed_runs.erase(primed);
@@ -395,12 +490,12 @@ void Dispatcher::end_run(std::string_view run_id) {
 
 std::size_t Dispatcher::workers_alive() const { return state_->workers.size(); }
 
-std::size_t Dispatcher::in_flight() const {
-    std::size_t total = 0;
-    for (const auto& [id, worker] : state_->workers) {
-        total += worker.in_flight.size();
-    }
-    return total;
+std::size_t Dispatcher::in_flight() const { return state_->frames.size() - state_->waiting.size(); }
+
+std::size_t Dispatcher::unconfirmed() const {
+    return static_cast<std::size_t>(
+        std::count_if(state_->frames.begin(), state_->frames.end(),
+                      [](const auto& entry) { return entry.second.reduced; }));
 }
 
 std::size_t Dispatcher::waiting() const { return state_->waiting.size(); }
@@ -408,7 +503,11 @@ std::size_t Dispatcher::waiting() const { return state_->waiting.size(); }
 std::vector<WorkerInfo> Dispatcher::workers() const {
     std::vector<WorkerInfo> infos;
     for (const auto& [id, worker] : state_->workers) {
-        infos.push_back(WorkerInfo{worker.instance, worker.credits, worker.in_flight.size()});
+        WorkerInfo info{worker.instance, worker.credits, worker.holding.size(), 0};
+        for (const auto& [key, entry] : state_->frames) {
+            info.unconfirmed += entry.worker == id && entry.reduced ? 1 : 0;
+        }
+        infos.push_back(std::move(info));
     }
     return infos;
 }
@@ -422,6 +521,7 @@ WorkerLink::WorkerLink(zmq::socket_t socket, std::string instance, std::uint32_t
     : socket_(std::move(socket)),
       instance_(std::move(instance)),
       credits_(credits),
+      session_(new_session()),
       options_(options),
       next_heartbeat_(Clock::now()) {}
 
@@ -467,6 +567,7 @@ Result<void> WorkerLink::announce() {
     pb::WorkerCredit credit;
     credit.set_instance(instance_);
     credit.set_credits(credits_);
+    credit.set_session(session_);
     auto parts = encode_control(credit);
     if (!parts) {
         return tl::unexpected(parts.error());
@@ -506,10 +607,12 @@ Result<std::optional<DecodeResult>> WorkerLink::receive(std::chrono::millisecond
     }
 }
 
-Result<void> WorkerLink::ack(std::string_view run_id, std::uint64_t sequence) {
+Result<void> WorkerLink::ack(std::string_view run_id, std::uint64_t sequence,
+                             pb::AckStatus status) {
     pb::FrameAck ack;
     ack.set_run_id(std::string(run_id));
     ack.set_sequence(sequence);
+    ack.set_status(status);
     auto parts = encode_control(ack);
     if (!parts) {
         return tl::unexpected(parts.error());

@@ -1,6 +1,7 @@
 // Acknowledged dispatch (docs/protocol.md) through real ROUTER/DEALER sockets, inproc and tcp:
-// credits respected, every frame acknowledged once, a silent worker's frames re-dispatched,
-// calibration frames to every worker before data, a late joiner primed first.
+// credits respected, every frame acknowledged once, a frame kept until analyze's receipt, a
+// silent or restarted worker's unconfirmed frames re-dispatched, calibration frames to every
+// worker before data, a late joiner primed first.
 
 #include "anisoflow/transport/dispatch.hpp"
 
@@ -9,6 +10,7 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -105,9 +107,14 @@ void drain_link(WorkerLink& link, WorkerLog& log) {
     }
 }
 
+// Acknowledges every frame the worker holds (REDUCED) and, as analyze's receipts come back,
+// relays RECEIVED for each.
 void ack_all(WorkerLink& link, WorkerLog& log) {
     for (const FrameMessage& frame : log.unacked) {
-        ASSERT_TRUE(link.ack(frame.header.run_id(), frame.header.sequence()));
+        ASSERT_TRUE(
+            link.ack(frame.header.run_id(), frame.header.sequence(), pb::ACK_STATUS_REDUCED));
+        ASSERT_TRUE(
+            link.ack(frame.header.run_id(), frame.header.sequence(), pb::ACK_STATUS_RECEIVED));
     }
     log.unacked.clear();
 }
@@ -186,7 +193,8 @@ TEST_P(DispatchTest, CreditsBoundTheFramesAWorkerHolds) {
     pump_until(
         d, [&] { return Clock::now() > until; }, [&] { drain_link(worker, log); });
     EXPECT_EQ(log.data_sequences.size(), 2U);
-    ASSERT_TRUE(worker.ack("r1", log.unacked.front().header.sequence()));
+    ASSERT_TRUE(worker.ack("r1", log.unacked.front().header.sequence(), pb::ACK_STATUS_REDUCED));
+    ASSERT_TRUE(worker.ack("r1", log.unacked.front().header.sequence(), pb::ACK_STATUS_RECEIVED));
     log.unacked.erase(log.unacked.begin());
     ASSERT_TRUE(pump_until(
         d, [&] { return log.data_sequences.size() == 3; }, [&] { drain_link(worker, log); }));
@@ -203,6 +211,7 @@ TEST_P(DispatchTest, CreditsBoundTheFramesAWorkerHolds) {
     EXPECT_EQ(log.events.front(), "start:r1");
     EXPECT_TRUE(log.payloads_ok);
     EXPECT_EQ(d.counters().frames_acked, 5U);
+    EXPECT_EQ(d.counters().frames_confirmed, 5U);
     EXPECT_EQ(d.counters().acks_unexpected, 0U);
 }
 
@@ -266,12 +275,133 @@ TEST_P(DispatchTest, ASilentWorkersFramesGoToAnother) {
     EXPECT_EQ(d.counters().frames_redispatched, 4U);
     EXPECT_EQ(log_busy.data_sequences, (std::multiset<std::uint64_t>{0, 1, 2, 3, 4, 5, 6, 7}));
     EXPECT_TRUE(log_busy.payloads_ok);
-    // The quiet worker did receive its four frames: a late ack is ignored and counted.
+    // The quiet worker did receive its four frames: a late ack is ignored and counted, and so
+    // is analyze's receipt of a duplicate cake.
     WorkerLog log_quiet;
     drain_link(quiet, log_quiet);
     ASSERT_EQ(log_quiet.data_sequences.size(), 4U);
     ack_all(quiet, log_quiet);
-    ASSERT_TRUE(pump_until(d, [&] { return d.counters().acks_unexpected == 4; }));
+    ASSERT_TRUE(pump_until(d, [&] {
+        return d.counters().acks_unexpected == 4 && d.counters().confirmations_unexpected == 4;
+    }));
+}
+
+TEST_P(DispatchTest, AReducedFrameStaysUntilAnalyzeConfirmsIt) {
+    Dispatcher& d = *dispatcher_;
+    WorkerLink worker = connect("reduce-0", 1);
+    ASSERT_TRUE(d.start_run(run_start("r7")));
+    ASSERT_TRUE(send_frame(d, "r7", 0, pb::FRAME_KIND_DATA));
+    EXPECT_FALSE(d.has_credit());
+    WorkerLog log;
+    ASSERT_TRUE(pump_until(
+        d, [&] { return log.data_sequences.size() == 1; }, [&] { drain_link(worker, log); }));
+    // The cake left the worker: the credit returns, the frame stays charged to the worker.
+    ASSERT_TRUE(worker.ack("r7", 0, pb::ACK_STATUS_REDUCED));
+    ASSERT_TRUE(pump_until(d, [&] { return d.counters().frames_acked == 1; }));
+    EXPECT_TRUE(d.has_credit());
+    EXPECT_FALSE(d.drained("r7"));
+    EXPECT_EQ(d.in_flight(), 1U);
+    EXPECT_EQ(d.unconfirmed(), 1U);
+    EXPECT_EQ(d.backlog("r7").unconfirmed, 1U);
+    ASSERT_EQ(d.workers().size(), 1U);
+    EXPECT_EQ(d.workers().front().in_flight, 0U);
+    EXPECT_EQ(d.workers().front().unconfirmed, 1U);
+    // Analyze's receipt, relayed by the worker, ends it.
+    ASSERT_TRUE(worker.ack("r7", 0, pb::ACK_STATUS_RECEIVED));
+    ASSERT_TRUE(pump_until(d, [&] { return d.drained("r7"); }));
+    EXPECT_EQ(d.in_flight(), 0U);
+    EXPECT_EQ(d.counters().frames_confirmed, 1U);
+}
+
+TEST_P(DispatchTest, AWorkerLostAfterReducingHasItsUnconfirmedFramesSentAgain) {
+    Dispatcher& d = *dispatcher_;
+    WorkerLink dying = connect("reduce-dying", 3);
+    ASSERT_TRUE(d.start_run(run_start("r8")));
+    for (std::uint64_t s = 0; s < 3; ++s) {
+        ASSERT_TRUE(send_frame(d, "r8", s, pb::FRAME_KIND_DATA));
+    }
+    WorkerLog log_dying;
+    ASSERT_TRUE(pump_until(
+        d, [&] { return log_dying.data_sequences.size() == 3; },
+        [&] { drain_link(dying, log_dying); }));
+    // All three reduced (credits back), but analyze confirmed frame 0 only: the cakes of 1 and
+    // 2 were still in the dying worker's queue.
+    for (std::uint64_t s = 0; s < 3; ++s) {
+        ASSERT_TRUE(dying.ack("r8", s, pb::ACK_STATUS_REDUCED));
+    }
+    ASSERT_TRUE(dying.ack("r8", 0, pb::ACK_STATUS_RECEIVED));
+    ASSERT_TRUE(pump_until(d, [&] { return d.counters().frames_confirmed == 1; }));
+    EXPECT_EQ(d.unconfirmed(), 2U);
+    WorkerLink survivor = connect("reduce-survivor", 3);
+    WorkerLog log_survivor;
+    // `dying` says nothing more: after worker_timeout it is dead.
+    ASSERT_TRUE(pump_until(
+        d, [&] { return d.drained("r8"); },
+        [&] {
+            drain_link(survivor, log_survivor);
+            ack_all(survivor, log_survivor);
+        }));
+    EXPECT_EQ(log_survivor.data_sequences, (std::multiset<std::uint64_t>{1, 2}));
+    EXPECT_EQ(log_survivor.events.front(), "start:r8");
+    EXPECT_EQ(d.counters().frames_redispatched, 2U);
+    EXPECT_EQ(d.counters().workers_lost, 1U);
+}
+
+TEST_P(DispatchTest, AReceiptOvertakingTheAckClosesTheFrameAndTheAckReturnsTheCredit) {
+    Dispatcher& d = *dispatcher_;
+    WorkerLink worker = connect("reduce-0", 1);
+    ASSERT_TRUE(d.start_run(run_start("r9")));
+    ASSERT_TRUE(send_frame(d, "r9", 0, pb::FRAME_KIND_DATA));
+    d.confirm("r9", 0);  // a receipt that came first (another path, or reordered)
+    EXPECT_TRUE(d.drained("r9"));
+    EXPECT_FALSE(d.has_credit());  // the worker still holds the frame
+    ASSERT_TRUE(worker.ack("r9", 0, pb::ACK_STATUS_REDUCED));
+    ASSERT_TRUE(pump_until(d, [&] { return d.has_credit(); }));
+    EXPECT_EQ(d.counters().acks_unexpected, 0U);
+    EXPECT_EQ(d.counters().frames_redispatched, 0U);
+}
+
+TEST_P(DispatchTest, ARejectedFrameIsNotSentAgain) {
+    Dispatcher& d = *dispatcher_;
+    WorkerLink worker = connect("reduce-0", 1);
+    ASSERT_TRUE(d.start_run(run_start("r10")));
+    ASSERT_TRUE(send_frame(d, "r10", 0, pb::FRAME_KIND_DATA));
+    ASSERT_TRUE(worker.ack("r10", 0, pb::ACK_STATUS_REJECTED));
+    ASSERT_TRUE(pump_until(d, [&] { return d.drained("r10"); }));
+    EXPECT_TRUE(d.has_credit());
+    EXPECT_EQ(d.counters().frames_rejected, 1U);
+}
+
+TEST_P(DispatchTest, AWorkerRestartedUnderItsNameIsPrimedAgainAndGetsItsFrames) {
+    Dispatcher& d = *dispatcher_;
+    std::optional<WorkerLink> first(connect("reduce-0", 2));
+    ASSERT_TRUE(d.start_run(run_start("r11")));
+    ASSERT_TRUE(send_frame(d, "r11", 0, pb::FRAME_KIND_DARK));
+    ASSERT_TRUE(send_frame(d, "r11", 1, pb::FRAME_KIND_DATA));
+    ASSERT_TRUE(send_frame(d, "r11", 2, pb::FRAME_KIND_DATA));
+    WorkerLog log_first;
+    ASSERT_TRUE(pump_until(
+        d, [&] { return log_first.data_sequences.size() == 2; },
+        [&] { drain_link(*first, log_first); }));
+    ASSERT_TRUE(first->ack("r11", 1, pb::ACK_STATUS_REDUCED));
+    ASSERT_TRUE(first->ack("r11", 1, pb::ACK_STATUS_RECEIVED));
+    ASSERT_TRUE(pump_until(d, [&] { return d.counters().frames_confirmed == 1; }));
+    const std::uint64_t old_session = first->session();
+    first.reset();  // killed: no goodbye
+
+    WorkerLinkOptions options;
+    options.heartbeat_interval = 50ms;
+    auto second = WorkerLink::open(context_, ">" + dispatcher_->endpoint(), "reduce-0", 2, options);
+    ASSERT_TRUE(second) << second.error().message;
+    EXPECT_NE(second->session(), old_session);
+    WorkerLog log_second;
+    ASSERT_TRUE(pump_until(
+        d, [&] { return log_second.data_sequences.size() == 1; },
+        [&] { drain_link(*second, log_second); }));
+    EXPECT_EQ(log_second.events, (std::vector<std::string>{"start:r11", "dark:0", "data:2"}));
+    EXPECT_EQ(d.counters().workers_lost, 1U);
+    EXPECT_EQ(d.counters().frames_redispatched, 1U);
+    EXPECT_EQ(d.workers_alive(), 1U);
 }
 
 TEST_P(DispatchTest, DarksAndFlatsReachEveryWorkerBeforeData) {
@@ -336,6 +466,10 @@ TEST_P(DispatchTest, EndRunForgetsItsFrames) {
     ASSERT_TRUE(send_frame(d, "r6", 1, pb::FRAME_KIND_DATA));
     EXPECT_FALSE(d.drained("r6"));
     EXPECT_TRUE(d.drained("other"));
+    const Dispatcher::RunBacklog left = d.backlog("r6");
+    EXPECT_EQ(left.at_worker, 1U);
+    EXPECT_EQ(left.waiting, 1U);
+    EXPECT_EQ(left.unconfirmed, 0U);
     d.end_run("r6");
     EXPECT_TRUE(d.drained("r6"));
     EXPECT_EQ(d.in_flight(), 0U);
@@ -363,11 +497,13 @@ TEST(DispatchMessages, CreditAndAckRoundTripAndEmptyNamesAreRejected) {
     pb::FrameAck ack;
     ack.set_run_id("r");
     ack.set_sequence(41);
+    ack.set_status(pb::ACK_STATUS_RECEIVED);
     auto ack_parts = encode_control(ack);
     ASSERT_TRUE(ack_parts);
     auto ack_decoded = decode(std::move(*ack_parts));
     ASSERT_TRUE(ack_decoded);
     EXPECT_EQ(std::get<FrameAckMessage>(*ack_decoded).ack.sequence(), 41U);
+    EXPECT_EQ(std::get<FrameAckMessage>(*ack_decoded).ack.status(), pb::ACK_STATUS_RECEIVED);
 
     EXPECT_FALSE(encode_control(pb::WorkerCredit{}));
     EXPECT_FALSE(encode_control(pb::FrameAck{}));

@@ -1,9 +1,12 @@
 #pragma once
 // Acknowledged dispatch of frames to reduce workers (docs/protocol.md, "Acknowledged dispatch to
-// reducers"). Dispatcher is ingest's side (a ROUTER): worker credits, each run's RunStart and
-// dark/flat frames sent to a worker before its first frame of the run, data frames to the least
-// loaded worker with credit, an in-flight table until FrameAck, re-dispatch of a dead worker's
-// frames. WorkerLink is a reduce worker's side (a DEALER named after the worker's instance).
+// reducers", docs/adr/0005-delivery-confirmed-by-analyze.md). Dispatcher is ingest's side (a
+// ROUTER): worker credits, each run's RunStart and dark/flat frames sent to a worker before its
+// first frame of the run, data frames to the least loaded worker with credit, and a table that
+// keeps every data frame until analyze has its ReducedFrame (FrameAck RECEIVED, relayed by a
+// worker): a worker's FrameAck REDUCED only returns the credit, so a worker that dies with cakes
+// still in its queues has them dispatched again. WorkerLink is a reduce worker's side (a DEALER
+// named after the worker's instance).
 
 #include <chrono>
 #include <cstdint>
@@ -35,13 +38,19 @@ struct DispatcherOptions {
 struct DispatchCounters {
     std::uint64_t frames_dispatched = 0;    ///< frames handed to a worker for the first time
     std::uint64_t frames_redispatched = 0;  ///< frames sent again after their worker was lost
-    std::uint64_t frames_acked = 0;         ///< FrameAcks that closed an in-flight entry
-    std::uint64_t calibration_sends = 0;    ///< dark/flat frames sent, one per worker and frame
-    /// FrameAcks of frames not in flight at that worker (a late ack after re-dispatch, a
+    /// FrameAcks REDUCED or REJECTED that returned a worker's credit.
+    std::uint64_t frames_acked = 0;
+    std::uint64_t frames_rejected = 0;   ///< of those, REJECTED: the frame is not sent again
+    std::uint64_t frames_confirmed = 0;  ///< FrameAcks RECEIVED that closed a frame's entry
+    /// FrameAcks RECEIVED of frames no longer tracked (a duplicate cake after re-dispatch, a run
+    /// already ended): ignored.
+    std::uint64_t confirmations_unexpected = 0;
+    std::uint64_t calibration_sends = 0;  ///< dark/flat frames sent, one per worker and frame
+    /// Worker FrameAcks of frames that worker does not hold (a late ack after re-dispatch, a
     /// duplicate, a dark or flat frame acknowledged): ignored.
     std::uint64_t acks_unexpected = 0;
-    std::uint64_t workers_joined = 0;     ///< workers that announced credits (again)
-    std::uint64_t workers_lost = 0;       ///< workers declared dead
+    std::uint64_t workers_joined = 0;  ///< workers that announced credits (again)
+    std::uint64_t workers_lost = 0;    ///< workers declared dead (silent, unreachable, restarted)
     std::uint64_t messages_rejected = 0;  ///< undecodable or unexpected messages from workers
 };
 
@@ -49,7 +58,9 @@ struct DispatchCounters {
 struct WorkerInfo {
     std::string instance;       ///< its routing id (WorkerCredit.instance)
     std::uint32_t credits = 0;  ///< frames it may hold, as last announced
-    std::size_t in_flight = 0;  ///< frames sent and not yet acknowledged
+    std::size_t in_flight = 0;  ///< frames sent and not yet acknowledged (credits in use)
+    /// Frames it reduced whose receipt by analyze is not confirmed yet: sent again if it dies.
+    std::size_t unconfirmed = 0;
 };
 
 /// Ingest's side of the frames socket. Single-threaded: one thread calls everything.
@@ -73,29 +84,44 @@ class Dispatcher {
 
     /// Sends one frame of a started run. DARK and FLAT frames are kept for workers that join
     /// later and sent to every live worker now (no credit, no ack). Any other kind goes to the
-    /// live worker with the most free credit and stays in flight until its FrameAck; without
-    /// credit (check has_credit() first) it waits inside the dispatcher and goes out from poll().
+    /// live worker with the most free credit and stays in the dispatcher's table until analyze
+    /// confirms it (FrameAck RECEIVED); without credit (check has_credit() first) it waits
+    /// inside the dispatcher and goes out from poll() once a worker has credit.
     /// Errors: an unknown run id, a frame that encode_frame() refuses.
     [[nodiscard]] Result<void> dispatch(const pb::FrameHeader& header, zmq::message_t payload);
 
-    /// Reads the workers' messages for up to `timeout` (credits, acks), declares workers silent
-    /// for worker_timeout dead and sends their frames again to the others.
+    /// Reads the workers' messages for up to `timeout` (credits, acks, analyze's receipts),
+    /// declares workers silent for worker_timeout dead and sends their unconfirmed frames again.
     [[nodiscard]] Result<void> poll(std::chrono::milliseconds timeout);
 
+    /// Analyze has the ReducedFrame of (run_id, sequence): the frame is done. poll() calls it
+    /// for every FrameAck RECEIVED a worker relays; public for receipts that come another way.
+    void confirm(std::string_view run_id, std::uint64_t sequence);
+
     /// True when a new data frame would go out at once: the live workers' free credits exceed
-    /// the frames waiting for re-dispatch.
+    /// the frames waiting for dispatch.
     [[nodiscard]] bool has_credit() const;
 
-    /// True when no frame of `run_id` is in flight or waiting to be sent.
+    /// True when no frame of `run_id` is waiting, at a worker, or reduced but not confirmed.
     [[nodiscard]] bool drained(std::string_view run_id) const;
 
-    /// Forgets a run: its RunStart and calibration cache, and any of its frames still in flight
-    /// or waiting (call it once drained() or a drain timeout passed).
+    /// Frames of `run_id` still tracked, by where they are (for RunEnd's detail).
+    struct RunBacklog {
+        std::size_t waiting = 0;      ///< never sent, or sent again and waiting for credit
+        std::size_t at_worker = 0;    ///< at a worker that has not acknowledged them
+        std::size_t unconfirmed = 0;  ///< reduced, not yet confirmed by analyze
+    };
+    [[nodiscard]] RunBacklog backlog(std::string_view run_id) const;
+
+    /// Forgets a run: its RunStart and calibration cache, and any of its frames still tracked
+    /// (call it once drained() or a drain timeout passed).
     void end_run(std::string_view run_id);
 
     [[nodiscard]] std::size_t workers_alive() const;
-    [[nodiscard]] std::size_t in_flight() const;  ///< frames sent, not yet acknowledged
-    [[nodiscard]] std::size_t waiting() const;    ///< frames waiting for credit (re-dispatch)
+    /// Data frames sent to a worker and not yet confirmed by analyze (acknowledged or not).
+    [[nodiscard]] std::size_t in_flight() const;
+    [[nodiscard]] std::size_t unconfirmed() const;  ///< of those, reduced and awaiting analyze
+    [[nodiscard]] std::size_t waiting() const;      ///< data frames waiting for a worker
     [[nodiscard]] std::vector<WorkerInfo> workers() const;
     [[nodiscard]] const DispatchCounters& counters() const;
 
@@ -138,11 +164,16 @@ class WorkerLink {
     /// heartbeat whenever it is due.
     [[nodiscard]] Result<std::optional<DecodeResult>> receive(std::chrono::milliseconds timeout);
 
-    /// Acknowledges a frame (after its ReducedFrame was accepted downstream); returns its credit.
-    [[nodiscard]] Result<void> ack(std::string_view run_id, std::uint64_t sequence);
+    /// Acknowledges a frame: REDUCED once its ReducedFrame was handed to the reduced socket,
+    /// REJECTED when no worker can reduce it (both return its credit), RECEIVED to relay
+    /// analyze's receipt of the frame's ReducedFrame.
+    [[nodiscard]] Result<void> ack(std::string_view run_id, std::uint64_t sequence,
+                                   pb::AckStatus status);
 
     [[nodiscard]] const std::string& instance() const { return instance_; }
     [[nodiscard]] std::uint32_t credits() const { return credits_; }
+    /// Drawn at open(): tells ingest this process from an earlier one of the same name.
+    [[nodiscard]] std::uint64_t session() const { return session_; }
 
   private:
     WorkerLink(zmq::socket_t socket, std::string instance, std::uint32_t credits,
@@ -152,6 +183,7 @@ class WorkerLink {
     zmq::socket_t socket_;
     std::string instance_;
     std::uint32_t credits_ = 0;
+    std::uint64_t session_ = 0;
     WorkerLinkOptions options_;
     std::chrono::steady_clock::time_point next_heartbeat_;
 };
