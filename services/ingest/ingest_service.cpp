@@ -112,12 +112,14 @@ struct Metrics {
     metrics::Counter frames_dispatched;
     metrics::Counter frames_redispatched;
     metrics::Counter frames_acked;
+    metrics::Counter frames_confirmed;
     metrics::Counter frames_out_of_order;
     metrics::CounterFamily frames_rejected;
     metrics::CounterFamily runs_ended;
     metrics::Gauge queue_depth;
     metrics::Gauge workers_alive;
     metrics::Gauge frames_in_flight;
+    metrics::Gauge frames_unconfirmed;
 };
 
 Result<Metrics> register_metrics(metrics::Registry& registry) {
@@ -128,7 +130,9 @@ Result<Metrics> register_metrics(metrics::Registry& registry) {
     auto redispatched = registry.counter("anisoflow_ingest_frames_redispatched_total",
                                          "frames sent again after their worker was lost");
     auto acked = registry.counter("anisoflow_ingest_frames_acked_total",
-                                  "frames acknowledged by a reduce worker");
+                                  "frames acknowledged by a reduce worker (credit returned)");
+    auto confirmed = registry.counter("anisoflow_ingest_frames_confirmed_total",
+                                      "frames analyze confirmed it has: done at ingest");
     auto out_of_order = registry.counter("anisoflow_ingest_frames_out_of_order_total",
                                          "frames whose sequence was not the next expected");
     auto rejected = registry.counter_family(
@@ -142,11 +146,15 @@ Result<Metrics> register_metrics(metrics::Registry& registry) {
     auto alive = registry.gauge("anisoflow_ingest_workers_alive",
                                 "reduce workers with a recent "
                                 "credit heartbeat");
-    auto in_flight = registry.gauge("anisoflow_ingest_frames_in_flight",
-                                    "frames sent to reduce workers and not yet acknowledged");
+    auto in_flight =
+        registry.gauge("anisoflow_ingest_frames_in_flight",
+                       "data frames waiting for a worker or sent and not yet confirmed by analyze");
+    auto unconfirmed = registry.gauge("anisoflow_ingest_frames_unconfirmed",
+                                      "data frames reduced whose receipt by analyze is pending");
     for (const auto* error :
          {received ? nullptr : &received.error(), dispatched ? nullptr : &dispatched.error(),
           redispatched ? nullptr : &redispatched.error(), acked ? nullptr : &acked.error(),
+          confirmed ? nullptr : &confirmed.error(), unconfirmed ? nullptr : &unconfirmed.error(),
           out_of_order ? nullptr : &out_of_order.error(), rejected ? nullptr : &rejected.error(),
           ended ? nullptr : &ended.error(), depth ? nullptr : &depth.error(),
           alive ? nullptr : &alive.error(), in_flight ? nullptr : &in_flight.error()}) {
@@ -154,8 +162,8 @@ Result<Metrics> register_metrics(metrics::Registry& registry) {
             return tl::unexpected(*error);
         }
     }
-    return Metrics{*received, *dispatched, *redispatched, *acked, *out_of_order,
-                   *rejected, *ended,      *depth,        *alive, *in_flight};
+    return Metrics{*received, *dispatched, *redispatched, *acked, *confirmed, *out_of_order,
+                   *rejected, *ended,      *depth,        *alive, *in_flight, *unconfirmed};
 }
 
 // ---- the source thread: runs opened, numbered, checked and closed
@@ -500,7 +508,8 @@ struct IngestService::State {
     transport::DispatchCounters exported;  // dispatcher counts already added to the metrics
     std::optional<SourceEvent> held;       // a data frame waiting for credit
     Clock::time_point held_since;
-    bool warned_held = false;
+    Clock::time_point next_held_warning;  // repeated every send_timeout_ms while held
+    Clock::time_point next_idle_warning;  // frames waiting and no worker alive
 
     void publish(Result<transport::Multipart> message) {
         if (!message) {
@@ -596,8 +605,12 @@ struct IngestService::State {
             end.set_ended_unix_ns(unix_now_ns());
             std::string detail = book.end->detail;
             if (!drained) {
-                detail += fmt::format("{}drain timeout: frames of the run still unacknowledged",
-                                      detail.empty() ? "" : "; ");
+                const transport::Dispatcher::RunBacklog left = dispatcher->backlog(it->first);
+                detail += fmt::format(
+                    "{}drain timeout: {} frames never reached analyze ({} never dispatched, {} at "
+                    "a worker, {} reduced but not confirmed by analyze; workers alive {})",
+                    detail.empty() ? "" : "; ", left.waiting + left.at_worker + left.unconfirmed,
+                    left.waiting, left.at_worker, left.unconfirmed, dispatcher->workers_alive());
             }
             end.set_detail(detail);
             publish(transport::encode_control(end));
@@ -636,14 +649,21 @@ struct IngestService::State {
             static_cast<double>(now.frames_redispatched - exported.frames_redispatched));
         metrics.frames_acked.increment(
             static_cast<double>(now.frames_acked - exported.frames_acked));
+        metrics.frames_confirmed.increment(
+            static_cast<double>(now.frames_confirmed - exported.frames_confirmed));
         exported = now;
         metrics.queue_depth.set(static_cast<double>(queue->size() + (held ? 1 : 0)));
         metrics.workers_alive.set(static_cast<double>(dispatcher->workers_alive()));
         metrics.frames_in_flight.set(
             static_cast<double>(dispatcher->in_flight() + dispatcher->waiting()));
+        metrics.frames_unconfirmed.set(static_cast<double>(dispatcher->unconfirmed()));
     }
 
     // Takes events while they can go out: a data frame waits (held) until a worker has credit.
+    // With no worker alive at all, data frames go on into the dispatcher's waiting line, up to
+    // queue_capacity_frames of them, so that the source queue keeps moving and a run's end is
+    // seen (its drain timeout can then report the frames never dispatched); beyond that the
+    // source is held back, as it is while the workers are busy.
     void take_events(Clock::time_point now) {
         while (true) {
             if (!held) {
@@ -652,22 +672,39 @@ struct IngestService::State {
                     return;
                 }
                 held_since = now;
-                warned_held = false;
+                next_held_warning = now + milliseconds(config.send_timeout_ms());
             }
             if (const auto* frame = std::get_if<FrameEvent>(&*held);
                 frame != nullptr && needs_credit(frame->header.kind()) &&
-                !dispatcher->has_credit()) {
-                if (!warned_held && now - held_since > milliseconds(config.send_timeout_ms())) {
+                !dispatcher->has_credit() &&
+                !(dispatcher->workers_alive() == 0 &&
+                  dispatcher->waiting() < config.queue_capacity_frames())) {
+                if (now >= next_held_warning) {
+                    // Repeated while it lasts: an operator must see that the beamline waits.
                     spdlog::warn(
-                        "no reduce worker has credit waited_ms={} workers={}: the "
-                        "source is held back",
-                        config.send_timeout_ms(), dispatcher->workers_alive());
-                    warned_held = true;
+                        "no reduce worker has credit waited_ms={} workers_alive={} "
+                        "frames_waiting={} queue_depth={}: the source is held back",
+                        std::chrono::duration_cast<milliseconds>(now - held_since).count(),
+                        dispatcher->workers_alive(), dispatcher->waiting(), queue->size() + 1);
+                    next_held_warning = now + milliseconds(config.send_timeout_ms());
                 }
                 return;
             }
             handle(std::move(*held), now);
             held.reset();
+        }
+    }
+
+    // Frames wait in the dispatcher with no worker to take them: say so every send_timeout_ms.
+    void warn_no_workers(Clock::time_point now) {
+        if (dispatcher->workers_alive() > 0 || dispatcher->waiting() == 0 || held) {
+            next_idle_warning = now + milliseconds(config.send_timeout_ms());
+            return;  // held frames have their own warning (take_events)
+        }
+        if (now >= next_idle_warning) {
+            spdlog::warn("no reduce worker alive frames_waiting={}: held until a worker joins",
+                         dispatcher->waiting());
+            next_idle_warning = now + milliseconds(config.send_timeout_ms());
         }
     }
 
@@ -777,6 +814,7 @@ Result<void> IngestService::run(const runtime::StopSource& stop) {
         }
         const auto now = Clock::now();
         s.take_events(now);
+        s.warn_no_workers(now);
         s.follow_runs(now, false);
         if (now >= next_heartbeat) {
             s.heartbeat();

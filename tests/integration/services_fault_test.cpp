@@ -2,11 +2,13 @@
 // anisoflow-ingest (anisoflow stream source), reduce workers, anisoflow-analyze and
 // anisoflow-archive run as child processes on ipc:// sockets in a short scratch directory, and
 // `anisoflow simulate --stream` feeds a small P/N run at a modest frame rate.
-//  - One of two reducers is killed with SIGKILL once it has reduced a few frames: ingest must
-//    re-dispatch its frames to the survivor, so the final AnalysisResult still counts every data
-//    frame and the run file holds every cake and is closed "completed".
-//  - The only reducer is killed: ingest ends the run after its drain timeout, analyze finalises
-//    after its own drain timeout with the frames it got and counts the missing ones.
+//  - One of two reducers is killed with SIGKILL the moment its reduced-frames counter moves (its
+//    last cake possibly still in its ZeroMQ queue): ingest keeps every frame until analyze has
+//    its cake, so it re-dispatches the dead worker's unconfirmed frames to the survivor, the
+//    final AnalysisResult counts every data frame and the run file holds every cake once.
+//  - The only reducer is killed: ingest holds the frames (workers_alive 0, a repeated warning)
+//    until another reducer starts, which gets the run's start, darks and flat, then the frames.
+//  - Frames that never reach a worker are counted missing after the drain timeouts.
 
 #include <algorithm>
 #include <array>
@@ -16,6 +18,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <random>
 #include <regex>
 #include <string>
 #include <system_error>
@@ -293,28 +296,45 @@ class FaultChain {
             ingest = testing::concat(ingest, set("run_start_republish_interval_ms", "200"));
             ingest =
                 testing::concat(ingest, set("drain_timeout_ms", std::to_string(ingest_drain_ms)));
-            ingest = testing::concat(ingest, set("metrics.enabled", "false"));
+            // The warning about held frames repeats every send_timeout_ms.
+            ingest = testing::concat(ingest, set("send_timeout_ms", "500"));
+            ingest = testing::concat(ingest, set("metrics.bind_address", "127.0.0.1:0"));
             ingest_.emplace(ANISOFLOW_INGEST, ingest, log("ingest"));
         }
 
         for (std::size_t i = 0; i < reducers; ++i) {
-            const std::string name = "reduce-" + std::to_string(i);
-            std::vector<std::string> reduce = testing::concat(
-                set("instance", name), set("endpoints.frames_in.address", ">" + ipc("frames")));
-            reduce =
-                testing::concat(reduce, set("endpoints.control_in.address", ">" + ipc("control")));
-            reduce =
-                testing::concat(reduce, set("endpoints.reduced_out.address", ">" + ipc("reduced")));
-            reduce = testing::concat(reduce, set("heartbeat_interval_ms", "200"));
-            reduce = testing::concat(reduce, set("threads", "1"));
-            reduce = testing::concat(reduce, set("queue_capacity_frames", "2"));
-            // The test reads the first worker's frames_reduced_total to time the kill.
-            reduce = testing::concat(reduce, set("metrics.bind_address", "127.0.0.1:0"));
-            reducers_.push_back(std::make_unique<Child>(ANISOFLOW_REDUCE, reduce, log(name)));
+            start_reducer("reduce-" + std::to_string(i));
         }
         for (std::size_t i = 0; ingest_ && i < reducers_.size(); ++i) {
             EXPECT_TRUE(wait_for_log(*ingest_, "worker joined")) << ingest_->describe();
         }
+    }
+
+    // One more reduce worker named `name` (its log: <name>.log, or <name>-<n>.log when the name
+    // was used before).
+    Child& start_reducer(const std::string& name) {
+        const auto set = [](const std::string& key, const std::string& value) {
+            return std::vector<std::string>{"--set", key + "=" + value};
+        };
+        std::vector<std::string> reduce = testing::concat(
+            set("instance", name), set("endpoints.frames_in.address", ">" + ipc("frames")));
+        reduce = testing::concat(reduce, set("endpoints.control_in.address", ">" + ipc("control")));
+        reduce =
+            testing::concat(reduce, set("endpoints.reduced_out.address", ">" + ipc("reduced")));
+        reduce = testing::concat(reduce, set("heartbeat_interval_ms", "200"));
+        reduce = testing::concat(reduce, set("threads", "1"));
+        reduce = testing::concat(reduce, set("queue_capacity_frames", "2"));
+        // The test reads the workers' frames_reduced_total to time the kill.
+        reduce = testing::concat(reduce, set("metrics.bind_address", "127.0.0.1:0"));
+        std::string log_name = name;
+        for (int n = 1;
+             std::find(reducer_logs_.begin(), reducer_logs_.end(), log_name) != reducer_logs_.end();
+             ++n) {
+            log_name = name + "-" + std::to_string(n);
+        }
+        reducer_logs_.push_back(log_name);
+        reducers_.push_back(std::make_unique<Child>(ANISOFLOW_REDUCE, reduce, log(log_name)));
+        return *reducers_.back();
     }
 
     void start_simulator() {
@@ -327,17 +347,10 @@ class FaultChain {
             log("simulate"));
     }
 
-    // Kills reducer `index` with SIGKILL once its metrics show `frames` reduced and no new cake
-    // for kQuiet; returns what they showed at that moment.
-    //
-    // KNOWN BUG (not fixed here, see the commit message): reduce acknowledges a frame once its
-    // cake is queued on the PUSH to analyze, not once analyze has it. A SIGKILL in the few ms
-    // after a cake (the ~2 MB cake still in ZeroMQ's queue, the small FrameAck already written)
-    // loses that frame: ingest holds it as acknowledged and never sends it again. Seen in about
-    // 1 run of 12 when this test killed right after the count moved. Waiting for a quiet
-    // spell keeps this test on what it checks, the re-dispatch of a dead worker's frames.
+    // Kills reducer `index` with SIGKILL the moment its metrics show `frames` reduced: its last
+    // cake may still sit in its ZeroMQ queue, its REDUCED ack already with ingest (the window
+    // that lost a frame when a worker's ack closed the frame). Returns what they showed.
     double kill_reducer_after(std::size_t index, double frames) {
-        constexpr auto kQuiet = 60ms;
         Child& victim = *reducers_.at(index);
         const auto port = logged_metrics_port(victim);
         EXPECT_TRUE(port.has_value()) << victim.describe();
@@ -346,18 +359,12 @@ class FaultChain {
         }
         const auto deadline = Clock::now() + kPatience;
         double reduced = 0.0;
-        auto changed = Clock::now();
         while (Clock::now() < deadline) {
-            const double now_reduced =
-                metric_value(http_metrics(*port), "anisoflow_reduce_frames_reduced_total");
-            if (now_reduced != reduced) {
-                reduced = now_reduced;
-                changed = Clock::now();
-            }
-            if (reduced >= frames && Clock::now() - changed >= kQuiet) {
+            reduced = metric_value(http_metrics(*port), "anisoflow_reduce_frames_reduced_total");
+            if (reduced >= frames) {
                 break;
             }
-            std::this_thread::sleep_for(2ms);
+            std::this_thread::sleep_for(1ms);
         }
         victim.signal(SIGKILL);
         EXPECT_TRUE(victim.wait_for(5s).has_value());
@@ -371,9 +378,11 @@ class FaultChain {
     Child& simulator() { return *simulator_; }
     [[nodiscard]] std::string logs() const {
         std::string text;
-        for (const char* name :
-             {"simulate", "ingest", "reduce-0", "reduce-1", "analyze", "archive"}) {
-            text += std::string("=== ") + name + "\n" + testing::read_text(log(name));
+        std::vector<std::string> names{"simulate", "ingest"};
+        names.insert(names.end(), reducer_logs_.begin(), reducer_logs_.end());
+        names.insert(names.end(), {"analyze", "archive"});
+        for (const std::string& name : names) {
+            text += "=== " + name + "\n" + testing::read_text(log(name));
         }
         return text;
     }
@@ -386,6 +395,7 @@ class FaultChain {
     std::optional<Child> archive_;
     std::optional<Child> ingest_;
     std::vector<std::unique_ptr<Child>> reducers_;
+    std::vector<std::string> reducer_logs_;
     std::optional<Child> simulator_;
 };
 
@@ -430,9 +440,12 @@ TEST(ServicesFault, AReducerKilledMidRunLosesNoFrame) {
     std::this_thread::sleep_for(200ms);  // the SUB is connected before any result
     chain.start_simulator();
 
-    // reduce-0 has reduced (and so acknowledged, or is about to) two frames: kill it mid-run.
-    const double reduced_at_kill = chain.kill_reducer_after(0, 2.0);
-    EXPECT_GE(reduced_at_kill, 2.0) << chain.logs();
+    // reduce-0 has just reduced its first, second or third frame (a different moment on each
+    // repetition): kill it mid-run, no quiet spell.
+    const double kill_after = 1.0 + static_cast<double>(std::random_device{}() % 3);
+    SCOPED_TRACE(::testing::Message() << "killed after " << kill_after << " frames");
+    const double reduced_at_kill = chain.kill_reducer_after(0, kill_after);
+    EXPECT_GE(reduced_at_kill, kill_after) << chain.logs();
     EXPECT_TRUE(chain.simulator().running())
         << "the kill did not land mid-run (the stream had ended)\n"
         << chain.logs();
@@ -471,6 +484,111 @@ TEST(ServicesFault, AReducerKilledMidRunLosesNoFrame) {
     ASSERT_FALSE(finals.empty());
     EXPECT_EQ(finals.back(), 1U);
     H5Fclose(h5);
+}
+
+// Every reducer dead mid-run: ingest holds the frames (workers_alive 0, the warning repeated),
+// nothing is dropped, and a reducer started later under the same name gets the run's RunStart,
+// darks and flat, then every frame left; the result and the archive hold every data frame.
+TEST(ServicesFault, FramesWaitForAReducerWhenNoneIsLeft) {
+    const std::string run_id = "fault-none-left";
+    FaultChain chain(run_id);
+    zmq::context_t context;
+    chain.start_services(1, 30000, 30000);
+    const auto ingest_port = logged_metrics_port(chain.ingest());
+    ASSERT_TRUE(ingest_port.has_value()) << chain.logs();
+    auto results = transport::open_socket(context, zmq::socket_type::sub,
+                                          ">" + chain.ipc("results"), transport::SocketOptions{});
+    ASSERT_TRUE(results.has_value()) << results.error().message;
+    std::this_thread::sleep_for(200ms);  // the SUB is connected before any result
+    chain.start_simulator();
+
+    EXPECT_GE(chain.kill_reducer_after(0, 2.0), 2.0) << chain.logs();
+    ASSERT_TRUE(wait_for_log(chain.ingest(), "worker lost worker=reduce-0")) << chain.logs();
+    // Held, not dropped: the warning comes (and repeats) while the frames wait.
+    ASSERT_TRUE(wait_for_log(chain.ingest(), "no reduce worker")) << chain.logs();
+    const std::string held = http_metrics(*ingest_port);
+    EXPECT_EQ(metric_value(held, "anisoflow_ingest_workers_alive"), 0.0) << held;
+    EXPECT_GT(metric_value(held, "anisoflow_ingest_frames_in_flight"), 0.0) << held;
+    std::this_thread::sleep_for(1200ms);  // a second warning, send_timeout_ms (500 ms) later
+    const std::string ingest_log = chain.ingest().log();
+    std::size_t warnings = 0;
+    for (auto at = ingest_log.find("no reduce worker"); at != std::string::npos;
+         at = ingest_log.find("no reduce worker", at + 1)) {
+        ++warnings;
+    }
+    EXPECT_GE(warnings, 2U) << ingest_log;
+
+    chain.start_reducer("reduce-0");
+    const auto final_result = final_result_of(*results, run_id);
+    ASSERT_TRUE(final_result.has_value()) << "no final result\n" << chain.logs();
+    EXPECT_EQ(final_result->n_frames_p(), kFramesPerOrientation) << chain.logs();
+    EXPECT_EQ(final_result->n_frames_n(), kFramesPerOrientation) << chain.logs();
+    EXPECT_EQ(chain.analyze().log().find("run incomplete"), std::string::npos) << chain.logs();
+    const auto simulated = chain.simulator().wait_for(kPatience);
+    ASSERT_TRUE(simulated.has_value());
+    EXPECT_TRUE(WIFEXITED(*simulated) && WEXITSTATUS(*simulated) == 0) << chain.logs();
+    EXPECT_TRUE(wait_for_log(chain.archive(), "run file closed")) << chain.logs();
+    // The new worker was primed: it averaged the run's darks and flat before its data frames.
+    EXPECT_NE(chain.reducer(1).log().find("run started run=" + run_id), std::string::npos)
+        << chain.logs();
+    const std::string done = http_metrics(*ingest_port);
+    EXPECT_EQ(metric_value(done, "anisoflow_ingest_workers_alive"), 1.0) << done;
+    EXPECT_EQ(chain.reducer(1).terminate(), 0) << chain.logs();
+    EXPECT_EQ(chain.ingest().terminate(), 0) << chain.logs();
+    EXPECT_EQ(chain.analyze().terminate(), 0) << chain.logs();
+    EXPECT_EQ(chain.archive().terminate(), 0) << chain.logs();
+
+    const hid_t h5 = H5Fopen(chain.run_file().c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    ASSERT_GE(h5, 0) << chain.run_file() << "\n" << chain.logs();
+    EXPECT_EQ(read_fixed_string(h5, "/entry/run_state"), "completed");
+    auto sequences = read_u64(h5, "/entry/reduced/sequence");
+    std::sort(sequences.begin(), sequences.end());
+    EXPECT_EQ(sequences, data_sequences());
+    H5Fclose(h5);
+}
+
+// No reducer at all and a run that ends: ingest takes the whole (short) run from the source,
+// holds its frames, and after its drain timeout publishes RunEnd with every frame counted as
+// sent and a detail that says they were never dispatched.
+TEST(ServicesFault, ARunEndedWithNoReducerSaysItsFramesWereNeverDispatched) {
+    const std::string run_id = "fault-no-reducer";
+    FaultChain chain(run_id);
+    zmq::context_t context;
+    chain.start_services(0, 1000, 1000);
+    auto control = transport::open_socket(context, zmq::socket_type::sub,
+                                          ">" + chain.ipc("control"), transport::SocketOptions{});
+    ASSERT_TRUE(control.has_value()) << control.error().message;
+    std::this_thread::sleep_for(200ms);  // the SUB is connected before the run
+    chain.start_simulator();
+
+    std::optional<stream::v1::RunEnd> end;
+    const auto deadline = Clock::now() + kPatience;
+    while (!end && Clock::now() < deadline) {
+        auto received = transport::receive(*control, 200ms);
+        ASSERT_TRUE(received.has_value());
+        if (!*received) {
+            continue;
+        }
+        auto decoded = transport::decode(std::move(**received));
+        if (auto* run_end = decoded ? std::get_if<transport::RunEndMessage>(&*decoded) : nullptr;
+            run_end != nullptr && run_end->end.run_id() == run_id) {
+            end = run_end->end;
+        }
+    }
+    ASSERT_TRUE(end.has_value()) << "no RunEnd\n" << chain.logs();
+    // Counts stay honest: every frame the source sent is counted, none reached analyze.
+    EXPECT_EQ(end->frames_sent().data_p(), kFramesPerOrientation);
+    EXPECT_EQ(end->frames_sent().data_n(), kFramesPerOrientation);
+    EXPECT_EQ(end->frames_sent().dark(), kDarks);
+    EXPECT_NE(end->detail().find("12 frames never reached analyze (12 never dispatched"),
+              std::string::npos)
+        << end->detail();
+    EXPECT_NE(end->detail().find("workers alive 0"), std::string::npos) << end->detail();
+    EXPECT_NE(chain.ingest().log().find("no reduce worker"), std::string::npos) << chain.logs();
+    EXPECT_TRUE(wait_for_log(chain.analyze(), "missing_data_frames=12")) << chain.logs();
+    EXPECT_EQ(chain.ingest().terminate(), 0) << chain.logs();
+    EXPECT_EQ(chain.analyze().terminate(), 0) << chain.logs();
+    EXPECT_EQ(chain.archive().terminate(), 0) << chain.logs();
 }
 
 // The test is ingest (the real Dispatcher and a control PUB) between `anisoflow simulate --stream`
