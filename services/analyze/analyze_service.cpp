@@ -35,6 +35,19 @@ constexpr std::size_t kMissingListedMax = 32;
 // Bounds of the analysis-time histogram, seconds.
 const std::vector<double> kAnalysisSecondsBuckets = {0.01, 0.02, 0.05, 0.1,  0.2, 0.5,
                                                      1.0,  2.0,  5.0,  10.0, 30.0};
+// Bounds of the latency histograms, seconds: a partial result comes every recompute_interval_ms
+// (2 s by default), so 1 ms to 60 s.
+const std::vector<double> kLatencySecondsBuckets = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2,
+                                                    0.5,   1.0,   2.0,   5.0,  10.0, 30.0, 60.0};
+constexpr double kSecondsPerNanosecond = 1e-9;
+
+std::uint64_t size_of(const transport::Multipart& parts) {
+    std::uint64_t bytes = 0;
+    for (const auto& part : parts) {
+        bytes += part.size();
+    }
+    return bytes;
+}
 
 transport::SocketOptions socket_options(const cfg::Socket& socket) {
     transport::SocketOptions options;
@@ -85,6 +98,10 @@ struct RunState {
     Clock::time_point last_result{};
     std::optional<pb::RunEnd> end;
     Clock::time_point drain_deadline{};
+    // Cakes merged since the last result: when each arrived, and its frame's acquisition time
+    // (0 = unknown), for the latency histograms observed when the next result goes out.
+    std::vector<Clock::time_point> unpublished_received;
+    std::vector<std::int64_t> unpublished_acquired_unix_ns;
 };
 
 struct AnalyzeMetrics {
@@ -95,6 +112,11 @@ struct AnalyzeMetrics {
     metrics::Histogram analysis_seconds;
     metrics::CounterFamily errors;
     metrics::CounterFamily rejected;
+    metrics::Counter frames_lost;
+    metrics::Counter bytes_received;
+    metrics::Counter bytes_sent;
+    metrics::Histogram result_latency;
+    metrics::Histogram frame_to_result;
 };
 
 Result<AnalyzeMetrics> register_metrics(metrics::Registry& registry) {
@@ -115,10 +137,31 @@ Result<AnalyzeMetrics> register_metrics(metrics::Registry& registry) {
          "pending_overflow", "analysis", "archive_send_timeout", "receipt_dropped"});
     auto rejected = registry.counter_family("anisoflow_analyze_messages_rejected_total",
                                             "messages dropped by decode(), by reason", "reason");
-    if (!merged || !duplicates || !missing || !results || !seconds || !errors || !rejected) {
+    auto lost = registry.counter(
+        "anisoflow_analyze_frames_lost_total",
+        "data frames RunEnd reported sent that are not in the run's final result (must stay 0)");
+    auto bytes_received =
+        registry.counter("anisoflow_analyze_bytes_received_total",
+                         "bytes received: cakes and heartbeats from reduce, control messages");
+    auto bytes_sent = registry.counter(
+        "anisoflow_analyze_bytes_sent_total",
+        "bytes sent: results, the archive feed, receipts to the workers, heartbeats");
+    auto result_latency =
+        registry.histogram("anisoflow_analyze_result_latency_seconds",
+                           "from a cake's arrival to the first result that includes it published",
+                           kLatencySecondsBuckets);
+    auto frame_to_result = registry.histogram(
+        "anisoflow_analyze_frame_to_result_seconds",
+        "from a frame's acquisition (FrameHeader.acquired_unix_ns) to the first result that "
+        "includes it published",
+        kLatencySecondsBuckets);
+    if (!merged || !duplicates || !missing || !results || !seconds || !errors || !rejected ||
+        !lost || !bytes_received || !bytes_sent || !result_latency || !frame_to_result) {
         return fail(ErrorCode::kInvalidArgument, "cannot register the analyze metrics");
     }
-    return AnalyzeMetrics{*merged, *duplicates, *missing, *results, *seconds, *errors, *rejected};
+    return AnalyzeMetrics{*merged,         *duplicates, *missing,        *results,
+                          *seconds,        *errors,     *rejected,       *lost,
+                          *bytes_received, *bytes_sent, *result_latency, *frame_to_result};
 }
 
 std::int64_t now_unix_ns() {
@@ -220,6 +263,7 @@ class AnalyzeService {
                 break;
             }
             transport::Multipart& parts = **received;
+            metrics_.bytes_received.increment(static_cast<double>(size_of(parts)));
             std::optional<zmq::message_t> peer;
             if (routed && !parts.empty()) {
                 peer = std::move(parts.front());
@@ -262,12 +306,15 @@ class AnalyzeService {
     }
 
     void forward(transport::Multipart parts) {
+        const std::uint64_t bytes = size_of(parts);
         auto sent =
             transport::send(archive_, parts, milliseconds(config_.archive_send_timeout_ms()));
         if (!sent || !*sent) {
             count_error("archive_send_timeout",
                         sent ? "archive did not accept a message in time" : sent.error().message);
+            return;
         }
+        metrics_.bytes_sent.increment(static_cast<double>(bytes));
     }
 
     void on_run_start(const pb::RunStart& start) {
@@ -332,8 +379,11 @@ class AnalyzeService {
             message.push_back(std::move(part));
         }
         // Never blocks: an unsent receipt costs a duplicate cake later, not a stalled analyze.
+        const std::uint64_t bytes = size_of(message);
         auto sent = transport::try_send(reduced_, message);
-        if (!sent || !*sent) {
+        if (sent && *sent) {
+            metrics_.bytes_sent.increment(static_cast<double>(bytes));
+        } else {
             count_error("receipt_dropped",
                         fmt::format("run {} frame {}: {}", run_id, sequence,
                                     sent ? "the worker's pipe is full" : sent.error().message));
@@ -398,6 +448,8 @@ class AnalyzeService {
         }
         run.sequences.insert(h.sequence());
         run.changed = true;
+        run.unpublished_received.push_back(Clock::now());
+        run.unpublished_acquired_unix_ns.push_back(h.acquired_unix_ns());
         metrics_.frames_merged.increment();
         const pb::ReducedFrame header = cake.header;
         if (auto parts = transport::encode_reduced(header, std::move(cake.parts))) {
@@ -411,8 +463,9 @@ class AnalyzeService {
                (run.settings->mode == physics::ExtractionMode::kSingle || run.n.frame_count() > 0);
     }
 
-    // Analyses the run's sums and publishes the result (and feeds it to archive).
-    void publish(const std::string& run_id, RunState& run, bool is_final) {
+    // Analyses the run's sums and publishes the result (and feeds it to archive); false when the
+    // analysis failed and nothing was published.
+    bool publish(const std::string& run_id, RunState& run, bool is_final) {
         const auto start = Clock::now();
         const reduce::Cake cake_p = run.p.finish();
         std::optional<reduce::Cake> cake_n;
@@ -426,7 +479,7 @@ class AnalyzeService {
         run.last_result = Clock::now();
         if (!result) {
             count_error("analysis", run_id + ": " + result.error().message);
-            return;
+            return false;
         }
         ResultMessageParts parts =
             make_result(run_id, *run.settings, *result, run.p.frame_count(), run.n.frame_count());
@@ -442,18 +495,40 @@ class AnalyzeService {
         if (!for_pub || !for_archive) {
             count_error("analysis",
                         run_id + ": " + (for_pub ? for_archive : for_pub).error().message);
-            return;
+            return false;
         }
         // PUB never blocks: a slow subscriber misses an update, never the archive.
-        (void)transport::try_send(results_, *for_pub);
+        const std::uint64_t bytes = size_of(*for_pub);
+        if (auto sent = transport::try_send(results_, *for_pub); sent && *sent) {
+            metrics_.bytes_sent.increment(static_cast<double>(bytes));
+        }
         forward(std::move(*for_archive));
         metrics_.results_published.increment();
+        observe_latencies(run);
         const auto& a = parts.header;
         spdlog::info("{} result run={} frames_p={} frames_n={} alpha={:.6g} r_c={} mechanism={}",
                      is_final ? "final" : "partial", run_id, a.n_frames_p(), a.n_frames_n(),
                      a.alpha(),
                      a.has_r_c_angstrom() ? fmt::format("{:.3f}", a.r_c_angstrom()) : "none",
                      pb::Mechanism_Name(a.mechanism()));
+        return true;
+    }
+
+    // Each cake merged since the last result is now in a published one.
+    void observe_latencies(RunState& run) {
+        const auto now = Clock::now();
+        const std::int64_t now_ns = now_unix_ns();
+        for (const Clock::time_point received : run.unpublished_received) {
+            metrics_.result_latency.observe(std::chrono::duration<double>(now - received).count());
+        }
+        for (const std::int64_t acquired_ns : run.unpublished_acquired_unix_ns) {
+            if (acquired_ns > 0 && now_ns >= acquired_ns) {
+                metrics_.frame_to_result.observe(static_cast<double>(now_ns - acquired_ns) *
+                                                 kSecondsPerNanosecond);
+            }
+        }
+        run.unpublished_received.clear();
+        run.unpublished_acquired_unix_ns.clear();
     }
 
     void finish_run(const std::string& run_id, RunState& run) {
@@ -480,9 +555,14 @@ class AnalyzeService {
                 run_id, missing, got_p, sent.data_p(), got_n, sent.data_n(), fmt::join(unseen, ","),
                 kMissingListedMax);
         }
-        if (analysable(run)) {
-            publish(run_id, run, true);
-        } else {
+        // Frames RunEnd says were sent that the final result does not hold; must stay 0.
+        const bool published = analysable(run) && publish(run_id, run, true);
+        const std::uint64_t in_result = published ? got_p + got_n : 0;
+        const std::uint64_t sent_data = sent.data_p() + sent.data_n();
+        if (sent_data > in_result) {
+            metrics_.frames_lost.increment(static_cast<double>(sent_data - in_result));
+        }
+        if (!analysable(run)) {
             count_error("analysis", fmt::format("run {}: no final result, too few frames (p={} "
                                                 "n={})",
                                                 run_id, got_p, got_n));
@@ -518,7 +598,7 @@ class AnalyzeService {
                 }
             }
             if (run.changed && analysable(run) && now - run.last_result >= interval) {
-                publish(it->first, run, false);
+                (void)publish(it->first, run, false);  // a failure is counted inside
             }
             ++it;
         }
@@ -534,7 +614,10 @@ class AnalyzeService {
             heartbeat.set_run_id(runs_.begin()->first);
         }
         if (auto parts = transport::encode_control(heartbeat)) {
-            (void)transport::try_send(results_, *parts);
+            const std::uint64_t bytes = size_of(*parts);
+            if (auto sent = transport::try_send(results_, *parts); sent && *sent) {
+                metrics_.bytes_sent.increment(static_cast<double>(bytes));
+            }
         }
     }
 

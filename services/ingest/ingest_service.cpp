@@ -57,6 +57,7 @@ struct StartEvent {
 struct FrameEvent {
     pb::FrameHeader header;
     zmq::message_t payload;
+    Clock::time_point received_at;  // when the source handed it over (dispatch latency)
 };
 struct EndEvent {
     std::string run_id;
@@ -120,7 +121,22 @@ struct Metrics {
     metrics::Gauge workers_alive;
     metrics::Gauge frames_in_flight;
     metrics::Gauge frames_unconfirmed;
+    metrics::Counter bytes_received;
+    metrics::Counter bytes_sent;
+    metrics::Histogram dispatch_seconds;
 };
+
+// Bounds of the latency histograms, seconds: 1 ms to 60 s (a frame may wait for credit).
+const std::vector<double> kLatencySecondsBuckets = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2,
+                                                    0.5,   1.0,   2.0,   5.0,  10.0, 30.0, 60.0};
+
+std::uint64_t size_of(const transport::Multipart& parts) {
+    std::uint64_t bytes = 0;
+    for (const auto& part : parts) {
+        bytes += part.size();
+    }
+    return bytes;
+}
 
 Result<Metrics> register_metrics(metrics::Registry& registry) {
     auto received = registry.counter("anisoflow_ingest_frames_received_total",
@@ -151,8 +167,22 @@ Result<Metrics> register_metrics(metrics::Registry& registry) {
                        "data frames waiting for a worker or sent and not yet confirmed by analyze");
     auto unconfirmed = registry.gauge("anisoflow_ingest_frames_unconfirmed",
                                       "data frames reduced whose receipt by analyze is pending");
+    auto bytes_received = registry.counter(
+        "anisoflow_ingest_bytes_received_total",
+        "bytes received: the source's messages and the reduce workers' credits and acks");
+    auto bytes_sent = registry.counter(
+        "anisoflow_ingest_bytes_sent_total",
+        "bytes sent: frames (and re-sends) to the reduce workers and the control messages");
+    auto dispatch_seconds = registry.histogram(
+        "anisoflow_ingest_dispatch_latency_seconds",
+        "from a frame's arrival from the source to its hand-over to the dispatcher (credit "
+        "granted, or queued there while no worker is alive)",
+        kLatencySecondsBuckets);
     for (const auto* error :
-         {received ? nullptr : &received.error(), dispatched ? nullptr : &dispatched.error(),
+         {bytes_received ? nullptr : &bytes_received.error(),
+          bytes_sent ? nullptr : &bytes_sent.error(),
+          dispatch_seconds ? nullptr : &dispatch_seconds.error(),
+          received ? nullptr : &received.error(), dispatched ? nullptr : &dispatched.error(),
           redispatched ? nullptr : &redispatched.error(), acked ? nullptr : &acked.error(),
           confirmed ? nullptr : &confirmed.error(), unconfirmed ? nullptr : &unconfirmed.error(),
           out_of_order ? nullptr : &out_of_order.error(), rejected ? nullptr : &rejected.error(),
@@ -162,8 +192,9 @@ Result<Metrics> register_metrics(metrics::Registry& registry) {
             return tl::unexpected(*error);
         }
     }
-    return Metrics{*received, *dispatched, *redispatched, *acked, *confirmed, *out_of_order,
-                   *rejected, *ended,      *depth,        *alive, *in_flight, *unconfirmed};
+    return Metrics{*received,     *dispatched,  *redispatched,   *acked,      *confirmed,
+                   *out_of_order, *rejected,    *ended,          *depth,      *alive,
+                   *in_flight,    *unconfirmed, *bytes_received, *bytes_sent, *dispatch_seconds};
 }
 
 // ---- the source thread: runs opened, numbered, checked and closed
@@ -213,7 +244,7 @@ class RunTracker {
             metrics_.frames_out_of_order.increment();
         }
         next_expected_ = std::max(next_expected_, sequence + 1);
-        return queue_.push(FrameEvent{std::move(header), std::move(payload)}, stop);
+        return queue_.push(FrameEvent{std::move(header), std::move(payload), Clock::now()}, stop);
     }
 
     bool end(pb::RunEndReason reason, std::string detail, const runtime::StopToken& stop) {
@@ -262,6 +293,7 @@ Result<void> read_anisoflow_stream(zmq::socket_t& socket, RunTracker& tracker, M
             }
             continue;
         }
+        metrics.bytes_received.increment(static_cast<double>(size_of(**received)));
         auto decoded = transport::decode(std::move(**received));
         if (!decoded) {
             metrics.frames_rejected.with("malformed").increment();
@@ -396,6 +428,7 @@ Result<void> read_dectris_stream(zmq::socket_t& socket, const cfg::IngestSource&
             }
             continue;
         }
+        metrics.bytes_received.increment(static_cast<double>(size_of(**received)));
         transport::Multipart& parts = **received;
         std::vector<dectris::ByteSpan> spans;
         spans.reserve(parts.size());
@@ -517,8 +550,12 @@ struct IngestService::State {
             return;
         }
         // PUB never blocks: a slow subscriber loses messages, which is why RunStart repeats.
-        if (auto sent = transport::try_send(control, *message); !sent) {
+        const std::uint64_t bytes = size_of(*message);
+        auto sent = transport::try_send(control, *message);
+        if (!sent) {
             spdlog::warn("control publish failed error=\"{}\"", sent.error().message);
+        } else if (*sent) {
+            metrics.bytes_sent.increment(static_cast<double>(bytes));
         }
     }
 
@@ -565,6 +602,8 @@ struct IngestService::State {
                 return;
             }
             count_sent(book->second.sent, header);
+            metrics.dispatch_seconds.observe(
+                std::chrono::duration<double>(now - frame->received_at).count());
         } else if (auto* end = std::get_if<EndEvent>(&event)) {
             const auto book = runs.find(end->run_id);
             if (book == runs.end()) {
@@ -651,6 +690,9 @@ struct IngestService::State {
             static_cast<double>(now.frames_acked - exported.frames_acked));
         metrics.frames_confirmed.increment(
             static_cast<double>(now.frames_confirmed - exported.frames_confirmed));
+        metrics.bytes_sent.increment(static_cast<double>(now.bytes_sent - exported.bytes_sent));
+        metrics.bytes_received.increment(
+            static_cast<double>(now.bytes_received - exported.bytes_received));
         exported = now;
         metrics.queue_depth.set(static_cast<double>(queue->size() + (held ? 1 : 0)));
         metrics.workers_alive.set(static_cast<double>(dispatcher->workers_alive()));

@@ -37,9 +37,17 @@ constexpr milliseconds kPollInterval{20};
 // `threads` threads integrate one frame at a time), so two keep it busy while the other one
 // decompresses or sends.
 constexpr std::size_t kWorkerStages = 2;
-// Bounds of the reduce-time histogram, seconds: 1 ms to 10 s.
+// Bounds of the reduce-time and latency histograms, seconds: 1 ms to 10 s.
 const std::vector<double> kReduceSecondsBuckets = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
                                                    0.2,   0.5,   1.0,   2.0,  5.0,  10.0};
+
+std::uint64_t size_of(const transport::Multipart& parts) {
+    std::uint64_t bytes = 0;
+    for (const auto& part : parts) {
+        bytes += part.size();
+    }
+    return bytes;
+}
 
 transport::SocketOptions socket_options(const cfg::Socket& socket) {
     transport::SocketOptions options;
@@ -58,6 +66,8 @@ class WorkerLinkInput final : public FrameInput {
                      pb::AckStatus status) override {
         return link_.ack(run_id, sequence, status);
     }
+    std::uint64_t bytes_received() const override { return link_.bytes_received(); }
+    std::uint64_t bytes_sent() const override { return link_.bytes_sent(); }
 
   private:
     transport::WorkerLink link_;
@@ -81,6 +91,7 @@ geometry::PoniGeometry to_poni(const pb::PoniGeometry& g) {
 struct Job {
     std::shared_ptr<const reduce::CakeIntegrator> integrator;
     transport::FrameMessage frame;
+    Clock::time_point received_at;  // when the frame was taken off the frames socket
 };
 
 // Frames received and not yet integrated; its capacity is the credit the worker announces.
@@ -150,6 +161,9 @@ struct ReduceMetrics {
     metrics::Histogram reduce_seconds;
     metrics::CounterFamily errors;
     metrics::CounterFamily rejected;
+    metrics::Counter bytes_received;
+    metrics::Counter bytes_sent;
+    metrics::Histogram latency_seconds;
 };
 
 Result<ReduceMetrics> register_metrics(metrics::Registry& registry) {
@@ -166,10 +180,22 @@ Result<ReduceMetrics> register_metrics(metrics::Registry& registry) {
          "unsupported_kind", "pending_overflow"});
     auto rejected = registry.counter_family("anisoflow_reduce_messages_rejected_total",
                                             "messages dropped by decode(), by reason", "reason");
-    if (!reduced || !calibration || !seconds || !errors || !rejected) {
+    auto bytes_received = registry.counter(
+        "anisoflow_reduce_bytes_received_total",
+        "bytes received: frames from ingest, control messages, analyze's receipts");
+    auto bytes_sent =
+        registry.counter("anisoflow_reduce_bytes_sent_total",
+                         "bytes sent: cakes and heartbeats to analyze, credits and acks to ingest");
+    auto latency = registry.histogram(
+        "anisoflow_reduce_frame_latency_seconds",
+        "from a data frame's receipt from ingest to its cake sent to analyze, queue included",
+        kReduceSecondsBuckets);
+    if (!reduced || !calibration || !seconds || !errors || !rejected || !bytes_received ||
+        !bytes_sent || !latency) {
         return fail(ErrorCode::kInvalidArgument, "cannot register the reduce metrics");
     }
-    return ReduceMetrics{*reduced, *calibration, *seconds, *errors, *rejected};
+    return ReduceMetrics{*reduced,  *calibration,    *seconds,    *errors,
+                         *rejected, *bytes_received, *bytes_sent, *latency};
 }
 
 // What a worker knows of one run.
@@ -300,6 +326,7 @@ class ReduceService {
             if (auto drained = drain_control(); !drained) {
                 return drained;
             }
+            export_link_bytes();
             for (const PendingAck& pending : acks_.take()) {
                 if (auto acked = input_->ack(pending.run_id, pending.sequence, pending.status);
                     !acked) {
@@ -308,6 +335,16 @@ class ReduceService {
             }
         }
         return {};
+    }
+
+    // The link's byte counts as metrics (the receive stage owns the link).
+    void export_link_bytes() {
+        const std::uint64_t received = input_->bytes_received();
+        const std::uint64_t sent = input_->bytes_sent();
+        metrics_.bytes_received.increment(static_cast<double>(received - link_bytes_received_));
+        metrics_.bytes_sent.increment(static_cast<double>(sent - link_bytes_sent_));
+        link_bytes_received_ = received;
+        link_bytes_sent_ = sent;
     }
 
     Result<void> drain_control() {
@@ -319,6 +356,7 @@ class ReduceService {
             if (!*received) {
                 return {};
             }
+            metrics_.bytes_received.increment(static_cast<double>(size_of(**received)));
             auto decoded = transport::decode(std::move(**received));
             if (!decoded) {
                 metrics_.rejected.with(transport::to_string(decoded.error().reason)).increment();
@@ -454,7 +492,7 @@ class ReduceService {
             run.integrator = std::move(*built);
             run.integrator_type = *type;
         }
-        jobs_.push(Job{run.integrator, std::move(frame)}, stop);
+        jobs_.push(Job{run.integrator, std::move(frame), Clock::now()}, stop);
     }
 
     Result<void> work(const runtime::StopToken& stop, zmq::socket_t& reduced, bool heartbeats) {
@@ -489,7 +527,10 @@ class ReduceService {
         auto parts = transport::encode_control(heartbeat);
         if (parts) {
             // A heartbeat analyze cannot take now is simply skipped.
-            (void)transport::try_send(reduced, *parts);
+            const std::uint64_t bytes = size_of(*parts);
+            if (auto sent = transport::try_send(reduced, *parts); sent && *sent) {
+                metrics_.bytes_sent.increment(static_cast<double>(bytes));
+            }
         }
     }
 
@@ -525,6 +566,7 @@ class ReduceService {
         out.mutable_chi_axis()->set_unit("deg");
         out.set_frames_accumulated(sums.frame_count());
         out.set_worker(config_.instance());
+        out.set_acquired_unix_ns(header.acquired_unix_ns());
         std::vector<zmq::message_t> parts;
         const std::pair<pb::CakeQuantity, std::span<const double>> quantities[] = {
             {pb::CAKE_QUANTITY_SIGNAL_SUM, sums.signal_sums()},
@@ -540,6 +582,7 @@ class ReduceService {
             reject_frame(job.frame, "integrate", where + ": " + message.error().message, true);
             return {};
         }
+        const std::uint64_t bytes = size_of(*message);
         auto sent = transport::send(reduced, *message, milliseconds(config_.send_timeout_ms()));
         if (!sent) {
             return tl::unexpected(sent.error().with_context("endpoints.reduced_out"));
@@ -551,8 +594,11 @@ class ReduceService {
             return {};
         }
         metrics_.frames_reduced.increment();
+        metrics_.bytes_sent.increment(static_cast<double>(bytes));
         metrics_.reduce_seconds.observe(
             std::chrono::duration<double>(Clock::now() - start).count());
+        metrics_.latency_seconds.observe(
+            std::chrono::duration<double>(Clock::now() - job.received_at).count());
         acks_.push(header.run_id(), header.sequence(), pb::ACK_STATUS_REDUCED);
         return relay_receipts(reduced);
     }
@@ -568,6 +614,7 @@ class ReduceService {
             if (!*received) {
                 return {};
             }
+            metrics_.bytes_received.increment(static_cast<double>(size_of(**received)));
             auto decoded = transport::decode(std::move(**received));
             if (!decoded) {
                 metrics_.rejected.with(transport::to_string(decoded.error().reason)).increment();
@@ -596,6 +643,8 @@ class ReduceService {
     std::map<std::string, RunContext, std::less<>> runs_;
     std::deque<std::string> ended_;
     std::vector<transport::FrameMessage> pending_;
+    std::uint64_t link_bytes_received_ = 0;  // input_'s counts already exported
+    std::uint64_t link_bytes_sent_ = 0;
     std::mutex log_mutex_;
     std::map<std::string, Clock::time_point, std::less<>> last_logged_;  // by reason
 };

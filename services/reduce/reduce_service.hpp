@@ -45,6 +45,9 @@ class FrameInput {
     /// can reduce it; RECEIVED: analyze's receipt of the ReducedFrame, relayed.
     [[nodiscard]] virtual Result<void> ack(std::string_view run_id, std::uint64_t sequence,
                                            pb::AckStatus status) = 0;
+    /// Bytes received from and sent to ingest so far (the bytes_*_total metrics); 0 if unknown.
+    [[nodiscard]] virtual std::uint64_t bytes_received() const { return 0; }
+    [[nodiscard]] virtual std::uint64_t bytes_sent() const { return 0; }
 };
 
 /// The production input: a transport::WorkerLink on endpoints.frames_in, named `instance`,

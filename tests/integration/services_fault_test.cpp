@@ -274,7 +274,7 @@ class FaultChain {
         analyze = testing::concat(analyze, set("recompute_interval_ms", "200"));
         analyze =
             testing::concat(analyze, set("drain_timeout_ms", std::to_string(analyze_drain_ms)));
-        analyze = testing::concat(analyze, set("metrics.enabled", "false"));
+        analyze = testing::concat(analyze, set("metrics.bind_address", "127.0.0.1:0"));
         analyze_.emplace(ANISOFLOW_ANALYZE, analyze, log("analyze"));
 
         std::vector<std::string> archive =
@@ -468,6 +468,47 @@ TEST(ServicesFault, AReducerKilledMidRunLosesNoFrame) {
 
     // The archive closes the run once analyze forwarded RunEnd.
     EXPECT_TRUE(wait_for_log(chain.archive(), "run file closed")) << chain.logs();
+
+    // The metrics every service exports over HTTP: traffic, stage latencies, no frame lost.
+    const auto analyze_port = logged_metrics_port(chain.analyze());
+    const auto ingest_port = logged_metrics_port(chain.ingest());
+    const auto survivor_port = logged_metrics_port(chain.reducer(1));
+    ASSERT_TRUE(analyze_port && ingest_port && survivor_port) << chain.logs();
+    const std::string analyze_text = http_metrics(*analyze_port);
+    const std::string ingest_text = http_metrics(*ingest_port);
+    const std::string reduce_text = http_metrics(*survivor_port);
+    constexpr double kDataFrames = 2.0 * kFramesPerOrientation;
+    constexpr double kAllFrames = kDataFrames + kDarks + 1.0;  // and the one flat
+    EXPECT_EQ(metric_value(analyze_text, "anisoflow_analyze_frames_lost_total"), 0.0)
+        << analyze_text;
+    // Each merged cake is observed once, when the first result that holds it goes out.
+    EXPECT_EQ(metric_value(analyze_text, "anisoflow_analyze_result_latency_seconds_count"),
+              kDataFrames)
+        << analyze_text;
+    EXPECT_EQ(metric_value(analyze_text, "anisoflow_analyze_frame_to_result_seconds_count"),
+              kDataFrames)
+        << analyze_text;
+    EXPECT_GT(metric_value(analyze_text, "anisoflow_analyze_bytes_received_total"), 0.0);
+    EXPECT_GT(metric_value(analyze_text, "anisoflow_analyze_bytes_sent_total"), 0.0);
+    EXPECT_EQ(metric_value(ingest_text, "anisoflow_ingest_dispatch_latency_seconds_count"),
+              kAllFrames)
+        << ingest_text;
+    EXPECT_EQ(metric_value(ingest_text, "anisoflow_ingest_frames_confirmed_total"), kDataFrames)
+        << ingest_text;
+    // Frames of 128 x 128 pixels went in and out: more than their pixels' worth.
+    constexpr double kFrameBytes = 128.0 * 128.0 * 2.0;
+    EXPECT_GT(metric_value(ingest_text, "anisoflow_ingest_bytes_received_total"),
+              kAllFrames * kFrameBytes)
+        << ingest_text;
+    EXPECT_GT(metric_value(ingest_text, "anisoflow_ingest_bytes_sent_total"),
+              kAllFrames * kFrameBytes)
+        << ingest_text;
+    EXPECT_GT(metric_value(reduce_text, "anisoflow_reduce_bytes_received_total"), kFrameBytes)
+        << reduce_text;
+    EXPECT_GT(metric_value(reduce_text, "anisoflow_reduce_bytes_sent_total"), 0.0) << reduce_text;
+    EXPECT_GE(metric_value(reduce_text, "anisoflow_reduce_frame_latency_seconds_count"), 1.0)
+        << reduce_text;
+
     EXPECT_EQ(chain.reducer(1).terminate(), 0) << chain.logs();
     EXPECT_EQ(chain.ingest().terminate(), 0) << chain.logs();
     EXPECT_EQ(chain.analyze().terminate(), 0) << chain.logs();

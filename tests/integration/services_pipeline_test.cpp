@@ -473,6 +473,7 @@ TEST(ServicesPipeline, TwoReducersAnalyzeAndArchiveEveryFrameOfASimulatedRunExac
               static_cast<double>(run.p.size() + run.n.size()));
     EXPECT_EQ(metric_value(analyze_metrics, "anisoflow_analyze_frames_duplicate_total"), 0.0);
     EXPECT_EQ(metric_value(analyze_metrics, "anisoflow_analyze_frames_missing_total"), 0.0);
+    EXPECT_EQ(metric_value(analyze_metrics, "anisoflow_analyze_frames_lost_total"), 0.0);
 
     ASSERT_TRUE(std::filesystem::exists(file)) << file;
     const hid_t h5 = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);

@@ -33,6 +33,14 @@ std::uint64_t new_session() {
     return drawn == 0 ? 1 : drawn;
 }
 
+std::uint64_t size_of(const Multipart& parts) {
+    std::uint64_t bytes = 0;
+    for (const auto& part : parts) {
+        bytes += part.size();
+    }
+    return bytes;
+}
+
 bool is_calibration(pb::FrameKind kind) {
     return kind == pb::FRAME_KIND_DARK || kind == pb::FRAME_KIND_FLAT;
 }
@@ -94,12 +102,14 @@ struct Dispatcher::State {
         for (auto& part : parts) {
             message.push_back(std::move(part));
         }
+        const std::uint64_t bytes = size_of(message);
         auto sent = try_send(socket, message);
         if (!sent) {
             spdlog::debug("dispatch: send to worker={} failed error=\"{}\"", id,
                           sent.error().message);
             return false;
         }
+        counters.bytes_sent += *sent ? bytes : 0;
         return *sent;
     }
 
@@ -294,6 +304,7 @@ struct Dispatcher::State {
     }
 
     void handle(Multipart&& parts, Clock::time_point now) {
+        counters.bytes_received += size_of(parts);
         if (parts.size() < 2) {
             ++counters.messages_rejected;
             return;
@@ -552,6 +563,7 @@ Result<WorkerLink> WorkerLink::open(zmq::context_t& context, std::string_view ad
 }
 
 Result<void> WorkerLink::send_control(Multipart parts) {
+    const std::uint64_t bytes = size_of(parts);
     auto sent = send(socket_, parts, options_.send_timeout);
     if (!sent) {
         return tl::unexpected(sent.error().with_context("worker link " + instance_));
@@ -560,6 +572,7 @@ Result<void> WorkerLink::send_control(Multipart parts) {
         return fail(ErrorCode::kIo, "worker link {}: ingest did not accept a message within {} ms",
                     instance_, options_.send_timeout.count());
     }
+    bytes_sent_ += bytes;
     return {};
 }
 
@@ -599,6 +612,7 @@ Result<std::optional<DecodeResult>> WorkerLink::receive(std::chrono::millisecond
             return tl::unexpected(received.error());
         }
         if (*received) {
+            bytes_received_ += size_of(**received);
             return std::optional<DecodeResult>(decode(std::move(**received)));
         }
         if (Clock::now() >= deadline) {

@@ -52,6 +52,8 @@ struct DispatchCounters {
     std::uint64_t workers_joined = 0;  ///< workers that announced credits (again)
     std::uint64_t workers_lost = 0;    ///< workers declared dead (silent, unreachable, restarted)
     std::uint64_t messages_rejected = 0;  ///< undecodable or unexpected messages from workers
+    std::uint64_t bytes_sent = 0;         ///< every part of every message accepted by the socket
+    std::uint64_t bytes_received = 0;     ///< every part of every message from the workers
 };
 
 /// One live worker, for logs, metrics and tests.
@@ -174,6 +176,9 @@ class WorkerLink {
     [[nodiscard]] std::uint32_t credits() const { return credits_; }
     /// Drawn at open(): tells ingest this process from an earlier one of the same name.
     [[nodiscard]] std::uint64_t session() const { return session_; }
+    /// Every part of every message received from, and accepted for, ingest so far.
+    [[nodiscard]] std::uint64_t bytes_received() const { return bytes_received_; }
+    [[nodiscard]] std::uint64_t bytes_sent() const { return bytes_sent_; }
 
   private:
     WorkerLink(zmq::socket_t socket, std::string instance, std::uint32_t credits,
@@ -184,6 +189,8 @@ class WorkerLink {
     std::string instance_;
     std::uint32_t credits_ = 0;
     std::uint64_t session_ = 0;
+    std::uint64_t bytes_received_ = 0;
+    std::uint64_t bytes_sent_ = 0;
     WorkerLinkOptions options_;
     std::chrono::steady_clock::time_point next_heartbeat_;
 };
