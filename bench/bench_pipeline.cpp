@@ -1,0 +1,631 @@
+// bench_pipeline: the whole streaming chain on this machine. anisoflow-ingest, N reduce workers,
+// analyze and archive run their real service loops on threads of this process over ipc://
+// sockets (the same code as the binaries; one process so that one command measures it all); the
+// benchmark is the detector, pushing 2048 x 2048 uint16 frames of a simulated glass into
+// ingest's stream socket as anisoflow simulate --stream does, and a subscriber of the results.
+//
+// It prints, measured in the same run (these machines are noisy: ratios travel):
+// - a memcpy of one frame, the yardstick;
+// - throughput: frames sent unpaced (ingest's backpressure sets the pace) / time from the first
+//   frame sent to the final result, with the frames the final result holds (0 lost or the run
+//   is reported as failed);
+// - latency at a fixed frame rate: for each data frame, the time from its sending to the first
+//   published result whose count of merged frames of its orientation reaches it (results come
+//   every --recompute-ms, so that interval bounds the latency from below), p50 and p99.
+//
+//   bench_pipeline [--frames N] [--rows R] [--cols C] [--reducers W] [--reduce-threads T]
+//                  [--latency-fps F] [--latency-frames M] [--recompute-ms I] [--distinct D]
+//   (defaults: 100 frames per orientation, 2048 x 2048, 2 reducers x 1 thread, 50 frames per
+//   orientation at 10 fps for the latency, results every 100 ms, 4 distinct frames per
+//   orientation cycled)
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+#include <zmq.hpp>
+
+#include "anisoflow/geometry/detector_geometry.hpp"
+#include "anisoflow/metrics/metrics.hpp"
+#include "anisoflow/physics/scattering_factors.hpp"
+#include "anisoflow/runtime/config_loader.hpp"
+#include "anisoflow/runtime/service_config.hpp"
+#include "anisoflow/runtime/service_main.hpp"
+#include "anisoflow/sim/frame_renderer.hpp"
+#include "anisoflow/transport/message.hpp"
+#include "anisoflow/transport/payload.hpp"
+#include "anisoflow/transport/socket.hpp"
+
+#include "analyze_service.hpp"
+#include "archive_service.hpp"
+#include "ingest_service.hpp"
+#include "reduce_service.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace pb = ::anisoflow::stream::v1;
+namespace cfg = ::anisoflow::runtime::cfg;
+namespace runtime = ::anisoflow::runtime;
+namespace transport = ::anisoflow::transport;
+using anisoflow::Frame;
+using anisoflow::Result;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr const char* kComposition = "Zr52.5Cu17.9Ni14.6Al10Ti5";
+constexpr double kDensity = 0.0553;
+constexpr double kNu = 0.37;
+constexpr auto kChainTimeout = std::chrono::minutes(10);
+
+struct Options {
+    std::size_t frames = 100;  // per orientation, throughput run
+    std::size_t rows = 2048;
+    std::size_t cols = 2048;
+    std::size_t reducers = 2;
+    std::size_t reduce_threads = 1;
+    double latency_fps = 10.0;
+    std::size_t latency_frames = 50;  // per orientation
+    std::uint32_t recompute_ms = 100;
+    std::size_t distinct = 4;  // distinct simulated frames per orientation, cycled
+};
+
+std::int64_t unix_now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+// A service loop on its own thread with its own stop flag and metrics (as in the binaries).
+class ServiceThread {
+  public:
+    ServiceThread(std::string name, std::function<Result<void>(runtime::ServiceContext&)> loop)
+        : stop_(*runtime::StopSource::create()),
+          context_{std::move(name), stop_, registry_, 0},
+          thread_([this, loop = std::move(loop)] { result_ = loop(context_); }) {}
+    ~ServiceThread() { stop(); }
+    ServiceThread(const ServiceThread&) = delete;
+    ServiceThread& operator=(const ServiceThread&) = delete;
+    ServiceThread(ServiceThread&&) = delete;
+    ServiceThread& operator=(ServiceThread&&) = delete;
+
+    void stop() {
+        stop_.request_stop();
+        if (thread_.joinable()) {
+            thread_.join();
+            if (!result_) {
+                std::fprintf(stderr, "bench_pipeline: %s stopped with: %s\n",
+                             context_.service.c_str(), result_.error().message.c_str());
+            }
+        }
+    }
+    [[nodiscard]] std::string metrics() const { return registry_.serialize(); }
+
+  private:
+    anisoflow::metrics::Registry registry_;
+    runtime::StopSource stop_;
+    runtime::ServiceContext context_;
+    Result<void> result_;
+    std::thread thread_;
+};
+
+// The mission's detector: 200 um pixels, 100 keV, centred beam; 0.35 m puts Q ~ 24 1/A on the
+// corners of 2048 x 2048 (scaled with the detector's size for smaller runs).
+anisoflow::geometry::PoniGeometry detector(const Options& o) {
+    anisoflow::geometry::PoniGeometry poni;
+    poni.detector = {"Detector", 200e-6, 200e-6, anisoflow::FrameShape{o.rows, o.cols}};
+    poni.distance_m = 0.35 * static_cast<double>(std::max(o.rows, o.cols)) / 2048.0;
+    poni.poni1_m = static_cast<double>(o.rows) * 100e-6;
+    poni.poni2_m = static_cast<double>(o.cols) * 100e-6;
+    poni.wavelength_m = 0.123984e-10;
+    return poni;
+}
+
+struct SimulatedFrames {
+    Frame dark;
+    Frame flat;
+    std::vector<Frame> p;
+    std::vector<Frame> n;
+};
+
+std::optional<SimulatedFrames> simulate(const anisoflow::geometry::DetectorGeometry& geometry,
+                                        const Options& o) {
+    namespace sim = anisoflow::sim;
+    auto factors = anisoflow::physics::ScatteringFactors::from_formula(kComposition);
+    if (!factors) {
+        return std::nullopt;
+    }
+    sim::AtomicTermsTable atomic;
+    const double q_max_inv_angstrom = geometry.pixel_q_range().max_inv_angstrom + 0.1;
+    for (double q = 0.0; q <= q_max_inv_angstrom; q += 0.01) {
+        const auto averages = factors->at(q);
+        atomic.q_inv_angstrom.push_back(q);
+        atomic.mean_f_squared.push_back(averages.mean_f_squared);
+        atomic.mean_squared_f.push_back(averages.mean_squared_f);
+        atomic.compton.push_back(averages.compton);
+    }
+    auto structure = sim::HardSphereStructure::create({kDensity, 0.55, 0.15});
+    auto renderer = sim::FrameRenderer::create(geometry, atomic);
+    if (!structure || !renderer) {
+        return std::nullopt;
+    }
+    sim::RenderSettings settings;
+    settings.counts_scale = 20.0;
+    settings.strain = sim::UniaxialStrain{0.006, kNu};
+    settings.read_noise_counts = 2.0;
+    SimulatedFrames frames;
+    settings.seed = sim::frame_seed(1, sim::FrameSeries::kDark, 0);
+    frames.dark = renderer->render_dark(settings);
+    frames.flat = frames.dark;  // a flat of the dark's level: the corrections still run
+    for (std::size_t i = 0; i < o.distinct; ++i) {
+        for (const auto orientation : {sim::Orientation::kP, sim::Orientation::kN}) {
+            const bool p = orientation == sim::Orientation::kP;
+            settings.orientation = orientation;
+            settings.seed = sim::frame_seed(1, p ? sim::FrameSeries::kP : sim::FrameSeries::kN, i);
+            auto frame = renderer->render(*structure, settings);
+            if (!frame) {
+                return std::nullopt;
+            }
+            (p ? frames.p : frames.n).push_back(std::move(*frame));
+        }
+    }
+    return frames;
+}
+
+pb::RunStart run_start(const std::string& run_id, const anisoflow::geometry::PoniGeometry& poni,
+                       const anisoflow::geometry::DetectorGeometry& geometry) {
+    pb::RunStart start;
+    start.set_run_id(run_id);
+    start.set_started_unix_ns(unix_now_ns());
+    start.set_source_version("bench_pipeline");
+    pb::ExperimentConfig& c = *start.mutable_config();
+    pb::PoniGeometry& g = *c.mutable_geometry();
+    g.set_distance_m(poni.distance_m);
+    g.set_poni1_m(poni.poni1_m);
+    g.set_poni2_m(poni.poni2_m);
+    g.set_wavelength_m(poni.wavelength_m);
+    g.set_pixel1_m(poni.detector.pixel1_m);
+    g.set_pixel2_m(poni.detector.pixel2_m);
+    g.set_detector_rows(static_cast<std::uint32_t>(poni.detector.max_shape.rows));
+    g.set_detector_cols(static_cast<std::uint32_t>(poni.detector.max_shape.cols));
+    g.set_detector_type("Detector");
+    c.set_composition(kComposition);
+    c.set_density_per_cubic_angstrom(kDensity);
+    c.set_nu(kNu);
+    c.set_loading_axis_chi_deg(0.0);
+    c.set_mode(pb::EXTRACTION_MODE_PN);
+    // analyze's defaults (SPEC 8), Q up to the largest full ring.
+    c.set_q_min_inv_angstrom(0.5);
+    c.set_q_max_inv_angstrom(geometry.full_ring_q_inv_angstrom());
+    c.set_n_q(1000);
+    c.set_n_chi(72);
+    c.set_r_max_angstrom(25.0);
+    c.set_n_r(2000);
+    c.set_r_fit_min_angstrom(2.3);
+    c.set_r_fit_max_angstrom(20.0);
+    c.set_normalisation(pb::NORMALISATION_HIGH_Q);
+    c.set_r_poly_angstrom(0.9);
+    c.set_polarization_factor(0.99);
+    return start;
+}
+
+// The detector side: a PUSH into ingest's stream socket; blocks while ingest holds it back.
+class Detector {
+  public:
+    explicit Detector(zmq::context_t& context, const std::string& address) {
+        transport::SocketOptions options;
+        options.send_hwm = 4;
+        options.linger = std::chrono::seconds(10);
+        auto socket = transport::open_socket(context, zmq::socket_type::push, address, options);
+        if (!socket) {
+            std::fprintf(stderr, "bench_pipeline: %s\n", socket.error().message.c_str());
+            std::exit(1);
+        }
+        socket_ = std::move(*socket);
+    }
+
+    void send(transport::Multipart parts) {
+        while (true) {
+            auto sent = transport::send(socket_, parts, std::chrono::seconds(60));
+            if (!sent) {
+                std::fprintf(stderr, "bench_pipeline: send: %s\n", sent.error().message.c_str());
+                std::exit(1);
+            }
+            if (*sent) {
+                return;
+            }
+            std::fprintf(stderr, "bench_pipeline: ingest has not accepted a frame for 60 s\n");
+        }
+    }
+
+    void send_frame(const std::string& run_id, std::uint64_t sequence, const Frame& frame,
+                    pb::FrameKind kind, pb::Orientation orientation) {
+        pb::FrameHeader header;
+        header.set_run_id(run_id);
+        header.set_sequence(sequence);
+        header.set_kind(kind);
+        header.set_orientation(orientation);
+        header.set_acquired_unix_ns(unix_now_ns());
+        header.set_sent_unix_ns(unix_now_ns());
+        header.set_encoding(pb::ENCODING_RAW);
+        header.set_dtype(transport::to_pixel_dtype(frame.pixel_type()));
+        header.set_rows(static_cast<std::uint32_t>(frame.shape.rows));
+        header.set_cols(static_cast<std::uint32_t>(frame.shape.cols));
+        const auto& pixels = std::get<std::vector<std::uint16_t>>(frame.pixels);
+        const std::span<const std::byte> bytes(
+            reinterpret_cast<const std::byte*>(pixels.data()),  // NOLINT: the pixels' bytes
+            pixels.size() * sizeof(std::uint16_t));
+        auto parts = transport::encode_frame(header, transport::copy_payload(bytes));
+        if (!parts) {
+            std::fprintf(stderr, "bench_pipeline: %s\n", parts.error().message.c_str());
+            std::exit(1);
+        }
+        send(std::move(*parts));
+    }
+
+  private:
+    zmq::socket_t socket_;
+};
+
+struct ResultSeen {
+    Clock::time_point at;
+    std::uint64_t frames_p;
+    std::uint64_t frames_n;
+    bool is_final;
+};
+
+// Reads analyze's results PUB until the final result of `run_id` (or the timeout).
+std::vector<ResultSeen> follow_results(zmq::socket_t& results, const std::string& run_id) {
+    std::vector<ResultSeen> seen;
+    const auto deadline = Clock::now() + kChainTimeout;
+    while (Clock::now() < deadline) {
+        auto received = transport::receive(results, milliseconds(50));
+        if (!received || !*received) {
+            continue;
+        }
+        auto decoded = transport::decode(std::move(**received));
+        if (!decoded) {
+            continue;
+        }
+        const auto* result = std::get_if<transport::ResultMessage>(&*decoded);
+        if (result == nullptr || result->header.run_id() != run_id) {
+            continue;
+        }
+        seen.push_back({Clock::now(), result->header.n_frames_p(), result->header.n_frames_n(),
+                        result->header.is_final()});
+        if (result->header.is_final()) {
+            break;
+        }
+    }
+    return seen;
+}
+
+double percentile(std::vector<double> values, double fraction) {
+    if (values.empty()) {
+        return std::nan("");
+    }
+    std::sort(values.begin(), values.end());
+    const auto index =
+        static_cast<std::size_t>(std::ceil(fraction * static_cast<double>(values.size())) - 1.0);
+    return values[std::min(index, values.size() - 1)];
+}
+
+struct RunFigures {
+    double seconds = 0.0;
+    std::uint64_t sent = 0;
+    std::uint64_t in_final = 0;
+    std::vector<double> latency_ms;
+};
+
+class Chain {
+  public:
+    Chain(const Options& o, const fs::path& dir) : o_(o), dir_(dir) {
+        const auto ipc = [&](const char* name) { return "ipc://" + (dir / name).string(); };
+        cfg::IngestConfig ingest;
+        check(runtime::merge_defaults(ingest), "ingest defaults");
+        ingest.mutable_source()->set_kind(cfg::SOURCE_KIND_ANISOFLOW_STREAM);
+        ingest.mutable_source()->set_stream_address("@" + ipc("stream"));
+        ingest.mutable_endpoints()->mutable_frames_out()->set_address("@" + ipc("frames"));
+        ingest.mutable_endpoints()->mutable_control_out()->set_address("@" + ipc("control"));
+        ingest.mutable_metrics()->set_enabled(false);
+        ingest_config_ = ingest;
+        stream_address_ = ">" + ipc("stream");
+
+        cfg::AnalyzeConfig analyze;
+        check(runtime::merge_defaults(analyze), "analyze defaults");
+        analyze.mutable_endpoints()->mutable_reduced_in()->set_address("@" + ipc("reduced"));
+        analyze.mutable_endpoints()->mutable_control_in()->set_address(">" + ipc("control"));
+        analyze.mutable_endpoints()->mutable_results_out()->set_address("@" + ipc("results"));
+        analyze.mutable_endpoints()->mutable_archive_out()->set_address("@" + ipc("archive"));
+        analyze.set_recompute_interval_ms(o.recompute_ms);
+        analyze.mutable_metrics()->set_enabled(false);
+        analyze_config_ = analyze;
+
+        cfg::ArchiveConfig archive;
+        check(runtime::merge_defaults(archive), "archive defaults");
+        archive.mutable_endpoints()->mutable_archive_in()->set_address(">" + ipc("archive"));
+        archive.set_archive_dir((dir / "runs").string());
+        archive.mutable_metrics()->set_enabled(false);
+        archive_config_ = archive;
+
+        for (std::size_t i = 0; i < o.reducers; ++i) {
+            cfg::ReduceConfig reduce;
+            check(runtime::merge_defaults(reduce), "reduce defaults");
+            reduce.set_instance("reduce-" + std::to_string(i));
+            reduce.mutable_endpoints()->mutable_frames_in()->set_address(">" + ipc("frames"));
+            reduce.mutable_endpoints()->mutable_control_in()->set_address(">" + ipc("control"));
+            reduce.mutable_endpoints()->mutable_reduced_out()->set_address(">" + ipc("reduced"));
+            reduce.set_threads(static_cast<std::uint32_t>(o.reduce_threads));
+            reduce.mutable_metrics()->set_enabled(false);
+            reduce_configs_.push_back(reduce);
+        }
+
+        auto service = anisoflow::ingest::IngestService::create(ingest_config_, ingest_registry_);
+        check(service, "ingest");
+        ingest_.emplace(std::move(*service));
+        ingest_stop_.emplace(*runtime::StopSource::create());
+        ingest_thread_ = std::thread([this] { ingest_result_ = ingest_->run(*ingest_stop_); });
+        analyze_ = std::make_unique<ServiceThread>("analyze", [this](runtime::ServiceContext& c) {
+            return anisoflow::analyzer::run(analyze_config_, c);
+        });
+        archive_ = std::make_unique<ServiceThread>("archive", [this](runtime::ServiceContext& c) {
+            return anisoflow::archiver::run(archive_config_, c);
+        });
+        for (const cfg::ReduceConfig& reduce : reduce_configs_) {
+            reducers_.push_back(
+                std::make_unique<ServiceThread>("reduce", [&reduce](runtime::ServiceContext& c) {
+                    return anisoflow::reducer::run(reduce, c);
+                }));
+        }
+        auto results = transport::open_socket(context_, zmq::socket_type::sub, ">" + ipc("results"),
+                                              transport::SocketOptions{});
+        check(results, "results");
+        results_ = std::move(*results);
+        detector_ = std::make_unique<Detector>(context_, stream_address_);
+        // The workers need a moment to connect and announce their credits; the first run's
+        // frames would otherwise wait for them (and count in the figures).
+        std::this_thread::sleep_for(milliseconds(500));
+    }
+
+    ~Chain() {
+        detector_.reset();
+        for (auto& reducer : reducers_) {
+            reducer->stop();
+        }
+        analyze_->stop();
+        archive_->stop();
+        ingest_stop_->request_stop();
+        ingest_thread_.join();
+    }
+    Chain(const Chain&) = delete;
+    Chain& operator=(const Chain&) = delete;
+    Chain(Chain&&) = delete;
+    Chain& operator=(Chain&&) = delete;
+
+    // One run of `frames_per_orientation` P and N frames (interleaved) at `fps` (0: unpaced).
+    RunFigures run(const std::string& run_id, const SimulatedFrames& frames,
+                   const pb::RunStart& start_template, std::size_t frames_per_orientation,
+                   double fps) {
+        pb::RunStart start = start_template;
+        start.set_run_id(run_id);
+        start.mutable_config()->mutable_frames_expected()->set_data_p(frames_per_orientation);
+        start.mutable_config()->mutable_frames_expected()->set_data_n(frames_per_orientation);
+        auto start_parts = transport::encode_control(start);
+        check(start_parts, "RunStart");
+        detector_->send(std::move(*start_parts));
+        std::uint64_t sequence = 0;
+        detector_->send_frame(run_id, sequence++, frames.dark, pb::FRAME_KIND_DARK,
+                              pb::ORIENTATION_UNSPECIFIED);
+        detector_->send_frame(run_id, sequence++, frames.flat, pb::FRAME_KIND_FLAT,
+                              pb::ORIENTATION_UNSPECIFIED);
+
+        RunFigures figures;
+        std::vector<Clock::time_point> sent_p;
+        std::vector<Clock::time_point> sent_n;
+        std::vector<ResultSeen> seen;
+        std::thread subscriber([&] { seen = follow_results(results_, run_id); });
+        const auto period = fps > 0.0 ? std::chrono::duration_cast<Clock::duration>(
+                                            std::chrono::duration<double>(1.0 / fps))
+                                      : Clock::duration::zero();
+        const auto first = Clock::now();
+        auto next = first;
+        for (std::size_t i = 0; i < frames_per_orientation; ++i) {
+            for (const bool p : {true, false}) {
+                std::this_thread::sleep_until(next);
+                next += period;
+                const Frame& frame = (p ? frames.p : frames.n)[i % frames.p.size()];
+                (p ? sent_p : sent_n).push_back(Clock::now());
+                detector_->send_frame(run_id, sequence++, frame, pb::FRAME_KIND_DATA,
+                                      p ? pb::ORIENTATION_P : pb::ORIENTATION_N);
+            }
+        }
+        pb::RunEnd end;
+        end.set_run_id(run_id);
+        end.mutable_frames_sent()->set_dark(1);
+        end.mutable_frames_sent()->set_flat(1);
+        end.mutable_frames_sent()->set_data_p(frames_per_orientation);
+        end.mutable_frames_sent()->set_data_n(frames_per_orientation);
+        end.set_reason(pb::RUN_END_REASON_COMPLETED);
+        end.set_ended_unix_ns(unix_now_ns());
+        auto end_parts = transport::encode_control(end);
+        check(end_parts, "RunEnd");
+        detector_->send(std::move(*end_parts));
+        subscriber.join();
+
+        figures.sent = 2 * frames_per_orientation;
+        if (seen.empty() || !seen.back().is_final) {
+            std::fprintf(stderr, "bench_pipeline: no final result for %s\n", run_id.c_str());
+            return figures;
+        }
+        figures.seconds = std::chrono::duration<double>(seen.back().at - first).count();
+        figures.in_final = seen.back().frames_p + seen.back().frames_n;
+        // Frame k of an orientation is in a result once that result merged > k of them.
+        for (const bool p : {true, false}) {
+            const auto& sent = p ? sent_p : sent_n;
+            for (std::size_t k = 0; k < sent.size(); ++k) {
+                for (const ResultSeen& result : seen) {
+                    if ((p ? result.frames_p : result.frames_n) > k) {
+                        figures.latency_ms.push_back(
+                            std::chrono::duration<double, std::milli>(result.at - sent[k]).count());
+                        break;
+                    }
+                }
+            }
+        }
+        return figures;
+    }
+
+  private:
+    template <class R>
+    static void check(const R& result, const char* what) {
+        if (!result) {
+            std::fprintf(stderr, "bench_pipeline: %s: %s\n", what, result.error().message.c_str());
+            std::exit(1);
+        }
+    }
+
+    const Options& o_;
+    fs::path dir_;
+    zmq::context_t context_;
+    cfg::IngestConfig ingest_config_;
+    cfg::AnalyzeConfig analyze_config_;
+    cfg::ArchiveConfig archive_config_;
+    std::vector<cfg::ReduceConfig> reduce_configs_;
+    std::string stream_address_;
+    anisoflow::metrics::Registry ingest_registry_;
+    std::optional<anisoflow::ingest::IngestService> ingest_;
+    std::optional<runtime::StopSource> ingest_stop_;
+    Result<void> ingest_result_;
+    std::thread ingest_thread_;
+    std::unique_ptr<ServiceThread> analyze_;
+    std::unique_ptr<ServiceThread> archive_;
+    std::vector<std::unique_ptr<ServiceThread>> reducers_;
+    zmq::socket_t results_;
+    std::unique_ptr<Detector> detector_;
+};
+
+double memcpy_ms(std::size_t bytes) {
+    std::vector<std::byte> from(bytes, std::byte{1});
+    std::vector<std::byte> to(bytes);
+    double best = 1e300;
+    for (int repeat = 0; repeat < 20; ++repeat) {
+        const auto t0 = Clock::now();
+        std::memcpy(to.data(), from.data(), bytes);
+        const auto t1 = Clock::now();
+        best = std::min(best, std::chrono::duration<double, std::milli>(t1 - t0).count());
+        from[static_cast<std::size_t>(repeat)] = to[bytes - 1 - static_cast<std::size_t>(repeat)];
+    }
+    return best;
+}
+
+bool parse(int argc, char** argv, Options& o) {
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const std::string key = argv[i];
+        const char* value = argv[i + 1];
+        const auto number = [&] { return std::strtoull(value, nullptr, 10); };
+        if (key == "--frames") {
+            o.frames = number();
+        } else if (key == "--rows") {
+            o.rows = number();
+        } else if (key == "--cols") {
+            o.cols = number();
+        } else if (key == "--reducers") {
+            o.reducers = number();
+        } else if (key == "--reduce-threads") {
+            o.reduce_threads = number();
+        } else if (key == "--latency-fps") {
+            o.latency_fps = std::strtod(value, nullptr);
+        } else if (key == "--latency-frames") {
+            o.latency_frames = number();
+        } else if (key == "--recompute-ms") {
+            o.recompute_ms = static_cast<std::uint32_t>(number());
+        } else if (key == "--distinct") {
+            o.distinct = number();
+        } else {
+            return false;
+        }
+    }
+    return argc % 2 == 1 && o.frames > 0 && o.rows > 0 && o.cols > 0 && o.reducers > 0 &&
+           o.reduce_threads > 0 && o.distinct > 0 && o.recompute_ms > 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Options o;
+    if (!parse(argc, argv, o)) {
+        std::fprintf(stderr,
+                     "usage: bench_pipeline [--frames N] [--rows R] [--cols C] [--reducers W] "
+                     "[--reduce-threads T] [--latency-fps F] [--latency-frames M] "
+                     "[--recompute-ms I] [--distinct D]\n");
+        return 2;
+    }
+    spdlog::set_level(spdlog::level::warn);  // the services' per-run lines would bury the table
+    const fs::path dir = fs::temp_directory_path() / ("afbench-" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    const anisoflow::geometry::PoniGeometry poni = detector(o);
+    const anisoflow::geometry::DetectorGeometry geometry(poni);
+    std::fprintf(stderr, "bench_pipeline: simulating %zu + %zu distinct frames...\n", o.distinct,
+                 o.distinct);
+    const auto simulate_start = Clock::now();
+    const auto frames = simulate(geometry, o);
+    if (!frames) {
+        std::fprintf(stderr, "bench_pipeline: simulation failed\n");
+        return 1;
+    }
+    std::fprintf(stderr, "bench_pipeline: simulated in %.1f s; starting the chain\n",
+                 std::chrono::duration<double>(Clock::now() - simulate_start).count());
+    const pb::RunStart start = run_start("bench", poni, geometry);
+    const std::size_t frame_bytes = o.rows * o.cols * sizeof(std::uint16_t);
+    const double copy_ms = memcpy_ms(frame_bytes);
+
+    int status = 0;
+    {
+        Chain chain(o, dir);
+        // A short run first: connections, allocations and the first integrator are set up.
+        (void)chain.run("bench-warmup", *frames, start, 2, 0.0);
+        const RunFigures fast = chain.run("bench-throughput", *frames, start, o.frames, 0.0);
+        const RunFigures paced =
+            chain.run("bench-latency", *frames, start, o.latency_frames, o.latency_fps);
+
+        std::printf(
+            "bench_pipeline: %zux%zu uint16 frames (%.1f MB), %zu reducers x %zu threads, "
+            "results every %u ms, raw archiving off, %u cores\n",
+            o.rows, o.cols, static_cast<double>(frame_bytes) / 1e6, o.reducers, o.reduce_threads,
+            o.recompute_ms, std::thread::hardware_concurrency());
+        std::printf("  memcpy of one frame           %8.3f ms\n", copy_ms);
+        const double fps = fast.seconds > 0.0 ? static_cast<double>(fast.sent) / fast.seconds : 0.0;
+        std::printf(
+            "  throughput, unpaced           %8.1f frames/s  (%llu sent, %llu in the final "
+            "result, %.2f s; %.0f memcpys per frame)\n",
+            fps, static_cast<unsigned long long>(fast.sent),
+            static_cast<unsigned long long>(fast.in_final), fast.seconds,
+            fps > 0.0 ? 1000.0 / fps / copy_ms : 0.0);
+        std::printf(
+            "  latency at %4.1f frames/s      p50 %6.1f ms  p99 %6.1f ms  (%zu frames; "
+            "%llu in the final result)\n",
+            o.latency_fps, percentile(paced.latency_ms, 0.50), percentile(paced.latency_ms, 0.99),
+            paced.latency_ms.size(), static_cast<unsigned long long>(paced.in_final));
+        if (fast.in_final != fast.sent || paced.in_final != paced.sent) {
+            std::printf("  LOST FRAMES: the final results do not hold every frame sent\n");
+            status = 1;
+        }
+    }
+    fs::remove_all(dir);
+    return status;
+}
