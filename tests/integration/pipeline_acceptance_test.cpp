@@ -200,6 +200,10 @@ TEST_F(PipelineAcceptance, LiveResultEqualsOfflineAnalysisAndEveryFrameIsArchive
               data_frames);
     EXPECT_EQ(count("analyze", "anisoflow_analyze_frames_merged_total"), data_frames);
     EXPECT_EQ(count("analyze", "anisoflow_analyze_frames_missing_total"), 0.0);
+    EXPECT_EQ(count("analyze", "anisoflow_analyze_frames_lost_total"), 0.0);
+    EXPECT_EQ(count("analyze", "anisoflow_analyze_frame_to_result_seconds_count"), data_frames);
+    // Every data frame's pixels went through ingest: at least 80 x 256 x 256 x 2 bytes out.
+    EXPECT_GE(count("ingest", "anisoflow_ingest_bytes_sent_total"), data_frames * 256 * 256 * 2);
     EXPECT_EQ(count("archive", "anisoflow_archive_reduced_frames_written_total"), data_frames);
 }
 
