@@ -92,6 +92,14 @@ struct Dispatcher::State {
     std::deque<FrameKey> waiting;      // frames without a worker, in dispatch order
     DispatchCounters counters;
     std::uint64_t assignments = 0;
+    // What a worker declared dead had been primed with, by routing id: if the same process
+    // (same session) speaks again it still holds those RunStarts and calibration frames, and
+    // sending them twice would count its darks twice.
+    struct Departed {
+        std::uint64_t session = 0;
+        std::set<std::string, std::less<>> primed_runs;
+    };
+    std::map<std::string, Departed, std::less<>> departed;
 
     // Sends [routing id][envelope][payloads] without blocking; false when the worker cannot take
     // it (gone: EHOSTUNREACH under ROUTER_MANDATORY, or its pipe full).
@@ -170,6 +178,9 @@ struct Dispatcher::State {
             "worker lost worker={} reason={} frames_unacknowledged={} frames_unconfirmed={}",
             found->second.instance, why, orphans.size() - reduced, reduced);
         waiting.insert(waiting.begin(), orphans.begin(), orphans.end());
+        if (found->second.session != 0) {
+            departed[id] = Departed{found->second.session, std::move(found->second.primed_runs)};
+        }
         workers.erase(found);
         ++counters.workers_lost;
     }
@@ -269,6 +280,17 @@ struct Dispatcher::State {
         worker.last_seen = now;
         if (joined) {
             worker.last_assigned = 0;
+            if (const auto back = departed.find(id); back != departed.end() &&
+                                                     back->second.session == credit.session() &&
+                                                     credit.session() != 0) {
+                // Declared dead (silent too long) but the same process: still primed.
+                for (const std::string& run_id : back->second.primed_runs) {
+                    if (runs.contains(run_id)) {
+                        worker.primed_runs.insert(run_id);
+                    }
+                }
+            }
+            departed.erase(id);
             ++counters.workers_joined;
             spdlog::info("worker joined worker={} credits={}", worker.instance, worker.credits);
         }

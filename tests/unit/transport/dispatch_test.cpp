@@ -372,6 +372,27 @@ TEST_P(DispatchTest, ARejectedFrameIsNotSentAgain) {
     EXPECT_EQ(d.counters().frames_rejected, 1U);
 }
 
+TEST_P(DispatchTest, AWorkerBackFromSilenceIsNotPrimedTwice) {
+    Dispatcher& d = *dispatcher_;
+    WorkerLink slow = connect("reduce-slow", 2);
+    ASSERT_TRUE(d.start_run(run_start("r12")));
+    ASSERT_TRUE(send_frame(d, "r12", 0, pb::FRAME_KIND_DARK));
+    ASSERT_TRUE(send_frame(d, "r12", 1, pb::FRAME_KIND_DATA));
+    WorkerLog log;
+    ASSERT_TRUE(pump_until(
+        d, [&] { return log.data_sequences.size() == 1; }, [&] { drain_link(slow, log); }));
+    // Silent past worker_timeout (a long pause, not a crash): declared dead.
+    ASSERT_TRUE(pump_until(d, [&] { return d.counters().workers_lost == 1; }));
+    // The same process speaks again: its frame comes back, but not the RunStart and the dark
+    // it already has (it would average that dark twice).
+    ASSERT_TRUE(send_frame(d, "r12", 2, pb::FRAME_KIND_DATA));
+    ASSERT_TRUE(pump_until(
+        d, [&] { return log.data_sequences.size() == 3; }, [&] { drain_link(slow, log); }));
+    EXPECT_EQ(log.events,
+              (std::vector<std::string>{"start:r12", "dark:0", "data:1", "data:1", "data:2"}));
+    EXPECT_EQ(d.counters().frames_redispatched, 1U);
+}
+
 TEST_P(DispatchTest, AWorkerRestartedUnderItsNameIsPrimedAgainAndGetsItsFrames) {
     Dispatcher& d = *dispatcher_;
     std::optional<WorkerLink> first(connect("reduce-0", 2));
