@@ -1,7 +1,6 @@
 #include "hdf5_util.hpp"
 
 #include <algorithm>
-#include <mutex>
 #include <system_error>
 
 #include <fmt/format.h>
@@ -10,22 +9,7 @@
 namespace anisoflow::io::detail {
 namespace {
 
-constexpr std::size_t kMaxErrorMessages = 3;   // innermost messages kept from an error stack
 constexpr std::size_t kMaxListedMembers = 20;  // group members listed in a "not found" error
-
-herr_t collect_error(unsigned /*index*/, const H5E_error2_t* error, void* data) {
-    auto* messages = static_cast<std::vector<std::string>*>(data);
-    if (error->desc != nullptr && *error->desc != '\0') {
-        // HDF5 descriptions may span lines (e.g. a time stamp); errors are one line each.
-        std::string text(error->desc);
-        std::replace(text.begin(), text.end(), '\n', ' ');
-        while (!text.empty() && text.back() == ' ') {
-            text.pop_back();
-        }
-        messages->emplace_back(std::move(text));
-    }
-    return 0;
-}
 
 herr_t collect_member(hid_t /*group*/, const char* name, const H5L_info_t* /*info*/, void* data) {
     auto* names = static_cast<std::vector<std::string>*>(data);
@@ -71,24 +55,6 @@ std::string describe_group(hid_t file, const std::string& group_path) {
 }
 
 }  // namespace
-
-void silence_hdf5_errors() {
-    static std::once_flag once;
-    std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
-}
-
-std::string hdf5_error_detail() {
-    std::vector<std::string> messages;
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, collect_error, &messages);  // innermost first
-    if (messages.empty()) {
-        return "unknown HDF5 error";
-    }
-    std::string detail;
-    for (std::size_t i = 0; i < messages.size() && i < kMaxErrorMessages; ++i) {
-        detail += (i == 0 ? "" : "; ") + messages[i];
-    }
-    return detail;
-}
 
 Result<Hid> open_hdf5_file(const std::filesystem::path& path) {
     silence_hdf5_errors();

@@ -1,11 +1,11 @@
-#include "hdf5_handles.hpp"
+#include "anisoflow/hdf5/handle.hpp"
 
 #include <algorithm>
 #include <cstddef>
 #include <mutex>
 #include <vector>
 
-namespace anisoflow::archive::detail {
+namespace anisoflow::hdf5 {
 namespace {
 
 constexpr std::size_t kMaxErrorMessages = 3;  // innermost messages kept from an error stack
@@ -13,8 +13,12 @@ constexpr std::size_t kMaxErrorMessages = 3;  // innermost messages kept from an
 herr_t collect_error(unsigned /*index*/, const H5E_error2_t* error, void* data) {
     auto* messages = static_cast<std::vector<std::string>*>(data);
     if (error->desc != nullptr && *error->desc != '\0') {
-        std::string text(error->desc);  // may span lines; an error is one line
+        // HDF5 descriptions may span lines (e.g. a time stamp); an error is one line.
+        std::string text(error->desc);
         std::replace(text.begin(), text.end(), '\n', ' ');
+        while (!text.empty() && text.back() == ' ') {
+            text.pop_back();
+        }
         messages->emplace_back(std::move(text));
     }
     return 0;
@@ -40,4 +44,4 @@ std::string hdf5_error_detail() {
     return detail;
 }
 
-}  // namespace anisoflow::archive::detail
+}  // namespace anisoflow::hdf5
