@@ -678,16 +678,44 @@ void CakeIntegrator::for_each_contribution(std::size_t pixel, Visit&& visit) con
     }
 }
 
+double CakeIntegrator::dark_variance_share(double weight, double dark) const {
+    if (corrections_.variance_model == VarianceModel::kIntegrating) {
+        return weight * weight * read_variance_counts2_;
+    }
+    // Poisson variance of a mean of n dark frames: dark / n per pixel.
+    return weight * weight * std::max(dark, 0.0) * dark_variance_scale_;
+}
+
+double CakeIntegrator::cell_variance(double raw_variance_sum, const CellTerms& terms,
+                                     std::size_t cell) const {
+    if (corrections_.variance_model == VarianceModel::kIntegrating) {
+        // Photons only above the dark: sum c^2 (raw - dark), clipped at 0 per cell, not per
+        // pixel. With mask_negative_after_dark (the default) every pixel here has
+        // raw >= dark and the two agree; without it a pixel below its dark is read
+        // noise around zero signal, and leaving it unclipped keeps the sum an unbiased
+        // estimate of the photon variance (the cell clip only guards against a negative one).
+        const double photons = raw_variance_sum - terms.dark_weight_sq[cell];
+        return corrections_.counts_per_photon * std::max(photons, 0.0) + terms.dark_variance[cell];
+    }
+    return raw_variance_sum + terms.dark_variance[cell];
+}
+
 void CakeIntegrator::build_static_sums() {
     const std::size_t cells = options_.axes.cell_count();
     static_norm_.assign(cells, 0.0);
     static_count_.assign(cells, 0.0);
     static_dark_.assign(cells, 0.0);
     static_dark_variance_.assign(cells, 0.0);
+    const bool integrating = corrections_.variance_model == VarianceModel::kIntegrating;
+    static_dark_weight_sq_.assign(integrating ? cells : 0U, 0.0);
+    dark_variance_scale_ = corrections_.dark_frame_count > 0
+                               ? 1.0 / static_cast<double>(corrections_.dark_frame_count)
+                               : 0.0;
+    // Integrating: one frame carries sigma_read^2, the mean of n dark frames sigma_read^2 / n.
+    const double read_noise = corrections_.read_noise_counts.value_or(0.0);
+    read_variance_counts2_ =
+        integrating ? read_noise * read_noise * (1.0 + dark_variance_scale_) : 0.0;
     const bool has_dark = !corrections_.dark_counts.empty();
-    const double dark_variance_scale =
-        corrections_.dark_frame_count > 0 ? 1.0 / static_cast<double>(corrections_.dark_frame_count)
-                                          : 0.0;
     contributing_pixels_ = 0;
     for (std::size_t pixel = 0; pixel < shape_.pixel_count(); ++pixel) {
         const double norm = pixel_norm_[pixel];
@@ -700,9 +728,10 @@ void CakeIntegrator::build_static_sums() {
             static_norm_[cell] += weight * norm;
             static_count_[cell] += weight;
             static_dark_[cell] += weight * dark;
-            // Poisson variance of a mean of n dark frames: dark / n per pixel.
-            static_dark_variance_[cell] +=
-                weight * weight * std::max(dark, 0.0) * dark_variance_scale;
+            static_dark_variance_[cell] += dark_variance_share(weight, dark);
+            if (integrating) {
+                static_dark_weight_sq_[cell] += weight * weight * dark;
+            }
             contributes = true;
         });
         contributing_pixels_ += contributes ? 1U : 0U;
@@ -731,6 +760,7 @@ struct CakeIntegrator::Scratch {
     std::vector<std::vector<std::uint32_t>> rejected;      // per thread
     std::vector<double> dark;
     std::vector<double> dark_variance;
+    std::vector<double> dark_weight_sq;
     std::vector<double> norm;
     std::vector<double> count;
     bool integer = false;
@@ -772,7 +802,7 @@ CakeIntegrator::CellTerms CakeIntegrator::sum_frame(const FrameView& frame) cons
     std::visit([&](const auto& pixels) { sum_pixels(pixels); }, frame.pixels);
     Scratch& scratch = *scratch_;
     CellTerms terms{static_dark_.data(), static_dark_variance_.data(), static_norm_.data(),
-                    static_count_.data()};
+                    static_count_.data(), static_dark_weight_sq_.data()};
     bool any_rejected = false;
     for (const auto& list : scratch.rejected) {
         any_rejected = any_rejected || !list.empty();
@@ -783,28 +813,29 @@ CakeIntegrator::CellTerms CakeIntegrator::sum_frame(const FrameView& frame) cons
     // Pixels excluded in this frame only: copy the static terms and take back their share.
     scratch.dark = static_dark_;
     scratch.dark_variance = static_dark_variance_;
+    scratch.dark_weight_sq = static_dark_weight_sq_;
     scratch.norm = static_norm_;
     scratch.count = static_count_;
     const float* dark =
         corrections_.dark_counts.empty() ? nullptr : corrections_.dark_counts.data();
-    const double dark_variance_scale =
-        corrections_.dark_frame_count > 0 ? 1.0 / static_cast<double>(corrections_.dark_frame_count)
-                                          : 0.0;
+    const bool integrating = corrections_.variance_model == VarianceModel::kIntegrating;
     for (const auto& list : scratch.rejected) {
         for (const std::uint32_t pixel : list) {
             const double norm = pixel_norm_[pixel];
             const double d = dark != nullptr ? static_cast<double>(dark[pixel]) : 0.0;
             for_each_contribution(pixel, [&](std::uint32_t cell, double weight) {
                 scratch.dark[cell] -= weight * d;
-                scratch.dark_variance[cell] -=
-                    weight * weight * std::max(d, 0.0) * dark_variance_scale;
+                scratch.dark_variance[cell] -= dark_variance_share(weight, d);
+                if (integrating) {
+                    scratch.dark_weight_sq[cell] -= weight * weight * d;
+                }
                 scratch.norm[cell] -= weight * norm;
                 scratch.count[cell] -= weight;
             });
         }
     }
     return CellTerms{scratch.dark.data(), scratch.dark_variance.data(), scratch.norm.data(),
-                     scratch.count.data()};
+                     scratch.count.data(), scratch.dark_weight_sq.data()};
 }
 
 Result<void> CakeIntegrator::integrate_into(const FrameView& frame, Cake& cake) const {
@@ -861,7 +892,7 @@ Result<void> CakeIntegrator::integrate_into(const FrameView& frame, Cake& cake) 
             raw_variance = std::max(double_sums[2 * c + 1], 0.0);
         }
         const double signal = (raw - terms.dark[c]) * inv_t;
-        const double variance = (raw_variance + terms.dark_variance[c]) * inv_t2;
+        const double variance = cell_variance(raw_variance, terms, c) * inv_t2;
         const double inv_norm = 1.0 / norm;
         cake.intensity[c] = signal * inv_norm;
         cake.variance[c] = variance * inv_norm * inv_norm;
@@ -914,7 +945,7 @@ Result<void> CakeIntegrator::accumulate(const FrameView& frame, CakeAccumulator&
             raw_variance = std::max(scratch.double_sums[0][2 * c + 1], 0.0);
         }
         sums.signal_[c] += (raw - terms.dark[c]) * inv_t;
-        sums.variance_[c] += (raw_variance + terms.dark_variance[c]) * inv_t2;
+        sums.variance_[c] += cell_variance(raw_variance, terms, c) * inv_t2;
         sums.norm_[c] += terms.norm[c];
         sums.count_[c] += terms.count[c];
     }

@@ -129,9 +129,10 @@ class CakeIntegrator {
     // Per-cell terms a frame divides by: static, or corrected for this frame's exclusions.
     struct CellTerms {
         const double* dark;
-        const double* dark_variance;
+        const double* dark_variance;  ///< additive variance: see static_dark_variance_
         const double* norm;
         const double* count;
+        const double* dark_weight_sq;  ///< kIntegrating only: sum c^2 dark
     };
 
     CakeIntegrator();
@@ -164,8 +165,20 @@ class CakeIntegrator {
     // Frame-independent sums per cell: what a frame with no dynamically masked pixel divides by.
     std::vector<double> static_norm_;
     std::vector<double> static_count_;
-    std::vector<double> static_dark_;           ///< sum c dark
-    std::vector<double> static_dark_variance_;  ///< sum c^2 dark / n_dark
+    std::vector<double> static_dark_;  ///< sum c dark
+    /// kPoisson: sum c^2 dark / n_dark; kIntegrating: sum c^2 sigma_read^2 (1 + 1/n_dark).
+    std::vector<double> static_dark_variance_;
+    std::vector<double> static_dark_weight_sq_;  ///< kIntegrating: sum c^2 dark
+    /// kIntegrating: the raw-minus-dark variance of one pixel that does not depend on its
+    /// counts, sigma_read^2 (1 + 1/n_dark) (1 + 0 for an exact dark, n_dark = 0).
+    double read_variance_counts2_ = 0.0;
+    double dark_variance_scale_ = 0.0;  ///< kPoisson: 1 / n_dark (0 for an exact dark)
+    // A pixel's share `weight` of its dark term's variance (both models), summed into
+    // static_dark_variance_; the Poisson expression keeps SPEC 2's rounding bit for bit.
+    [[nodiscard]] double dark_variance_share(double weight, double dark) const;
+    // The cell's raw-minus-dark variance from its sums (SPEC 2 or its integrating extension).
+    [[nodiscard]] double cell_variance(double raw_variance_sum, const CellTerms& terms,
+                                       std::size_t cell) const;
     std::size_t contributing_pixels_ = 0;
     PixelThresholds thresholds_;
 
