@@ -132,6 +132,7 @@ CLI::App* add_analyze_command(CLI::App& app, AnalyzeOptions& o) {
         ->capture_default_str();
     cmd->add_flag("--keep-negative", o.keep_negative,
                   "keep pixels below the dark (by default excluded in that frame)");
+    add_noise_model_options(*cmd, o.noise);
     cmd->add_flag("--lorch", o.lorch, "apply the Lorch window in the transforms");
     cmd->add_option("--split", o.split,
                     "pixel splitting: none (default: independent Q bins, as the error propagation "
@@ -208,7 +209,7 @@ int run_analyze(const AnalyzeOptions& o) {
                                         coverage.min_inv_angstrom, coverage.max_inv_angstrom)});
     }
 
-    auto loaded = load_detector_corrections(o.darks, o.flats, o.mask, detector);
+    auto loaded = load_detector_corrections(o.darks, o.flats, o.mask, detector, o.noise);
     if (!loaded) {
         return report(loaded.error());
     }
@@ -265,7 +266,7 @@ int run_analyze(const AnalyzeOptions& o) {
             .count();
     const physics::AffineAnalysis& a = result->affine;
 
-    const nlohmann::json configuration = {
+    nlohmann::json configuration = {
         {"poni", o.poni_path},
         {"p", o.p_frames},
         {"n", o.n_frames},
@@ -294,6 +295,7 @@ int run_analyze(const AnalyzeOptions& o) {
         {"keep_negative", o.keep_negative},
         {"split", o.split},
     };
+    configuration.update(noise_model_json(corrections, o.noise));
     io::AnalysisFileInfo info;
     info.program_version = ANISOFLOW_VERSION;
     info.poni_text = read_text(o.poni_path);
@@ -346,6 +348,10 @@ int run_analyze(const AnalyzeOptions& o) {
         {"mode", o.mode},
         {"normalisation", std::string(physics::to_string(settings.normalisation))},
         {"harmonics_normalisation", "paper: S(Q,psi) = S0 + sqrt5 S2 P2(cos psi)"},
+        {"variance_model", std::string(reduce::to_string(corrections.variance_model))},
+        {"read_noise_counts", corrections.read_noise_counts
+                                  ? nlohmann::json(*corrections.read_noise_counts)
+                                  : nlohmann::json(nullptr)},
         {"version", ANISOFLOW_VERSION},
     };
     std::ofstream json(o.json_path);
@@ -357,6 +363,11 @@ int run_analyze(const AnalyzeOptions& o) {
     std::printf("anisoflow analyze: %zu P + %zu N frames, mode %s, Q [%.3f, %.3f] 1/A\n",
                 n_frames_p, n_frames_n, o.mode.c_str(), axes.q_min_inv_angstrom,
                 axes.q_max_inv_angstrom);
+    if (corrections.read_noise_counts) {
+        std::printf("  variance model %s, read noise %.3f counts rms\n",
+                    std::string(reduce::to_string(corrections.variance_model)).c_str(),
+                    *corrections.read_noise_counts);
+    }
     std::printf("  alpha = %.5g +- %.2g (full range %.5g +- %.2g)\n", a.alpha, a.alpha_stderr,
                 a.alpha_full_range, a.alpha_full_range_stderr);
     std::printf("  eps_aff = %.5g +- %.2g (nu = %.3g)\n", a.eps_aff, a.eps_aff_stderr, o.nu);

@@ -8,6 +8,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "command_support.hpp"
+
 namespace anisoflow::app {
 
 struct AnalyzeOptions {
@@ -41,6 +43,10 @@ struct AnalyzeOptions {
     /// and excluding them biases S2 (`simulate --float-frames`, docs/physics-simulator.md).
     bool keep_negative = false;
     bool lorch = false;
+    /// --variance-model/--read-noise/--counts-per-photon: SPEC 2's Poisson by default; the
+    /// integrating model for flat panels, whose dark is an offset with read noise, not photons
+    /// (docs/reduction.md "Noise models", docs/physics-fits.md "End to end").
+    NoiseModelOptions noise;
     // No splitting by default: every pixel then lands in one Q bin, so the bins' noise is
     // independent, as the error propagation of SPEC 5-7 assumes. bbox shares pixels between
     // neighbouring bins, and the propagated standard errors come out ~25 % too small

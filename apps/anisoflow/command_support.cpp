@@ -1,6 +1,7 @@
 #include "command_support.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -34,8 +35,8 @@ void Progress::update(std::size_t done, double ms_per_frame) {
 }
 
 // Mean of every frame of the given specs (darks, flats), checked against the detector shape.
-Result<std::pair<std::vector<float>, std::size_t>> average_frames(
-    const std::vector<std::string>& specs, FrameShape detector, const char* what) {
+Result<FrameMean> average_frames(const std::vector<std::string>& specs, FrameShape detector,
+                                 const char* what, std::span<const std::uint8_t> mask) {
     auto source = io::open_frame_sources(specs);
     if (!source) {
         return tl::unexpected(source.error());
@@ -59,29 +60,28 @@ Result<std::pair<std::vector<float>, std::size_t>> average_frames(
     if (!mean) {
         return tl::unexpected(mean.error().with_context(what));
     }
-    return std::make_pair(std::move(*mean), averager.frame_count());
+    FrameMean result{std::move(*mean), averager.frame_count(), std::nullopt};
+    if (averager.frame_count() >= 2) {
+        if (auto variance = averager.mean_pixel_variance(mask); variance) {
+            result.pixel_variance_counts2 = *variance;
+        }
+    }
+    return result;
 }
 
 Result<reduce::DetectorCorrections> load_detector_corrections(const std::vector<std::string>& darks,
                                                               const std::vector<std::string>& flats,
                                                               const std::string& mask,
-                                                              FrameShape detector) {
+                                                              FrameShape detector,
+                                                              const NoiseModelOptions& noise) {
     reduce::DetectorCorrections corrections;
-    if (!darks.empty()) {
-        auto dark = average_frames(darks, detector, "darks");
-        if (!dark) {
-            return tl::unexpected(dark.error());
-        }
-        corrections.dark_counts = std::move(dark->first);
-        corrections.dark_frame_count = dark->second;
+    auto model = reduce::parse_variance_model(noise.variance_model);
+    if (!model) {
+        return tl::unexpected(model.error().with_context("--variance-model"));
     }
-    if (!flats.empty()) {
-        auto flat = average_frames(flats, detector, "flats");
-        if (!flat) {
-            return tl::unexpected(flat.error());
-        }
-        corrections.flat = std::move(flat->first);
-    }
+    corrections.variance_model = *model;
+    corrections.counts_per_photon = noise.counts_per_photon;
+    // The mask first: the dark frames' read-noise estimate averages over unmasked pixels only.
     if (!mask.empty()) {
         auto pixels = io::read_mask(mask, detector);
         if (!pixels) {
@@ -89,7 +89,85 @@ Result<reduce::DetectorCorrections> load_detector_corrections(const std::vector<
         }
         corrections.mask = std::move(*pixels);
     }
+    std::optional<double> dark_variance_counts2;
+    if (!darks.empty()) {
+        auto dark = average_frames(darks, detector, "darks", corrections.mask);
+        if (!dark) {
+            return tl::unexpected(dark.error());
+        }
+        corrections.dark_counts = std::move(dark->mean);
+        corrections.dark_frame_count = dark->frame_count;
+        dark_variance_counts2 = dark->pixel_variance_counts2;
+    }
+    if (!flats.empty()) {
+        auto flat = average_frames(flats, detector, "flats");
+        if (!flat) {
+            return tl::unexpected(flat.error());
+        }
+        corrections.flat = std::move(flat->mean);
+    }
+    if (corrections.variance_model == reduce::VarianceModel::kIntegrating) {
+        if (noise.read_noise_counts) {
+            corrections.read_noise_counts = noise.read_noise_counts;
+        } else if (dark_variance_counts2) {
+            corrections.read_noise_counts = std::sqrt(*dark_variance_counts2);
+            spdlog::info("read noise estimated from {} dark frames: {:.4f} counts rms",
+                         corrections.dark_frame_count, *corrections.read_noise_counts);
+        } else {
+            return fail(ErrorCode::kInvalidArgument,
+                        "--variance-model integrating needs the read noise: give --read-noise "
+                        "COUNTS, or at least 2 dark frames (--dark) to estimate it from ({} "
+                        "given)",
+                        corrections.dark_frame_count);
+        }
+        if (!(*corrections.read_noise_counts >= 0.0) ||
+            !std::isfinite(*corrections.read_noise_counts)) {
+            return fail(ErrorCode::kInvalidArgument,
+                        "--read-noise {} is not a finite number of counts >= 0",
+                        *corrections.read_noise_counts);
+        }
+        if (!(noise.counts_per_photon > 0.0) || !std::isfinite(noise.counts_per_photon)) {
+            return fail(ErrorCode::kInvalidArgument,
+                        "--counts-per-photon {} is not a positive number", noise.counts_per_photon);
+        }
+    }
     return corrections;
+}
+
+void add_noise_model_options(CLI::App& command, NoiseModelOptions& noise) {
+    command
+        .add_option("--variance-model", noise.variance_model,
+                    "pixel variance: poisson (SPEC 2: every count a photon, dark included) or "
+                    "integrating (flat panel: dark = offset + read noise, photons above it)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"poisson", "integrating"}));
+    command.add_option("--read-noise", noise.read_noise_counts,
+                       "integrating: read noise of one frame, counts rms (default: estimated "
+                       "from 2 or more dark frames)");
+    command
+        .add_option("--counts-per-photon", noise.counts_per_photon,
+                    "integrating: detector counts one photon makes")
+        ->capture_default_str();
+}
+
+nlohmann::json noise_model_json(const reduce::DetectorCorrections& corrections,
+                                const NoiseModelOptions& noise) {
+    const bool integrating = corrections.variance_model == reduce::VarianceModel::kIntegrating;
+    nlohmann::json from = nullptr;
+    if (integrating) {
+        from = noise.read_noise_counts
+                   ? std::string("given")
+                   : fmt::format("dark frames ({})", corrections.dark_frame_count);
+    }
+    return {
+        {"variance_model", std::string(reduce::to_string(corrections.variance_model))},
+        {"read_noise_counts", corrections.read_noise_counts
+                                  ? nlohmann::json(*corrections.read_noise_counts)
+                                  : nlohmann::json(nullptr)},
+        {"read_noise_from", from},
+        {"counts_per_photon",
+         integrating ? nlohmann::json(corrections.counts_per_photon) : nlohmann::json(nullptr)},
+    };
 }
 
 std::string read_text(const std::string& path) {

@@ -3,12 +3,15 @@
 // flats, the saturation level of a pixel type, output path checks.
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "anisoflow/core/frame.hpp"
 #include "anisoflow/core/result.hpp"
@@ -28,17 +31,45 @@ class Progress {
     bool live_;
 };
 
+/// The mean of a set of frames, their number, and (with 2 frames or more) the pooled
+/// per-pixel variance across them over the unmasked pixels, counts^2.
+struct FrameMean {
+    std::vector<float> mean;
+    std::size_t frame_count = 0;
+    std::optional<double> pixel_variance_counts2;
+};
+
 /// Mean of every frame of the given specs (darks, flats), checked against the detector shape;
-/// returns the mean and the number of frames.
-Result<std::pair<std::vector<float>, std::size_t>> average_frames(
-    const std::vector<std::string>& specs, FrameShape detector, const char* what);
+/// `mask` (empty: none) selects the pixels of the variance.
+Result<FrameMean> average_frames(const std::vector<std::string>& specs, FrameShape detector,
+                                 const char* what, std::span<const std::uint8_t> mask = {});
+
+/// The detector noise model of a command (`--variance-model`, `--read-noise`,
+/// `--counts-per-photon`; docs/reduction.md "Noise models").
+struct NoiseModelOptions {
+    std::string variance_model = "poisson";   ///< SPEC 2's default; or "integrating"
+    std::optional<double> read_noise_counts;  ///< given; else estimated from >= 2 darks
+    double counts_per_photon = 1.0;
+};
 
 /// Dark (mean of the dark frames, with their count), flat (mean) and mask from the files given
 /// on the command line, each checked against the detector shape; empty lists leave them unset.
+/// The noise model is set from `noise`: the integrating model's read noise is the given value,
+/// else the dark frames' pooled per-pixel spread; an error names the options when neither
+/// exists.
 Result<reduce::DetectorCorrections> load_detector_corrections(const std::vector<std::string>& darks,
                                                               const std::vector<std::string>& flats,
                                                               const std::string& mask,
-                                                              FrameShape detector);
+                                                              FrameShape detector,
+                                                              const NoiseModelOptions& noise);
+
+/// Declares `--variance-model`, `--read-noise` and `--counts-per-photon` on a subcommand.
+void add_noise_model_options(CLI::App& command, NoiseModelOptions& noise);
+
+/// The noise model as recorded in a command's configuration/provenance JSON (keys
+/// variance_model, read_noise_counts, read_noise_from, counts_per_photon).
+nlohmann::json noise_model_json(const reduce::DetectorCorrections& corrections,
+                                const NoiseModelOptions& noise);
 
 /// The whole text of a small file ("" when unreadable: callers have opened it already).
 std::string read_text(const std::string& path);

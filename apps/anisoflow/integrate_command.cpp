@@ -70,6 +70,7 @@ CLI::App* add_integrate_command(CLI::App& app, IntegrateOptions& o) {
                     "(default: the pixel type's maximum for integer frames)");
     cmd->add_flag("--keep-negative", o.keep_negative,
                   "keep pixels below the dark (by default excluded in that frame)");
+    add_noise_model_options(*cmd, o.noise);
     cmd->add_option("--threads", o.threads, "threads per frame (default: all cores)");
     cmd->add_flag("--sum", o.sum, "write only the mean of all frames, not every frame's cake");
     cmd->add_option("--out", o.out_path, "output NeXus file (cake.h5)")->required();
@@ -118,7 +119,7 @@ int run_integrate(const IntegrateOptions& o) {
         return report(Error{ErrorCode::kNotFound, (*source)->describe() + ": no frames"});
     }
 
-    auto loaded = load_detector_corrections(o.darks, o.flats, o.mask, detector);
+    auto loaded = load_detector_corrections(o.darks, o.flats, o.mask, detector, o.noise);
     if (!loaded) {
         return report(loaded.error());
     }
@@ -199,6 +200,7 @@ int run_integrate(const IntegrateOptions& o) {
         {"mask_negative_after_dark", corrections.mask_negative_after_dark},
         {"sum", o.sum},
     };
+    settings.update(noise_model_json(corrections, o.noise));
     io::CakeFileInfo info{ANISOFLOW_VERSION, read_text(o.poni_path), settings.dump(2), o.frames};
     const bool per_frame = !o.sum && frame_count > 1;
     auto writer = io::CakeFileWriter::create(o.out_path, axes, info, per_frame);

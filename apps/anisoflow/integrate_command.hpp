@@ -7,6 +7,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "command_support.hpp"
+
 namespace anisoflow::app {
 
 struct IntegrateOptions {
@@ -26,7 +28,8 @@ struct IntegrateOptions {
     std::string split = "bbox";
     std::optional<double> saturation_counts;
     bool keep_negative = false;
-    unsigned threads = 0;  ///< 0: all hardware threads
+    NoiseModelOptions noise;  ///< --variance-model etc. (docs/reduction.md "Noise models")
+    unsigned threads = 0;     ///< 0: all hardware threads
     bool sum = false;
     std::string out_path;
     std::string iq_text_path;

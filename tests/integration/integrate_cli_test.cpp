@@ -81,6 +81,31 @@ Hdf5Array read_hdf5_doubles(const fs::path& file, const std::string& path) {
     return array;
 }
 
+/// A scalar variable-length string dataset (the NeXus writer's text()); "" when unreadable.
+std::string read_hdf5_text(const fs::path& file, const std::string& path) {
+    std::string text;
+    const hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        return text;
+    }
+    const hid_t dataset = H5Dopen2(f, path.c_str(), H5P_DEFAULT);
+    if (dataset >= 0) {
+        const hid_t type = H5Tcopy(H5T_C_S1);
+        H5Tset_size(type, H5T_VARIABLE);
+        H5Tset_cset(type, H5T_CSET_UTF8);  // as written: HDF5 does not convert character sets
+        char* data = nullptr;
+        if (H5Dread(dataset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, static_cast<void*>(&data)) >= 0 &&
+            data != nullptr) {
+            text = data;
+            H5free_memory(data);
+        }
+        H5Tclose(type);
+        H5Dclose(dataset);
+    }
+    H5Fclose(f);
+    return text;
+}
+
 /// Whether `path` (every link along it) exists in `file`.
 bool hdf5_link_exists(const fs::path& file, const std::string& path) {
     const hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -226,7 +251,8 @@ TEST(IntegrateCli, IntegrateHelpListsEveryOption) {
     EXPECT_EQ(help.exit_code, 0) << describe(help);
     for (const char* option :
          {"--poni", "--frames", "--dark", "--dark-level", "--flat", "--mask", "--n-q", "--n-chi",
-          "--q-min", "--q-max", "--polarization", "--split", "--sum", "--out", "--iq-text"}) {
+          "--q-min", "--q-max", "--polarization", "--split", "--sum", "--out", "--iq-text",
+          "--variance-model", "--read-noise", "--counts-per-photon"}) {
         EXPECT_THAT(help.out, HasSubstr(std::string(option) + " ")) << option;
     }
 }
@@ -483,6 +509,64 @@ TEST(IntegrateCli, DarkFramesGiveTheIntensitiesOfTheirMeanLevelAndAddVariance) {
     EXPECT_NE(both.exit_code, 0) << describe(both);
     EXPECT_THAT(both.err + both.out, HasSubstr("--dark")) << describe(both);
     EXPECT_FALSE(fs::exists(both_out));
+}
+
+// The integrating-detector noise model (docs/reduction.md "Noise models"): the read noise comes
+// from the dark frames' spread when not given (darks of 10 and 20 counts: sigma^2 = 50), the
+// same cake as giving it, smaller variances than SPEC 2's Poisson default (the 15-count dark is
+// no longer photons, the read noise is), and recorded in the file's settings; without dark
+// frames or --read-noise the error names both.
+TEST(IntegrateCli, IntegratingVarianceModelTakesTheReadNoiseFromTheDarksAndRecordsIt) {
+    const fs::path dir = testing::scratch_dir();
+    const fs::path poni = write_small_poni(dir);
+    const fs::path frames = dir / "stack.h5";
+    ASSERT_TRUE(write_small_stack(frames, 0, 2));
+    const fs::path darks = dir / "darks.h5";
+    std::vector<std::uint16_t> dark_values = constant_frame(10);
+    const auto twenty = constant_frame(20);
+    dark_values.insert(dark_values.end(), twenty.begin(), twenty.end());
+    ASSERT_TRUE(fixtures::write_hdf5<std::uint16_t>(darks, "/entry/data/data", {2, kRows, kCols},
+                                                    dark_values));
+    const std::vector<std::string> common =
+        concat({"integrate", "--poni", poni.string(), "--frames", frames.string(), "--sum"},
+               kSmallCakeArgs);
+    const auto run = [&](const std::string& name, const std::vector<std::string>& extra) {
+        const fs::path out = dir / name;
+        const CliRun done = run_cli(dir, concat(concat(common, {"--out", out.string()}), extra));
+        EXPECT_EQ(done.exit_code, 0) << describe(done);
+        return out;
+    };
+    const fs::path poisson = run("poisson.h5", {"--dark", darks.string()});
+    const fs::path estimated =
+        run("estimated.h5", {"--dark", darks.string(), "--variance-model", "integrating"});
+    const fs::path given = run("given.h5", {"--dark", darks.string(), "--variance-model",
+                                            "integrating", "--read-noise", "7.0710678118654755"});
+    const reduce::Cake a = read_cake(poisson);
+    const reduce::Cake b = read_cake(estimated);
+    const reduce::Cake c = read_cake(given);
+    expect_close(b.intensity, a.intensity, 0.0, "intensity");
+    expect_close(b.variance, c.variance, 1e-12, "variance");
+    std::size_t populated = 0;
+    for (std::size_t i = 0; i < a.variance.size(); ++i) {
+        if (a.count[i] > 0.0) {
+            ++populated;
+            EXPECT_NE(b.variance[i], a.variance[i]) << "cell " << i;
+        }
+    }
+    EXPECT_GT(populated, 0U);
+    const std::string settings = read_hdf5_text(estimated, "/entry/process/settings");
+    EXPECT_THAT(settings, HasSubstr("\"variance_model\": \"integrating\"")) << settings;
+    EXPECT_THAT(settings, HasSubstr("\"read_noise_from\": \"dark frames (2)\"")) << settings;
+    EXPECT_THAT(read_hdf5_text(poisson, "/entry/process/settings"),
+                HasSubstr("\"variance_model\": \"poisson\""));
+
+    const fs::path level_out = dir / "level.h5";
+    const CliRun level = run_cli(dir, concat(common, {"--dark-level", "15", "--variance-model",
+                                                      "integrating", "--out", level_out.string()}));
+    EXPECT_EQ(level.exit_code, 1) << describe(level);
+    EXPECT_THAT(level.err, HasSubstr("--read-noise")) << describe(level);
+    EXPECT_THAT(level.err, HasSubstr("--dark")) << describe(level);
+    EXPECT_FALSE(fs::exists(level_out));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -944,6 +1028,41 @@ TEST(AnalyzeCli, BadInputsGiveErrorsNamingWhatIsWrong) {
     EXPECT_EQ(mixed.exit_code, 1) << describe(mixed);
     EXPECT_THAT(mixed.err, ::testing::HasSubstr("200x200")) << describe(mixed);
     EXPECT_THAT(mixed.err, ::testing::HasSubstr("1200x1200")) << describe(mixed);
+}
+
+// The noise model from the TOML config, recorded in SUMMARY.json and RESULT.h5; with one dark
+// frame the read noise cannot be estimated and must be given (docs/reduction.md).
+TEST(AnalyzeCli, IntegratingVarianceModelComesFromTheConfigAndIsRecorded) {
+    const fs::path dir = testing::scratch_dir();
+    const CliRun help = run_cli(dir, {"analyze", "--help"});
+    EXPECT_EQ(help.exit_code, 0) << describe(help);
+    for (const char* option : {"--variance-model", "--read-noise", "--counts-per-photon"}) {
+        EXPECT_THAT(help.out, HasSubstr(std::string(option) + " ")) << option;
+    }
+    const CliRun sim = run_cli(dir, small_run(dir / "sim", "affine"));  // one dark frame
+    ASSERT_EQ(sim.exit_code, 0) << describe(sim);
+    std::vector<std::string> args = analyze_args(dir / "sim", dir);
+    args.insert(args.end(), {"--config", (dir / "noise.toml").string()});
+    {
+        std::ofstream toml(dir / "noise.toml");
+        toml << "variance-model = \"integrating\"\n";
+    }
+    const CliRun missing = run_cli(dir, args);
+    EXPECT_EQ(missing.exit_code, 1) << describe(missing);
+    EXPECT_THAT(missing.err, HasSubstr("--read-noise")) << describe(missing);
+    EXPECT_THAT(missing.err, HasSubstr("(1 given)")) << describe(missing);
+    {
+        std::ofstream toml(dir / "noise.toml");
+        toml << "variance-model = \"integrating\"\nread-noise = 2.0\n";
+    }
+    const CliRun run = run_cli(dir, args);
+    ASSERT_EQ(run.exit_code, 0) << describe(run);
+    const std::string summary = read_text(dir / "SUMMARY.json");
+    EXPECT_EQ(json_value(summary, "variance_model"), "\"integrating\"") << summary;
+    EXPECT_EQ(std::stod(json_value(summary, "read_noise_counts")), 2.0) << summary;
+    const std::string configuration =
+        read_hdf5_text(dir / "RESULT.h5", "/entry/process/configuration");
+    EXPECT_THAT(configuration, HasSubstr("\"read_noise_from\": \"given\"")) << configuration;
 }
 
 TEST(AnalyzeCli, TomlConfigGivesTheSameKeysAsTheFlags) {
