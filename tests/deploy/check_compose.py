@@ -62,17 +62,26 @@ def main():
             continue
         effective[name] = tomllib.loads(run.stdout)
 
-    binds = {}  # compose service -> ports it binds (ZeroMQ and metrics)
+    binds = {}  # compose service -> {port: the configuration key that binds it}
     for name, config in effective.items():
-        ports = set()
+        ports = {}
         for path, address in addresses(config):
             mode, _, port = ADDRESS.match(address).groups()
             if mode == "@":
-                ports.add(int(port))
+                ports[int(port)] = path
         metrics = config.get("metrics", {})
         if metrics.get("enabled"):
-            ports.add(int(metrics["bind_address"].rsplit(":", 1)[1]))
+            ports[int(metrics["bind_address"].rsplit(":", 1)[1])] = "metrics.bind_address"
         binds[name] = ports
+
+    def peer_key(path):
+        """The key that must bind what `path` connects to: endpoints.X_in -> endpoints.X_out
+        (the schema's naming rule), --stream -> source.stream_address."""
+        if path == "--stream":
+            return "source.stream_address"
+        if path.startswith("endpoints.") and path.endswith("_in.address"):
+            return path[: -len("_in.address")] + "_out.address"
+        return None  # e.g. a DECTRIS detector: not a compose service's socket
 
     def check_connect(owner, path, address):
         mode, host, port = ADDRESS.match(address).groups()
@@ -80,8 +89,13 @@ def main():
             return
         if host not in services:
             fail(problems, f"{owner}: {path} = {address}: no compose service {host}")
-        elif int(port) not in binds.get(host, set()):
+            return
+        bound_by = binds.get(host, {}).get(int(port))
+        if bound_by is None:
             fail(problems, f"{owner}: {path} = {address}: {host} does not bind port {port}")
+        elif peer_key(path) is not None and bound_by != peer_key(path):
+            fail(problems, f"{owner}: {path} = {address}: port {port} of {host} is its "
+                 f"{bound_by}, not its {peer_key(path)}")
 
     for name, config in effective.items():
         source_kind = config.get("source", {}).get("kind", "")
