@@ -1103,13 +1103,17 @@ TEST(AnalyzeCli, TomlConfigGivesTheSameKeysAsTheFlags) {
 }
 
 // Issue 3 acceptance: affine strain eps 0.006, nu 0.37, 2 frames per orientation, ~20,000 counts
-// per pixel at the first peak, on the default 2048^2 detector at 0.35 m, against
-// alpha_true = 2 (1 + nu) eps / (3 sqrt5); no non-affine region; bond-stretching.
-// Over six independent seeds pn gives alpha / alpha_true = 1.0076 +- 0.005 (scatter; reported
-// stderr 0.0056) and single 1.016 +- 0.006: a +0.7 % bias in pn remains (open in issue 3), so
-// "within 1 %" holds for most runs, not every one. What one run can assert: alpha agrees with
-// alpha_true within 3 of its own standard errors, and those errors are small enough that the
-// issue's bounds (1 % pn, 2 % single) are 1.5 standard errors or more (measured: 1.8).
+// per pixel at the first peak, on the default 2048^2 detector at 0.35 m: alpha within 1 % (pn)
+// and 2 % (single) of alpha_true = 2 (1 + nu) eps / (3 sqrt5); no non-affine region;
+// bond-stretching. The simulated detector is a flat panel, so the cakes use the integrating
+// noise model (read noise from the 2 dark frames): SPEC 2's Poisson variances count its
+// 100-count dark offset as photons, and the errors-in-variables fit then over-corrects (+0.6 %
+// in pn; docs/physics-fits.md "End to end"). Twelve independent seeds with the integrating
+// model: pn alpha / alpha_true = 1.0028 +- 0.0009 (scatter 0.0031, reported stderr 0.0039,
+// largest |deviation| 0.8 %), full range 1.0037 (0.0028, 0.0029, 0.7 %); single 1.0007 +-
+// 0.0022 (scatter 0.0078, reported 0.0078, largest 1.3 %), full range 1.0022 (0.0060, 0.0057,
+// 1.1 %). Each run also agrees with alpha_true within 3 of its own standard errors, which are
+// small enough that the bounds are 2 standard errors or more (measured: 2.6 for alpha).
 TEST(AnalyzeCli, AffineAlphaAgreesWithTheAppliedStrainWithinItsErrorsInPnAndSingleMode) {
     const fs::path dir = testing::scratch_dir();
     const CliRun sim =
@@ -1124,27 +1128,30 @@ TEST(AnalyzeCli, AffineAlphaAgreesWithTheAppliedStrainWithinItsErrorsInPnAndSing
             const auto it = std::find(args.begin(), args.end(), flag);
             args.erase(it, it + 2);
         }
-        args.insert(args.end(), {"--n-q", "2000", "--mode", mode});
+        args.insert(args.end(),
+                    {"--n-q", "2000", "--mode", mode, "--variance-model", "integrating"});
         const CliRun run = run_cli(dir, args);
         EXPECT_EQ(run.exit_code, 0) << describe(run);
         return read_text(dir / "SUMMARY.json");
     };
-    const auto expect_consistent = [&](const std::string& summary, const char* key, double bound) {
+    const auto expect_within = [&](const std::string& summary, const char* key, double bound) {
         const double ratio = std::stod(json_value(summary, key)) / alpha_true;
         const double stderr_ratio =
             std::stod(json_value(summary, std::string(key) + "_stderr")) / alpha_true;
+        EXPECT_NEAR(ratio, 1.0, bound) << key << "\n" << summary;
         EXPECT_NEAR(ratio, 1.0, 3.0 * stderr_ratio) << key << "\n" << summary;
-        EXPECT_LT(1.5 * stderr_ratio, bound) << key << "\n" << summary;
+        EXPECT_LT(2.0 * stderr_ratio, bound) << key << "\n" << summary;
     };
     const std::string pn = analyze("pn");
-    expect_consistent(pn, "alpha", 0.01);
-    expect_consistent(pn, "alpha_full_range", 0.01);
+    EXPECT_EQ(json_value(pn, "variance_model"), "\"integrating\"") << pn;
+    expect_within(pn, "alpha", 0.01);
+    expect_within(pn, "alpha_full_range", 0.01);
     EXPECT_EQ(json_value(pn, "mechanism"), "\"bond-stretching\"") << pn;
     // Affine everywhere: r_c at the lowest window centre (r_fit_min + 1 A) at most.
     EXPECT_LE(std::stod(json_value(pn, "r_c_angstrom")), 2.3 + 1.0 + 1e-9) << pn;
     const std::string single = analyze("single");
-    expect_consistent(single, "alpha", 0.02);
-    expect_consistent(single, "alpha_full_range", 0.02);
+    expect_within(single, "alpha", 0.02);
+    expect_within(single, "alpha_full_range", 0.02);
     EXPECT_EQ(json_value(single, "mechanism"), "\"bond-stretching\"") << single;
 }
 
