@@ -300,7 +300,7 @@ Result<void> write_text(const fs::path& path, const std::string& text) {
 }
 
 struct Endpoints {
-    std::string stream, frames, control, reduced, results, archive;
+    std::string stream, frames, control, reduced, results, archive, raw;
 };
 
 std::string common_toml(const std::string& instance) {
@@ -336,6 +336,10 @@ Result<std::vector<std::pair<std::string, fs::path>>> write_configs(const DemoOp
                           quoted("@" + e.stream));
     ingest += endpoint_toml("frames_out", "@" + e.frames);
     ingest += endpoint_toml("control_out", "@" + e.control);
+    const bool raw = o.raw_compression != "off";
+    if (raw) {
+        ingest += endpoint_toml("raw_out", "@" + e.raw);
+    }
     if (auto added = add("ingest", "ingest", ingest); !added) {
         return tl::unexpected(added.error());
     }
@@ -359,10 +363,15 @@ Result<std::vector<std::pair<std::string, fs::path>>> write_configs(const DemoOp
         return tl::unexpected(added.error());
     }
     std::string archive =
-        fmt::format("archive_dir = {}\n", quoted(runs_dir.string())) + common_toml("archive");
+        fmt::format("archive_dir = {}\n", quoted(runs_dir.string())) +
+        (raw ? fmt::format("raw_compression = {}\n", quoted(o.raw_compression)) : "") +
+        common_toml("archive");
     archive += endpoint_toml("results_in", ">" + e.results);
     archive += endpoint_toml("control_in", ">" + e.control);
     archive += endpoint_toml("archive_in", ">" + e.archive);
+    if (raw) {
+        archive += endpoint_toml("raw_in", ">" + e.raw);
+    }
     if (auto added = add("archive", "archive", archive); !added) {
         return tl::unexpected(added.error());
     }
@@ -551,6 +560,11 @@ class Demo {
     }
 
     Result<void> prepare() {
+        if (o_.raw_compression != "off" && o_.raw_compression != "none" &&
+            o_.raw_compression != "lz4" && o_.raw_compression != "bslz4") {
+            return fail(ErrorCode::kInvalidArgument,
+                        "--raw-compression {}: use bslz4, lz4, none or off", o_.raw_compression);
+        }
         if (o_.reducers == 0 || o_.reduce_threads == 0 || o_.frames_per_orientation == 0) {
             return fail(ErrorCode::kInvalidArgument,
                         "--reducers, --reduce-threads and --frames must be at least 1");
@@ -587,8 +601,8 @@ class Demo {
             fs::remove(path, ec);  // a socket file left by an earlier demo
             return "ipc://" + path.string();
         };
-        endpoints_ = Endpoints{ipc("stream"),  ipc("frames"),  ipc("control"),
-                               ipc("reduced"), ipc("results"), ipc("archive")};
+        endpoints_ = Endpoints{ipc("stream"),  ipc("frames"),  ipc("control"), ipc("reduced"),
+                               ipc("results"), ipc("archive"), ipc("raw")};
         if ((sock_dir / "reduced").string().size() > kMaxIpcPath) {
             return fail(ErrorCode::kInvalidArgument,
                         "--out-dir {} is too long for ipc:// socket paths (at most {} bytes with "
@@ -848,6 +862,10 @@ CLI::App* add_demo_command(CLI::App& app, DemoOptions& o) {
     cmd->add_option("--run-timeout", o.run_timeout_s, "s for the final result")
         ->capture_default_str();
     cmd->add_option("--stop-timeout", o.stop_timeout_s, "s after SIGTERM before SIGKILL")
+        ->capture_default_str();
+    cmd->add_option("--raw-compression", o.raw_compression,
+                    "raw frames in the run file: bslz4, lz4, none (uncompressed) or off (not "
+                    "stored)")
         ->capture_default_str();
     cmd->add_option("--json", o.json_path,
                     "write the final result (SUMMARY.json keys), the run file and every "

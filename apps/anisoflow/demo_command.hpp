@@ -34,6 +34,8 @@ struct DemoOptions {
     /// When set: the final result (the SUMMARY.json keys of `anisoflow analyze`), the run file
     /// and every service's metrics at the end of the run, as JSON.
     std::string json_path;
+    /// How the archive stores the raw frames (bslz4, lz4, none) or "off": not stored.
+    std::string raw_compression = "bslz4";
 };
 
 CLI::App* add_demo_command(CLI::App& app, DemoOptions& options);

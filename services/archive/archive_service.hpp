@@ -1,8 +1,8 @@
 #pragma once
 // anisoflow-archive: one NeXus/HDF5 file per run (lib/archive) in archive_dir, written from
 // analyze's ordered archive feed (docs/protocol.md, "Archive feed"): RunStart creates the file,
-// ReducedFrames and AnalysisResults are appended, RunEnd closes it. Raw detector frames are not
-// stored by this service yet.
+// ReducedFrames and AnalysisResults are appended, RunEnd closes it; and, when configured, ingest's
+// raw frame feed (docs/protocol.md, "Raw frame feed") puts every detector frame into the file.
 
 #include <string>
 #include <string_view>

@@ -124,6 +124,7 @@ struct Metrics {
     metrics::Counter bytes_received;
     metrics::Counter bytes_sent;
     metrics::Histogram dispatch_seconds;
+    metrics::Counter raw_frames_sent;
 };
 
 // Bounds of the latency histograms, seconds: 1 ms to 60 s (a frame may wait for credit).
@@ -172,14 +173,18 @@ Result<Metrics> register_metrics(metrics::Registry& registry) {
         "bytes received: the source's messages and the reduce workers' credits and acks");
     auto bytes_sent = registry.counter(
         "anisoflow_ingest_bytes_sent_total",
-        "bytes sent: frames (and re-sends) to the reduce workers and the control messages");
+        "bytes sent: frames (and re-sends) to the reduce workers, the control messages and the "
+        "raw frame feed");
     auto dispatch_seconds = registry.histogram(
         "anisoflow_ingest_dispatch_latency_seconds",
         "from a frame's arrival from the source to its hand-over to the dispatcher (credit "
         "granted, or queued there while no worker is alive)",
         kLatencySecondsBuckets);
+    auto raw_sent = registry.counter("anisoflow_ingest_raw_frames_sent_total",
+                                     "frames handed to archive on the raw frame feed");
     for (const auto* error :
-         {bytes_received ? nullptr : &bytes_received.error(),
+         {raw_sent ? nullptr : &raw_sent.error(),
+          bytes_received ? nullptr : &bytes_received.error(),
           bytes_sent ? nullptr : &bytes_sent.error(),
           dispatch_seconds ? nullptr : &dispatch_seconds.error(),
           received ? nullptr : &received.error(), dispatched ? nullptr : &dispatched.error(),
@@ -192,9 +197,10 @@ Result<Metrics> register_metrics(metrics::Registry& registry) {
             return tl::unexpected(*error);
         }
     }
-    return Metrics{*received,     *dispatched,  *redispatched,   *acked,      *confirmed,
-                   *out_of_order, *rejected,    *ended,          *depth,      *alive,
-                   *in_flight,    *unconfirmed, *bytes_received, *bytes_sent, *dispatch_seconds};
+    return Metrics{*received,       *dispatched,   *redispatched,     *acked,
+                   *confirmed,      *out_of_order, *rejected,         *ended,
+                   *depth,          *alive,        *in_flight,        *unconfirmed,
+                   *bytes_received, *bytes_sent,   *dispatch_seconds, *raw_sent};
 }
 
 // ---- the source thread: runs opened, numbered, checked and closed
@@ -486,6 +492,7 @@ Result<void> read_dectris_stream(zmq::socket_t& socket, const cfg::IngestSource&
 struct RunBook {
     pb::RunStart start;
     pb::FrameCounts sent;
+    pb::FrameCounts raw_sent;  // frames on the raw frame feed (its RunEnd says how many)
     Clock::time_point next_republish;
     std::optional<EndEvent> end;  // set once the source ended the run
     Clock::time_point drain_deadline;
@@ -531,6 +538,7 @@ struct IngestService::State {
     std::optional<transport::Dispatcher> dispatcher;
     zmq::socket_t control;
     zmq::socket_t source;
+    zmq::socket_t raw;  // the raw frame feed to archive; unset when raw archiving is off
     IngestEndpoints endpoints;
     Metrics metrics;
     std::unique_ptr<EventQueue> queue;
@@ -540,6 +548,7 @@ struct IngestService::State {
     std::vector<EndedRun> ended;           // RunEnds still to be repeated
     transport::DispatchCounters exported;  // dispatcher counts already added to the metrics
     std::optional<SourceEvent> held;       // a data frame waiting for credit
+    bool held_on_raw_feed = false;         // `held` already went out on the raw frame feed
     Clock::time_point held_since;
     Clock::time_point next_held_warning;  // repeated every send_timeout_ms while held
     Clock::time_point next_idle_warning;  // frames waiting and no worker alive
@@ -585,6 +594,7 @@ struct IngestService::State {
             }
             publish(transport::encode_control(start->start));
             runs.emplace(id, RunBook{start->start,
+                                     {},
                                      {},
                                      now + milliseconds(config.run_start_republish_interval_ms()),
                                      std::nullopt,
@@ -732,9 +742,84 @@ struct IngestService::State {
                 }
                 return;
             }
+            if (!held_on_raw_feed) {
+                if (!to_raw_feed(*held)) {
+                    if (now >= next_held_warning) {
+                        spdlog::warn(
+                            "archive does not take raw frames waited_ms={} queue_depth={}: the "
+                            "source is held back",
+                            std::chrono::duration_cast<milliseconds>(now - held_since).count(),
+                            queue->size() + 1);
+                        next_held_warning = now + milliseconds(config.send_timeout_ms());
+                    }
+                    return;
+                }
+                held_on_raw_feed = true;
+            }
             handle(std::move(*held), now);
             held.reset();
+            held_on_raw_feed = false;
         }
+    }
+
+    // The raw frame feed (docs/protocol.md, "Raw frame feed"): each run's RunStart, every frame
+    // of it as the source gave it (the payload shared, not copied), then a RunEnd counting them,
+    // in order on one PUSH pipe. False when archive's pipe is full: the event waits (held), so
+    // the source is held back and no frame is skipped. True when raw archiving is off.
+    bool to_raw_feed(SourceEvent& event) {
+        if (raw.handle() == nullptr) {
+            return true;
+        }
+        Result<transport::Multipart> message = transport::Multipart{};
+        pb::FrameCounts* counts = nullptr;
+        const pb::FrameHeader* frame_header = nullptr;
+        if (const auto* start = std::get_if<StartEvent>(&event)) {
+            if (runs.contains(start->start.run_id())) {
+                return true;
+            }
+            message = transport::encode_control(start->start);
+        } else if (auto* frame = std::get_if<FrameEvent>(&event)) {
+            const auto book = runs.find(frame->header.run_id());
+            if (book == runs.end()) {
+                return true;  // refused by handle() as well
+            }
+            zmq::message_t shared;
+            shared.copy(frame->payload);  // zmq_msg_copy: a reference, not a copy of the pixels
+            message = transport::encode_frame(frame->header, std::move(shared));
+            counts = &book->second.raw_sent;
+            frame_header = &frame->header;
+        } else if (const auto* end = std::get_if<EndEvent>(&event)) {
+            const auto book = runs.find(end->run_id);
+            if (book == runs.end()) {
+                return true;
+            }
+            pb::RunEnd raw_end;
+            raw_end.set_run_id(end->run_id);
+            *raw_end.mutable_frames_sent() = book->second.raw_sent;
+            raw_end.set_reason(end->reason);
+            raw_end.set_ended_unix_ns(unix_now_ns());
+            raw_end.set_detail(end->detail);
+            message = transport::encode_control(raw_end);
+        }
+        if (!message) {
+            spdlog::error("raw feed message not encoded error=\"{}\"", message.error().message);
+            return true;  // nothing to wait for: the frame still goes to the reducers
+        }
+        const std::uint64_t bytes = size_of(*message);
+        auto sent = transport::try_send(raw, *message);
+        if (!sent) {
+            spdlog::warn("raw feed send failed error=\"{}\"", sent.error().message);
+            return false;
+        }
+        if (!*sent) {
+            return false;
+        }
+        metrics.bytes_sent.increment(static_cast<double>(bytes));
+        if (counts != nullptr) {
+            count_sent(*counts, *frame_header);
+            metrics.raw_frames_sent.increment();
+        }
+        return true;
     }
 
     // Frames wait in the dispatcher with no worker to take them: say so every send_timeout_ms.
@@ -815,6 +900,21 @@ Result<IngestService> IngestService::create(const cfg::IngestConfig& config,
     state->endpoints.control = state->control.get(zmq::sockopt::last_endpoint);
     if (state->endpoints.control.empty()) {
         state->endpoints.control = control_address.substr(1);
+    }
+
+    const cfg::Socket& raw_out = config.endpoints().raw_out();
+    if (!raw_out.address().empty()) {
+        transport::SocketOptions raw_options;
+        raw_options.send_hwm = static_cast<int>(raw_out.send_hwm_messages());
+        raw_options.receive_hwm = static_cast<int>(raw_out.receive_hwm_messages());
+        raw_options.linger = kControlLinger;
+        auto raw = transport::open_socket(state->context, zmq::socket_type::push, raw_out.address(),
+                                          raw_options);
+        if (!raw) {
+            return tl::unexpected(raw.error().with_context("endpoints.raw_out"));
+        }
+        state->raw = std::move(*raw);
+        state->endpoints.raw = state->raw.get(zmq::sockopt::last_endpoint);
     }
 
     transport::SocketOptions source_options;

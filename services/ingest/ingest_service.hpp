@@ -26,6 +26,7 @@ struct IngestEndpoints {
     std::string frames;   ///< the dispatcher's ROUTER
     std::string control;  ///< the control PUB
     std::string source;   ///< the source PULL
+    std::string raw;      ///< the raw frame feed PUSH; empty when raw archiving is off
 };
 
 class IngestService {

@@ -4,11 +4,12 @@
 // - the final result equals `anisoflow analyze` on the same frames, written to files by
 //   `anisoflow simulate` with the same seed (every SUMMARY.json number to 1e-9 relative: only
 //   the order of floating-point sums may differ);
-// - the run file, read back with the HDF5 C API, holds every frame's cake once and the result
-//   series ending with the final result;
+// - the run file, read back with the HDF5 C API, holds every raw frame (the raw frame feed) and
+//   every frame's cake once, and the result series ending with the final result;
 // - the services' metrics, scraped over HTTP by the demo before it stopped them, show every
 //   frame dispatched, reduced and merged, none missing.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -177,6 +178,19 @@ TEST_F(PipelineAcceptance, LiveResultEqualsOfflineAnalysisAndEveryFrameIsArchive
     const std::set<std::uint64_t> distinct(sequences.begin(), sequences.end());
     EXPECT_EQ(sequences.size(), 2U * kFramesPerOrientation);
     EXPECT_EQ(distinct.size(), sequences.size()) << "a cake archived twice";
+    // Every frame as streamed (2 darks, the flat, 40 P, 40 N) through the raw frame feed, each
+    // once: the detector's uint16 frames as bitshuffle-LZ4 chunks in /entry/data, the
+    // simulator's float32 flat in the detector's flatfield.
+    auto raw_sequences = read_u64(file, "/entry/data/sequence");
+    const auto flat_sequences = read_u64(file, "/entry/instrument/detector/flatfield_sequence");
+    EXPECT_EQ(flat_sequences.size(), 1U);
+    raw_sequences.insert(raw_sequences.end(), flat_sequences.begin(), flat_sequences.end());
+    std::sort(raw_sequences.begin(), raw_sequences.end());
+    ASSERT_EQ(raw_sequences.size(), 2U * kFramesPerOrientation + 3U);
+    for (std::size_t i = 0; i < raw_sequences.size(); ++i) {
+        EXPECT_EQ(raw_sequences[i], i) << "raw frame " << i;
+    }
+    EXPECT_EQ(read_fixed_string(file, "/entry/run_end_detail"), "");
     const auto frames_p = read_u64(file, "/entry/results/frames_p");
     ASSERT_FALSE(frames_p.empty());
     EXPECT_EQ(frames_p.back(), static_cast<std::uint64_t>(kFramesPerOrientation));
@@ -205,6 +219,9 @@ TEST_F(PipelineAcceptance, LiveResultEqualsOfflineAnalysisAndEveryFrameIsArchive
     // Every data frame's pixels went through ingest: at least 80 x 256 x 256 x 2 bytes out.
     EXPECT_GE(count("ingest", "anisoflow_ingest_bytes_sent_total"), data_frames * 256 * 256 * 2);
     EXPECT_EQ(count("archive", "anisoflow_archive_reduced_frames_written_total"), data_frames);
+    EXPECT_EQ(count("archive", "anisoflow_archive_raw_frames_written_total"), data_frames + 3.0);
+    EXPECT_EQ(count("ingest", "anisoflow_ingest_raw_frames_sent_total"), data_frames + 3.0);
+    EXPECT_GT(count("archive", "anisoflow_archive_bytes_written_total"), 0.0);
 }
 
 }  // namespace

@@ -87,6 +87,10 @@ struct Layout {
     Series raw_acquired;
     Series raw_sent;
     Series raw_exposure;
+    // /entry/instrument/detector/flatfield: float32 flat fields (a computed flat is no detector
+    // frame of the raw dtype), with the sequence of each (only when raw frames are stored)
+    Series flatfield;
+    Series flatfield_sequence;
 
     // /entry/reduced
     Series cake_intensity;

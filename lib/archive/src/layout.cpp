@@ -430,6 +430,14 @@ void create_raw(Builder& out, Layout& layout, const pb::RunStart& start,
     }
     out.attr_text(group + "/data", "units", "counts");
     out.attr_text(group + "/data", "interpretation", "image");
+    // A flat field given as floats (computed, or normalised by the beamline) is not a frame of
+    // the detector's integer type: NXdetector's own `flatfield` holds it.
+    const std::string detector = "/entry/instrument/detector";
+    layout.flatfield = out.series(detector + "/flatfield", H5T_IEEE_F32LE,
+                                  {geometry.detector_rows(), geometry.detector_cols()}, 1);
+    out.attr_text(detector + "/flatfield", "interpretation", "image");
+    layout.flatfield_sequence =
+        out.series(detector + "/flatfield_sequence", H5T_STD_U64LE, {}, kSeriesChunkRows);
     layout.raw_sequence = out.series(group + "/sequence", H5T_STD_U64LE, {}, kSeriesChunkRows);
     layout.raw_orientation =
         out.series(group + "/orientation", layout.orientation_type.get(), {}, kSeriesChunkRows);

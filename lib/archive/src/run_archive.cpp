@@ -202,9 +202,37 @@ struct RunArchive::State {
     std::filesystem::path path;
     bool open = true;
     std::uint64_t raw_frames = 0;
+    std::uint64_t flatfields = 0;  ///< rows of /entry/instrument/detector/flatfield
     std::uint64_t reduced_frames = 0;
     std::uint64_t results = 0;
     std::array<std::uint64_t, 5> archived{};  ///< raw frames per kFrameCountColumns column
+
+    // A float32 FLAT frame into /entry/instrument/detector/flatfield (docs/archive.md).
+    Result<void> append_flatfield(const pb::FrameHeader& header,
+                                  std::span<const std::byte> payload) {
+        const std::string& file = layout.file_name;
+        const std::uint64_t size_bytes =
+            std::uint64_t{header.rows()} * header.cols() * sizeof(float);
+        if (header.encoding() != pb::ENCODING_RAW || payload.size() != size_bytes) {
+            return fail(ErrorCode::kCorrupt,
+                        "{}: float flat frame {} must be RAW with {} bytes, got encoding {} and "
+                        "{} bytes",
+                        file, header.sequence(), size_bytes, static_cast<int>(header.encoding()),
+                        payload.size());
+        }
+        const hsize_t index = flatfields;
+        const std::uint64_t sequence = header.sequence();
+        Result<void> ok =
+            write_row(layout, layout.flatfield, index, H5T_NATIVE_FLOAT, payload.data());
+        ok = ok ? write_row(layout, layout.flatfield_sequence, index, H5T_NATIVE_UINT64, &sequence)
+                : ok;
+        if (!ok) {
+            return ok;
+        }
+        flatfields = index + 1;
+        ++archived[count_column(header.kind(), header.orientation())];
+        return flush(layout, {&layout.flatfield, &layout.flatfield_sequence});
+    }
 
     Result<void> check_open(std::string_view what) const {
         if (!open) {
@@ -322,6 +350,10 @@ Result<void> RunArchive::append_raw(const pb::FrameHeader& header,
                     "{}: frame {} is {} x {} pixels but {} holds the run's {} x {} detector", file,
                     header.sequence(), header.rows(), header.cols(), data_path,
                     geometry.detector_rows(), geometry.detector_cols());
+    }
+    if (header.kind() == pb::FRAME_KIND_FLAT && header.dtype() == pb::PIXEL_DTYPE_FLOAT32 &&
+        s.options.raw_dtype != pb::PIXEL_DTYPE_FLOAT32) {
+        return s.append_flatfield(header, payload);
     }
     if (header.dtype() != s.options.raw_dtype) {
         return fail(ErrorCode::kInvalidArgument, "{}: frame {} has dtype {} but {} holds {}", file,
@@ -667,6 +699,7 @@ Result<void> RunArchive::close(const pb::RunEnd& end) {
 bool RunArchive::is_open() const { return state_ && state_->open; }
 const std::filesystem::path& RunArchive::path() const { return state_->path; }
 std::uint64_t RunArchive::raw_frames() const { return state_->raw_frames; }
+std::uint64_t RunArchive::flat_fields() const { return state_->flatfields; }
 std::uint64_t RunArchive::reduced_frames() const { return state_->reduced_frames; }
 std::uint64_t RunArchive::results() const { return state_->results; }
 

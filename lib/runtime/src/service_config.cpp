@@ -110,6 +110,9 @@ std::vector<std::string> validate(const cfg::IngestConfig& config) {
     check_common(problems, config);
     check_socket(problems, "endpoints.frames_out", config.endpoints().frames_out());
     check_socket(problems, "endpoints.control_out", config.endpoints().control_out());
+    if (!config.endpoints().raw_out().address().empty()) {
+        check_socket(problems, "endpoints.raw_out", config.endpoints().raw_out());
+    }
     check_positive(problems, "run_start_republish_interval_ms",
                    config.run_start_republish_interval_ms(),
                    "late subscribers need RunStart re-sent at a finite interval");
@@ -201,6 +204,18 @@ std::vector<std::string> validate(const cfg::ArchiveConfig& config) {
     }
     check_positive(problems, "flush_interval_ms", config.flush_interval_ms(),
                    "run files need a flush interval of at least 1 ms");
+    check_socket(problems, "endpoints.archive_in", config.endpoints().archive_in());
+    // Raw frames are optional: an empty address switches them off.
+    if (!config.endpoints().raw_in().address().empty()) {
+        check_socket(problems, "endpoints.raw_in", config.endpoints().raw_in());
+    }
+    const std::string& compression = config.raw_compression();
+    if (compression != "bslz4" && compression != "lz4" && compression != "none") {
+        problems.push_back(
+            fmt::format("raw_compression: \"{}\" is not one of bslz4, lz4, none", compression));
+    }
+    check_positive(problems, "raw_drain_timeout_ms", config.raw_drain_timeout_ms(),
+                   "a run's last raw frames need at least 1 ms to arrive");
     return problems;
 }
 

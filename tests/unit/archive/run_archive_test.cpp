@@ -295,6 +295,45 @@ TEST(RunArchive, RejectsFramesThatDisagreeWithTheRunAndKeepsEarlierFrames) {
     }
 }
 
+TEST(RunArchive, StoresAFloatFlatInTheDetectorsFlatfieldBesideIntegerFrames) {
+    // A computed flat (float32) is no frame of the detector's uint16 type: NXdetector/flatfield.
+    const auto path = testing::scratch_dir() / "flat.h5";
+    std::vector<float> flat(std::size_t{s::kRows} * s::kCols);
+    for (std::size_t i = 0; i < flat.size(); ++i) {
+        flat[i] = 0.9F + 0.001F * static_cast<float>(i % 200);
+    }
+    {
+        RunArchive archive = create(path, RawCompression::kBslz4);
+        ASSERT_TRUE(
+            append_raw(archive, 0, pb::FRAME_KIND_DARK, pb::ORIENTATION_UNSPECIFIED, s::pixels(1)));
+        auto header = s::frame_header(1, pb::FRAME_KIND_FLAT, pb::ORIENTATION_UNSPECIFIED,
+                                      pb::ENCODING_RAW, flat.size() * sizeof(float));
+        header.set_dtype(pb::PIXEL_DTYPE_FLOAT32);
+        const std::span<const std::byte> bytes(
+            reinterpret_cast<const std::byte*>(flat.data()),  // NOLINT: the floats' bytes
+            flat.size() * sizeof(float));
+        ASSERT_TRUE(archive.append_raw(header, bytes).has_value());
+        // A float frame of another kind is still refused.
+        header.set_kind(pb::FRAME_KIND_DARK);
+        EXPECT_FALSE(archive.append_raw(header, bytes).has_value());
+        EXPECT_EQ(archive.raw_frames(), 1U);
+        EXPECT_EQ(archive.flat_fields(), 1U);
+        ASSERT_TRUE(archive.close(run_end(pb::RUN_END_REASON_COMPLETED)).has_value());
+    }
+    s::FileReader file(path);
+    EXPECT_EQ(file.dims("/entry/instrument/detector/flatfield"),
+              (std::vector<hsize_t>{1, s::kRows, s::kCols}));
+    EXPECT_EQ(file.uints("/entry/instrument/detector/flatfield_sequence"),
+              (std::vector<std::uint64_t>{1}));
+    const std::vector<double> stored = file.doubles("/entry/instrument/detector/flatfield");
+    ASSERT_EQ(stored.size(), flat.size());
+    for (std::size_t i = 0; i < flat.size(); ++i) {
+        ASSERT_EQ(stored[i], static_cast<double>(flat[i])) << i;
+    }
+    // The flat counts as archived: frames_archived columns data_p, data_n, dark, flat, bg.
+    EXPECT_EQ(file.uints("/entry/frames_archived"), (std::vector<std::uint64_t>{0, 0, 1, 1, 0}));
+}
+
 TEST(RunArchive, ReportsAMissingDirectoryAndNeverReplacesAnExistingFile) {
     const auto dir = testing::scratch_dir();
     auto missing = RunArchive::create(dir / "no-such-dir" / "run.h5", s::run_start());

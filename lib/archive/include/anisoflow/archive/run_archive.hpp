@@ -80,7 +80,10 @@ class RunArchive {
 
     [[nodiscard]] bool is_open() const;
     [[nodiscard]] const std::filesystem::path& path() const;
-    [[nodiscard]] std::uint64_t raw_frames() const;      ///< frames in /entry/data/data
+    [[nodiscard]] std::uint64_t raw_frames() const;  ///< frames in /entry/data/data
+    /// float32 FLAT frames in /entry/instrument/detector/flatfield (append_raw puts a float
+    /// flat there when the raw frames are of an integer type)
+    [[nodiscard]] std::uint64_t flat_fields() const;
     [[nodiscard]] std::uint64_t reduced_frames() const;  ///< cakes in /entry/reduced
     [[nodiscard]] std::uint64_t results() const;         ///< rows of /entry/results
 
