@@ -82,6 +82,8 @@ struct Options {
     std::size_t latency_frames = 50;  // per orientation
     std::uint32_t recompute_ms = 100;
     std::size_t distinct = 4;  // distinct simulated frames per orientation, cycled
+    // Raw archiving modes measured one after the other: off, or the archive's raw_compression.
+    std::vector<std::string> raw_modes = {"off", "lz4"};
 };
 
 std::int64_t unix_now_ns() {
@@ -333,7 +335,7 @@ struct RunFigures {
 
 class Chain {
   public:
-    Chain(const Options& o, const fs::path& dir) : o_(o), dir_(dir) {
+    Chain(const Options& o, const fs::path& dir, const std::string& raw_mode) : o_(o), dir_(dir) {
         const auto ipc = [&](const char* name) { return "ipc://" + (dir / name).string(); };
         cfg::IngestConfig ingest;
         check(runtime::merge_defaults(ingest), "ingest defaults");
@@ -342,6 +344,9 @@ class Chain {
         ingest.mutable_endpoints()->mutable_frames_out()->set_address("@" + ipc("frames"));
         ingest.mutable_endpoints()->mutable_control_out()->set_address("@" + ipc("control"));
         ingest.mutable_metrics()->set_enabled(false);
+        if (raw_mode != "off") {
+            ingest.mutable_endpoints()->mutable_raw_out()->set_address("@" + ipc("raw"));
+        }
         ingest_config_ = ingest;
         stream_address_ = ">" + ipc("stream");
 
@@ -360,6 +365,10 @@ class Chain {
         archive.mutable_endpoints()->mutable_archive_in()->set_address(">" + ipc("archive"));
         archive.set_archive_dir((dir / "runs").string());
         archive.mutable_metrics()->set_enabled(false);
+        if (raw_mode != "off") {
+            archive.mutable_endpoints()->mutable_raw_in()->set_address(">" + ipc("raw"));
+            archive.set_raw_compression(raw_mode);
+        }
         archive_config_ = archive;
 
         for (std::size_t i = 0; i < o.reducers; ++i) {
@@ -555,7 +564,20 @@ bool parse(int argc, char** argv, Options& o) {
             o.recompute_ms = static_cast<std::uint32_t>(number());
         } else if (key == "--distinct") {
             o.distinct = number();
+        } else if (key == "--raw") {
+            o.raw_modes.clear();
+            std::string list = value;
+            for (std::size_t at = 0; at <= list.size();) {
+                const std::size_t comma = std::min(list.find(',', at), list.size());
+                o.raw_modes.push_back(list.substr(at, comma - at));
+                at = comma + 1;
+            }
         } else {
+            return false;
+        }
+    }
+    for (const std::string& mode : o.raw_modes) {
+        if (mode != "off" && mode != "none" && mode != "lz4" && mode != "bslz4") {
             return false;
         }
     }
@@ -571,7 +593,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr,
                      "usage: bench_pipeline [--frames N] [--rows R] [--cols C] [--reducers W] "
                      "[--reduce-threads T] [--latency-fps F] [--latency-frames M] "
-                     "[--recompute-ms I] [--distinct D]\n");
+                     "[--recompute-ms I] [--distinct D] [--raw off,lz4,bslz4,none]\n");
         return 2;
     }
     spdlog::set_level(spdlog::level::warn);  // the services' per-run lines would bury the table
@@ -595,37 +617,37 @@ int main(int argc, char** argv) {
     const double copy_ms = memcpy_ms(frame_bytes);
 
     int status = 0;
-    {
-        Chain chain(o, dir);
+    std::printf(
+        "bench_pipeline: %zux%zu uint16 frames (%.1f MB), %zu reducers x %zu threads, "
+        "results every %u ms, %u cores\n",
+        o.rows, o.cols, static_cast<double>(frame_bytes) / 1e6, o.reducers, o.reduce_threads,
+        o.recompute_ms, std::thread::hardware_concurrency());
+    std::printf("  memcpy of one frame: %.3f ms\n", copy_ms);
+    std::printf("  %-12s %12s %14s %10s %10s %12s\n", "raw archive", "frames/s", "x memcpy time",
+                "p50 ms", "p99 ms", "lost");
+    for (const std::string& mode : o.raw_modes) {
+        const fs::path run_dir = dir / mode;
+        fs::create_directories(run_dir);
+        Chain chain(o, run_dir, mode);
         // A short run first: connections, allocations and the first integrator are set up.
         (void)chain.run("bench-warmup", *frames, start, 2, 0.0);
         const RunFigures fast = chain.run("bench-throughput", *frames, start, o.frames, 0.0);
         const RunFigures paced =
             chain.run("bench-latency", *frames, start, o.latency_frames, o.latency_fps);
-
-        std::printf(
-            "bench_pipeline: %zux%zu uint16 frames (%.1f MB), %zu reducers x %zu threads, "
-            "results every %u ms, raw archiving off, %u cores\n",
-            o.rows, o.cols, static_cast<double>(frame_bytes) / 1e6, o.reducers, o.reduce_threads,
-            o.recompute_ms, std::thread::hardware_concurrency());
-        std::printf("  memcpy of one frame           %8.3f ms\n", copy_ms);
         const double fps = fast.seconds > 0.0 ? static_cast<double>(fast.sent) / fast.seconds : 0.0;
-        std::printf(
-            "  throughput, unpaced           %8.1f frames/s  (%llu sent, %llu in the final "
-            "result, %.2f s; %.0f memcpys per frame)\n",
-            fps, static_cast<unsigned long long>(fast.sent),
-            static_cast<unsigned long long>(fast.in_final), fast.seconds,
-            fps > 0.0 ? 1000.0 / fps / copy_ms : 0.0);
-        std::printf(
-            "  latency at %4.1f frames/s      p50 %6.1f ms  p99 %6.1f ms  (%zu frames; "
-            "%llu in the final result)\n",
-            o.latency_fps, percentile(paced.latency_ms, 0.50), percentile(paced.latency_ms, 0.99),
-            paced.latency_ms.size(), static_cast<unsigned long long>(paced.in_final));
-        if (fast.in_final != fast.sent || paced.in_final != paced.sent) {
-            std::printf("  LOST FRAMES: the final results do not hold every frame sent\n");
+        const std::uint64_t lost = (fast.sent - fast.in_final) + (paced.sent - paced.in_final);
+        std::printf("  %-12s %12.1f %14.0f %10.1f %10.1f %12llu\n", mode.c_str(), fps,
+                    fps > 0.0 ? 1000.0 / fps / copy_ms : 0.0, percentile(paced.latency_ms, 0.50),
+                    percentile(paced.latency_ms, 0.99), static_cast<unsigned long long>(lost));
+        std::fflush(stdout);
+        if (lost != 0) {
             status = 1;
         }
     }
+    std::printf(
+        "  (throughput: %zu + %zu frames unpaced; latency: %zu + %zu frames at %.1f "
+        "frames/s, frame sent -> first result holding it)\n",
+        o.frames, o.frames, o.latency_frames, o.latency_frames, o.latency_fps);
     fs::remove_all(dir);
     return status;
 }
