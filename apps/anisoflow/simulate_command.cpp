@@ -340,6 +340,15 @@ pb::RunStart stream_run_start(const SimulateOptions& o, const geometry::PoniGeom
     c.set_r_fit_max_angstrom(20.0);
     c.set_normalisation(pb::NORMALISATION_HIGH_Q);
     c.set_polarization_factor(o.polarization_factor);
+    // The simulated detector is a flat panel: its dark is an offset with read noise, not photons
+    // (docs/reduction.md, "Noise models"). The reducers estimate the read noise from the darks,
+    // as `anisoflow analyze --variance-model integrating` does; with fewer than two darks the
+    // detector's own figure is sent.
+    c.set_variance_model(pb::VARIANCE_MODEL_INTEGRATING);
+    c.set_counts_per_photon(1.0);
+    if (o.dark_frames < 2) {
+        c.set_read_noise_counts(o.noiseless ? 0.0 : o.read_noise_counts);
+    }
     pb::FrameCounts& expected = *c.mutable_frames_expected();
     expected.set_data_p(o.frames_per_orientation);
     expected.set_data_n(o.frames_per_orientation);

@@ -239,7 +239,36 @@ Result<std::shared_ptr<const reduce::CakeIntegrator>> build_integrator(const Run
         corrections.flat = std::move(*mean);
     }
     corrections.saturation_counts = integer_saturation(type);
-    corrections.polarization_factor = run.start.config().polarization_factor();
+    const pb::ExperimentConfig& config = run.start.config();
+    corrections.polarization_factor = config.polarization_factor();
+    // The run's noise model (docs/reduction.md, "Noise models"); UNSPECIFIED is SPEC 2's.
+    if (config.variance_model() == pb::VARIANCE_MODEL_INTEGRATING) {
+        corrections.variance_model = reduce::VarianceModel::kIntegrating;
+        corrections.counts_per_photon =
+            config.counts_per_photon() > 0.0 ? config.counts_per_photon() : 1.0;
+        if (config.has_read_noise_counts()) {
+            corrections.read_noise_counts = config.read_noise_counts();
+        } else if (run.darks.frame_count() >= 2) {
+            auto variance = run.darks.mean_pixel_variance({});
+            if (!variance) {
+                return tl::unexpected(variance.error());
+            }
+            corrections.read_noise_counts = std::sqrt(*variance);
+        } else {
+            return fail(ErrorCode::kInvalidArgument,
+                        "ExperimentConfig.variance_model INTEGRATING needs read_noise_counts or at "
+                        "least 2 dark frames before the first data frame ({} so far)",
+                        run.darks.frame_count());
+        }
+        if (!(*corrections.read_noise_counts >= 0.0) ||
+            !std::isfinite(*corrections.read_noise_counts) ||
+            !std::isfinite(corrections.counts_per_photon)) {
+            return fail(ErrorCode::kInvalidArgument,
+                        "ExperimentConfig: read_noise_counts {} and counts_per_photon {} must be "
+                        "finite and not negative",
+                        *corrections.read_noise_counts, corrections.counts_per_photon);
+        }
+    }
     auto integrator = reduce::CakeIntegrator::create(
         *run.geometry,
         {axes_of(run.start.config()), reduce::PixelSplitting::kNone, std::max(1U, threads)},

@@ -107,7 +107,8 @@ TEST_F(PipelineAcceptance, LiveResultEqualsOfflineAnalysisAndEveryFrameIsArchive
     ASSERT_TRUE(live.is_object()) << demo_json;
 
     // The same frames, offline: simulate to files, analyze them with the run's configuration
-    // (the simulator announces analyze's defaults in its RunStart).
+    // (the simulator announces analyze's defaults in its RunStart, and the flat panel's noise
+    // model with the read noise left to the darks).
     const fs::path files = dir_ / "files";
     const auto simulated =
         run_cli(ANISOFLOW_CLI, dir_,
@@ -137,6 +138,8 @@ TEST_F(PipelineAcceptance, LiveResultEqualsOfflineAnalysisAndEveryFrameIsArchive
                                    "0.37",
                                    "--loading-axis-chi",
                                    "0",
+                                   "--variance-model",
+                                   "integrating",
                                    "--out",
                                    (dir_ / "RESULT.h5").string(),
                                    "--json",
