@@ -35,6 +35,7 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 #include <zmq.hpp>
@@ -336,37 +337,44 @@ struct RunFigures {
 class Chain {
   public:
     Chain(const Options& o, const fs::path& dir, const std::string& raw_mode) : o_(o), dir_(dir) {
-        const auto ipc = [&](const char* name) { return "ipc://" + (dir / name).string(); };
+        // "@ipc://DIR/name" binds, ">ipc://DIR/name" connects. Formatted rather than built with
+        // operator+ on a temporary: GCC 12 reports a false -Wrestrict there (PR 105329).
+        const auto bind = [&](const char* name) {
+            return fmt::format("@ipc://{}", (dir / name).string());
+        };
+        const auto connect = [&](const char* name) {
+            return fmt::format(">ipc://{}", (dir / name).string());
+        };
         cfg::IngestConfig ingest;
         check(runtime::merge_defaults(ingest), "ingest defaults");
         ingest.mutable_source()->set_kind(cfg::SOURCE_KIND_ANISOFLOW_STREAM);
-        ingest.mutable_source()->set_stream_address("@" + ipc("stream"));
-        ingest.mutable_endpoints()->mutable_frames_out()->set_address("@" + ipc("frames"));
-        ingest.mutable_endpoints()->mutable_control_out()->set_address("@" + ipc("control"));
+        ingest.mutable_source()->set_stream_address(bind("stream"));
+        ingest.mutable_endpoints()->mutable_frames_out()->set_address(bind("frames"));
+        ingest.mutable_endpoints()->mutable_control_out()->set_address(bind("control"));
         ingest.mutable_metrics()->set_enabled(false);
         if (raw_mode != "off") {
-            ingest.mutable_endpoints()->mutable_raw_out()->set_address("@" + ipc("raw"));
+            ingest.mutable_endpoints()->mutable_raw_out()->set_address(bind("raw"));
         }
         ingest_config_ = ingest;
-        stream_address_ = ">" + ipc("stream");
+        stream_address_ = connect("stream");
 
         cfg::AnalyzeConfig analyze;
         check(runtime::merge_defaults(analyze), "analyze defaults");
-        analyze.mutable_endpoints()->mutable_reduced_in()->set_address("@" + ipc("reduced"));
-        analyze.mutable_endpoints()->mutable_control_in()->set_address(">" + ipc("control"));
-        analyze.mutable_endpoints()->mutable_results_out()->set_address("@" + ipc("results"));
-        analyze.mutable_endpoints()->mutable_archive_out()->set_address("@" + ipc("archive"));
+        analyze.mutable_endpoints()->mutable_reduced_in()->set_address(bind("reduced"));
+        analyze.mutable_endpoints()->mutable_control_in()->set_address(connect("control"));
+        analyze.mutable_endpoints()->mutable_results_out()->set_address(bind("results"));
+        analyze.mutable_endpoints()->mutable_archive_out()->set_address(bind("archive"));
         analyze.set_recompute_interval_ms(o.recompute_ms);
         analyze.mutable_metrics()->set_enabled(false);
         analyze_config_ = analyze;
 
         cfg::ArchiveConfig archive;
         check(runtime::merge_defaults(archive), "archive defaults");
-        archive.mutable_endpoints()->mutable_archive_in()->set_address(">" + ipc("archive"));
+        archive.mutable_endpoints()->mutable_archive_in()->set_address(connect("archive"));
         archive.set_archive_dir((dir / "runs").string());
         archive.mutable_metrics()->set_enabled(false);
         if (raw_mode != "off") {
-            archive.mutable_endpoints()->mutable_raw_in()->set_address(">" + ipc("raw"));
+            archive.mutable_endpoints()->mutable_raw_in()->set_address(connect("raw"));
             archive.set_raw_compression(raw_mode);
         }
         archive_config_ = archive;
@@ -375,9 +383,9 @@ class Chain {
             cfg::ReduceConfig reduce;
             check(runtime::merge_defaults(reduce), "reduce defaults");
             reduce.set_instance("reduce-" + std::to_string(i));
-            reduce.mutable_endpoints()->mutable_frames_in()->set_address(">" + ipc("frames"));
-            reduce.mutable_endpoints()->mutable_control_in()->set_address(">" + ipc("control"));
-            reduce.mutable_endpoints()->mutable_reduced_out()->set_address(">" + ipc("reduced"));
+            reduce.mutable_endpoints()->mutable_frames_in()->set_address(connect("frames"));
+            reduce.mutable_endpoints()->mutable_control_in()->set_address(connect("control"));
+            reduce.mutable_endpoints()->mutable_reduced_out()->set_address(connect("reduced"));
             reduce.set_threads(static_cast<std::uint32_t>(o.reduce_threads));
             reduce.mutable_metrics()->set_enabled(false);
             reduce_configs_.push_back(reduce);
@@ -400,7 +408,7 @@ class Chain {
                     return anisoflow::reducer::run(reduce, c);
                 }));
         }
-        auto results = transport::open_socket(context_, zmq::socket_type::sub, ">" + ipc("results"),
+        auto results = transport::open_socket(context_, zmq::socket_type::sub, connect("results"),
                                               transport::SocketOptions{});
         check(results, "results");
         results_ = std::move(*results);
