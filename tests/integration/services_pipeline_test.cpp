@@ -496,6 +496,63 @@ TEST(ServicesPipeline, TwoReducersAnalyzeAndArchiveEveryFrameOfASimulatedRunExac
     std::filesystem::remove_all(sockets);
 }
 
+// A run announcing the integrating noise model with no read noise needs two darks to estimate it
+// (docs/reduction.md, "Noise models"): with one, the worker refuses the run's data frames with a
+// reason naming the field, and acknowledges them REJECTED so that ingest does not send them round.
+TEST(ServicesPipeline, IntegratingNoiseModelWithoutReadNoiseOrTwoDarksRejectsTheFramesByName) {
+    const std::filesystem::path sockets =
+        std::filesystem::temp_directory_path() / ("afi-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(sockets);
+    const auto ipc = [&](const char* name) { return "ipc://" + (sockets / name).string(); };
+    cfg::ReduceConfig reduce;
+    ASSERT_TRUE(runtime::merge_defaults(reduce).has_value());
+    reduce.set_instance("reduce-integrating");
+    set_socket(reduce.mutable_endpoints()->mutable_frames_in(), ">" + ipc("frames"));
+    set_socket(reduce.mutable_endpoints()->mutable_control_in(), ">" + ipc("control"));
+    set_socket(reduce.mutable_endpoints()->mutable_reduced_out(), ">" + ipc("reduced"));
+    reduce.set_heartbeat_interval_ms(200);
+
+    zmq::context_t context;
+    auto dispatcher = transport::Dispatcher::open(context, "@" + ipc("frames"));
+    ASSERT_TRUE(dispatcher.has_value()) << dispatcher.error().message;
+    ServiceThread worker("reduce",
+                         [&](runtime::ServiceContext& c) { return reducer::run(reduce, c); });
+    const auto deadline = std::chrono::steady_clock::now() + kChainTimeout;
+    while (dispatcher->workers_alive() < 1 && std::chrono::steady_clock::now() < deadline) {
+        ASSERT_TRUE(dispatcher->poll(milliseconds(50)).has_value());
+    }
+    ASSERT_EQ(dispatcher->workers_alive(), 1U);
+
+    const geometry::PoniGeometry poni = small_detector();
+    const geometry::DetectorGeometry geometry(poni);
+    const SimulatedRun run = simulate(geometry);
+    pb::RunStart start = make_run_start(poni);
+    start.set_run_id("integrating-one-dark");
+    start.mutable_config()->set_variance_model(pb::VARIANCE_MODEL_INTEGRATING);
+    ASSERT_TRUE(dispatcher->start_run(start).has_value());
+    auto [dark_header, dark] =
+        encode_frame(run.darks.front(), start.run_id(), 0, pb::FRAME_KIND_DARK,
+                     pb::ORIENTATION_UNSPECIFIED, pb::ENCODING_RAW);
+    ASSERT_TRUE(dispatcher->dispatch(dark_header, std::move(dark)).has_value());
+    while (!dispatcher->has_credit() && std::chrono::steady_clock::now() < deadline) {
+        ASSERT_TRUE(dispatcher->poll(milliseconds(10)).has_value());
+    }
+    auto [header, payload] = encode_frame(run.p.front(), start.run_id(), 1, pb::FRAME_KIND_DATA,
+                                          pb::ORIENTATION_P, pb::ENCODING_RAW);
+    ASSERT_TRUE(dispatcher->dispatch(header, std::move(payload)).has_value());
+    while (dispatcher->counters().frames_rejected < 1 &&
+           std::chrono::steady_clock::now() < deadline) {
+        ASSERT_TRUE(dispatcher->poll(milliseconds(10)).has_value());
+    }
+    EXPECT_EQ(dispatcher->counters().frames_rejected, 1U);
+    EXPECT_EQ(
+        metric_value(worker.metrics(), "anisoflow_reduce_errors_total{reason=\"bad_run_start\"}"),
+        1.0)
+        << worker.metrics();
+    EXPECT_TRUE(worker.stop().has_value());
+    std::filesystem::remove_all(sockets);
+}
+
 TEST(ArchiveRunFileName, KeepsSafeIdsAndConfinesTheRestToOneFileName) {
     EXPECT_EQ(archiver::run_file_name("run-01_a.b"), "run-01_a.b.nxs");
     for (const char* id : {"../../etc/passwd", "/abs/path", "..", "", "a/b", "a\\b", ".hidden"}) {
