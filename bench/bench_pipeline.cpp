@@ -336,7 +336,7 @@ struct RunFigures {
 
 class Chain {
   public:
-    Chain(const Options& o, const fs::path& dir, const std::string& raw_mode) : o_(o), dir_(dir) {
+    Chain(const Options& o, const fs::path& dir, const std::string& raw_mode) {
         // "@ipc://DIR/name" binds, ">ipc://DIR/name" connects. Formatted rather than built with
         // operator+ on a temporary: GCC 12 reports a false -Wrestrict there (PR 105329).
         const auto bind = [&](const char* name) {
@@ -427,6 +427,10 @@ class Chain {
         archive_->stop();
         ingest_stop_->request_stop();
         ingest_thread_.join();
+        if (!ingest_result_) {
+            std::fprintf(stderr, "bench_pipeline: ingest stopped with: %s\n",
+                         ingest_result_.error().message.c_str());
+        }
     }
     Chain(const Chain&) = delete;
     Chain& operator=(const Chain&) = delete;
@@ -515,8 +519,6 @@ class Chain {
         }
     }
 
-    const Options& o_;
-    fs::path dir_;
     zmq::context_t context_;
     cfg::IngestConfig ingest_config_;
     cfg::AnalyzeConfig analyze_config_;

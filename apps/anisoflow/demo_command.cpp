@@ -207,6 +207,21 @@ Result<std::uint16_t> metrics_port(const Child& child) {
     return static_cast<std::uint16_t>(port);
 }
 
+std::string_view mechanism_name(pb::Mechanism mechanism) {
+    switch (mechanism) {
+        case pb::MECHANISM_BOND_STRETCHING:
+            return "bond-stretching";
+        case pb::MECHANISM_BOND_ROTATION:
+            return "bond-rotation";
+        case pb::MECHANISM_ISOTROPIC:
+            return "isotropic";
+        case pb::MECHANISM_UNDETERMINED:
+            return "undetermined";
+        default:
+            return "unspecified";
+    }
+}
+
 std::string_view mode_name(pb::ExtractionMode mode) {
     return mode == pb::EXTRACTION_MODE_SINGLE ? "single" : "pn";
 }
@@ -214,8 +229,6 @@ std::string_view mode_name(pb::ExtractionMode mode) {
 std::string_view normalisation_name(pb::Normalisation normalisation) {
     return normalisation == pb::NORMALISATION_ADHOC ? "adhoc" : "high-Q";
 }
-
-std::string_view mechanism_name(pb::Mechanism mechanism);
 
 // The final result with the keys and spellings of `anisoflow analyze`'s SUMMARY.json (SPEC 8),
 // so the two can be compared key by key, plus what only the live chain knows.
@@ -376,21 +389,6 @@ Result<std::vector<std::pair<std::string, fs::path>>> write_configs(const DemoOp
         return tl::unexpected(added.error());
     }
     return configs;
-}
-
-std::string_view mechanism_name(pb::Mechanism mechanism) {
-    switch (mechanism) {
-        case pb::MECHANISM_BOND_STRETCHING:
-            return "bond-stretching";
-        case pb::MECHANISM_BOND_ROTATION:
-            return "bond-rotation";
-        case pb::MECHANISM_ISOTROPIC:
-            return "isotropic";
-        case pb::MECHANISM_UNDETERMINED:
-            return "undetermined";
-        default:
-            return "unspecified";
-    }
 }
 
 // One line per result: what the README and docs/demo.md show.
