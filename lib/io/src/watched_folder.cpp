@@ -92,6 +92,13 @@ Result<WatchedFolder> WatchedFolder::open(WatchedFolderOptions options) {
     if (options.max_frames_per_poll == 0) {
         return fail(ErrorCode::kInvalidArgument, "{}: max_frames_per_poll must be at least 1", dir);
     }
+    if (options.existing == ExistingFiles::kTakeModifiedAfter &&
+        options.existing_modified_after == fs::file_time_type{}) {
+        return fail(ErrorCode::kInvalidArgument,
+                    "{}: taking the files modified after a time needs that time "
+                    "(existing_modified_after is not set)",
+                    dir);
+    }
     if (options.hdf5_dataset.empty()) {
         return fail(ErrorCode::kInvalidArgument, "{}: empty HDF5 dataset path", dir);
     }

@@ -310,6 +310,9 @@ TEST_F(WatchedFolderTest, TakeModifiedAfterPolicyResumesARun) {
     fs::last_write_time(dir_ / "before_run.tif", now - std::chrono::hours(2));
     auto opts = options();
     opts.existing = ExistingFiles::kTakeModifiedAfter;
+    auto unset = WatchedFolder::open(opts);
+    ASSERT_FALSE(unset.has_value());
+    EXPECT_THAT(unset.error().message, HasSubstr("existing_modified_after is not set"));
     opts.existing_modified_after = now - std::chrono::hours(1);  // the run began an hour ago
     WatchedFolder folder = open(opts);
     EXPECT_THAT(labels(drain(folder, 2, 20)), ::testing::ElementsAre("during_downtime.tif#0"));

@@ -50,7 +50,7 @@ struct WatchedFolderOptions {
     /// The directory is listed at most this often (poll() in between only reads frames).
     std::chrono::milliseconds scan_interval{250};
     ExistingFiles existing = ExistingFiles::kSkip;
-    /// Used by ExistingFiles::kTakeModifiedAfter only.
+    /// Used by ExistingFiles::kTakeModifiedAfter only, which requires it to be set.
     std::filesystem::file_time_type existing_modified_after{};
     /// At most this many results (frames or errors) per poll(); one frame in memory at a time.
     std::size_t max_frames_per_poll = 8;
