@@ -208,6 +208,25 @@ TEST_F(WatchedFolderTest, GrowingFileIsNotReadUntilItHasSettled) {
     EXPECT_EQ(folder.stats().files_failed, 0U);
 }
 
+TEST_F(WatchedFolderTest, FileThatChangesAfterTheScanIsCheckedAgainBeforeReading) {
+    auto opts = options();
+    opts.max_frames_per_poll = 1;
+    opts.scan_interval = milliseconds{1000};  // no scan between the polls below
+    WatchedFolder folder = open(opts);
+    ASSERT_TRUE(write_tiff_frames(dir_ / "a.tif", 0, 2));
+    ASSERT_TRUE(write_tiff_frames(dir_ / "b.tif", 500, 1));
+    now_ += opts.scan_interval;
+    EXPECT_TRUE(poll(folder).empty());
+    now_ += opts.scan_interval;  // both settled and ready after this scan
+    EXPECT_THAT(labels(poll(folder)), ::testing::ElementsAre("a.tif#0"));
+    ASSERT_TRUE(write_tiff_frames(dir_ / "b.tif", 500, 2));  // the writer was not done
+    EXPECT_THAT(labels(poll(folder)), ::testing::ElementsAre("a.tif#1"));
+    EXPECT_TRUE(poll(folder).empty()) << "open+fstat sees the change the last scan missed";
+    EXPECT_EQ(folder.stats().files_pending, 1U);
+    // Settling restarted at that open: b.tif is taken whole at the next scan after settle_time.
+    EXPECT_THAT(labels(drain(folder, 2, 100)), ::testing::ElementsAre("b.tif#0", "b.tif#1"));
+}
+
 TEST_F(WatchedFolderTest, CorruptFilesAreReportedByNameAndTheNextGoodFileStillComes) {
     WatchedFolder folder = open(options());
     ASSERT_TRUE(write_tiff_frames(dir_ / "a.tif", 0, 1));
