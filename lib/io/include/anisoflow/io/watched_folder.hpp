@@ -52,7 +52,8 @@ struct WatchedFolderOptions {
     ExistingFiles existing = ExistingFiles::kSkip;
     /// Used by ExistingFiles::kTakeModifiedAfter only, which requires it to be set.
     std::filesystem::file_time_type existing_modified_after{};
-    /// At most this many results (frames or errors) per poll(); one frame in memory at a time.
+    /// At most this many results (frames or errors) per poll(): the memory and time one poll
+    /// costs. Frames are read one at a time; no file is read whole.
     std::size_t max_frames_per_poll = 8;
     /// Dataset read from HDF5 files.
     std::string hdf5_dataset{kDefaultFrameDataset};
