@@ -32,6 +32,10 @@ std::string errno_text(int error) {
     return std::error_code(error, std::generic_category()).message();
 }
 
+/// What HDF5 (1.10 to 1.14) says when another process holds the file open for writing. The
+/// kernel drops such a lock when its holder exits, so a locked file has a live writer.
+constexpr std::string_view kHdf5LockedMessage = "unable to lock file";
+
 std::int64_t to_ms(std::chrono::steady_clock::duration duration) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(duration).count();
 }
@@ -242,6 +246,11 @@ bool WatchedFolder::open_next(std::vector<WatchedFrame>& out) {
             source = open_file(file, options_.hdf5_dataset);
         }
 
+        if (!source && source.error().message.find(kHdf5LockedMessage) != std::string::npos) {
+            state.failing_since.reset();  // held by its writer: not a failure, however long
+            ++stats_.open_retries;
+            continue;
+        }
         if (!source) {
             if (!state.failing_since) {
                 state.failing_since = t;

@@ -45,7 +45,8 @@ struct WatchedFolderOptions {
     std::chrono::milliseconds settle_time{1000};
     /// A settled file that cannot be opened (an HDF5 file its writer still holds, a TIFF whose
     /// directory is not written yet) is retried at each scan; it is reported as an error only
-    /// after staying unchanged and unreadable this long. A change sends it back to settling.
+    /// after staying unchanged and unreadable this long. A change sends it back to settling. An
+    /// HDF5 file locked by its writer (still open there) is retried for as long as it is locked.
     std::chrono::milliseconds open_retry_time{30000};
     /// The directory is listed at most this often (poll() in between only reads frames).
     std::chrono::milliseconds scan_interval{250};
