@@ -21,6 +21,7 @@
 #include "anisoflow/reduce/corrections.hpp"
 #include "anisoflow/runtime/stage.hpp"
 #include "anisoflow/transport/dispatch.hpp"
+#include "anisoflow/transport/experiment.hpp"
 #include "anisoflow/transport/payload.hpp"
 #include "anisoflow/transport/socket.hpp"
 
@@ -72,20 +73,6 @@ class WorkerLinkInput final : public FrameInput {
   private:
     transport::WorkerLink link_;
 };
-
-geometry::PoniGeometry to_poni(const pb::PoniGeometry& g) {
-    geometry::PoniGeometry poni;
-    poni.detector = geometry::DetectorModel{g.detector_type(), g.pixel1_m(), g.pixel2_m(),
-                                            FrameShape{g.detector_rows(), g.detector_cols()}};
-    poni.distance_m = g.distance_m();
-    poni.poni1_m = g.poni1_m();
-    poni.poni2_m = g.poni2_m();
-    poni.rot1_rad = g.rot1_rad();
-    poni.rot2_rad = g.rot2_rad();
-    poni.rot3_rad = g.rot3_rad();
-    poni.wavelength_m = g.wavelength_m();
-    return poni;
-}
 
 // One data frame on its way from the receive stage to a worker stage.
 struct Job {
@@ -439,7 +426,7 @@ class ReduceService {
                 fmt::format("run {}: the RunStart's geometry is incomplete", start.run_id()));
             return;
         }
-        run.geometry = std::make_unique<geometry::DetectorGeometry>(to_poni(g));
+        run.geometry = std::make_unique<geometry::DetectorGeometry>(transport::to_poni(g));
         spdlog::info("run started run={} detector={}x{} n_q={} n_chi={}", start.run_id(),
                      g.detector_rows(), g.detector_cols(), start.config().n_q(),
                      start.config().n_chi());

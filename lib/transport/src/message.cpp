@@ -310,6 +310,35 @@ Check check_frame_ack(const pb::FrameAck& h, std::span<const zmq::message_t> pay
     return check_part_count("FrameAck", "a control message", 0, payloads.size());
 }
 
+Check check_run_event(const pb::RunEvent& h, std::span<const zmq::message_t> payloads) {
+    if (auto ok = check_run_id("RunEvent", h.run_id()); !ok) {
+        return ok;
+    }
+    const pb::StateChangeType type = h.change().type();
+    if (!pb::StateChangeType_IsValid(type) || type == pb::STATE_CHANGE_TYPE_UNSPECIFIED) {
+        return reject(RejectReason::kInvalidField, "RunEvent.change.type is unset or unknown ({})",
+                      static_cast<int>(type));
+    }
+    return check_part_count("RunEvent", "a control message", 0, payloads.size());
+}
+
+Check check_run_control_request(const pb::RunControlRequest& h,
+                                std::span<const zmq::message_t> payloads) {
+    if (h.action_case() == pb::RunControlRequest::ACTION_NOT_SET) {
+        return reject(RejectReason::kInvalidField,
+                      "RunControlRequest.action is not set (start, next, stop or status)");
+    }
+    return check_part_count("RunControlRequest", "a control message", 0, payloads.size());
+}
+
+Check check_run_control_reply(const pb::RunControlReply& h,
+                              std::span<const zmq::message_t> payloads) {
+    if (!h.ok() && h.error().empty()) {
+        return reject(RejectReason::kInvalidField, "RunControlReply: not ok and no error text");
+    }
+    return check_part_count("RunControlReply", "a control message", 0, payloads.size());
+}
+
 Check check_body(const pb::Envelope& envelope, std::span<const zmq::message_t> payloads) {
     switch (envelope.body_case()) {
         case pb::Envelope::kRunStart:
@@ -328,6 +357,12 @@ Check check_body(const pb::Envelope& envelope, std::span<const zmq::message_t> p
             return check_worker_credit(envelope.worker_credit(), payloads);
         case pb::Envelope::kFrameAck:
             return check_frame_ack(envelope.frame_ack(), payloads);
+        case pb::Envelope::kRunEvent:
+            return check_run_event(envelope.run_event(), payloads);
+        case pb::Envelope::kRunControlRequest:
+            return check_run_control_request(envelope.run_control_request(), payloads);
+        case pb::Envelope::kRunControlReply:
+            return check_run_control_reply(envelope.run_control_reply(), payloads);
         case pb::Envelope::BODY_NOT_SET:
             break;
     }
@@ -356,6 +391,15 @@ Result<Multipart> assemble(const pb::Envelope& envelope, std::vector<zmq::messag
         parts.push_back(std::move(payload));
     }
     return parts;
+}
+
+// A control message: an envelope whose body `set_body` fills, no payload parts.
+template <class SetBody>
+Result<Multipart> control_message(SetBody&& set_body) {
+    pb::Envelope envelope;
+    envelope.set_schema_version(kSchemaVersion);
+    std::forward<SetBody>(set_body)(envelope);
+    return assemble(envelope, {});
 }
 
 template <class T>
@@ -406,9 +450,10 @@ std::string_view to_string(RejectReason reason) {
 }
 
 std::string_view message_type_name(const Message& message) {
-    constexpr std::string_view kNames[] = {"RunStart",       "FrameHeader", "ReducedFrame",
-                                           "AnalysisResult", "RunEnd",      "Heartbeat",
-                                           "WorkerCredit",   "FrameAck"};
+    constexpr std::string_view kNames[] = {"RunStart",          "FrameHeader",    "ReducedFrame",
+                                           "AnalysisResult",    "RunEnd",         "Heartbeat",
+                                           "WorkerCredit",      "FrameAck",       "RunEvent",
+                                           "RunControlRequest", "RunControlReply"};
     static_assert(std::size(kNames) == std::variant_size_v<Message>);
     return kNames[message.index()];
 }
@@ -464,6 +509,12 @@ DecodeResult decode(Multipart&& parts) {
             return WorkerCreditMessage{std::move(*envelope.mutable_worker_credit())};
         case pb::Envelope::kFrameAck:
             return FrameAckMessage{std::move(*envelope.mutable_frame_ack())};
+        case pb::Envelope::kRunEvent:
+            return RunEventMessage{std::move(*envelope.mutable_run_event())};
+        case pb::Envelope::kRunControlRequest:
+            return RunControlRequestMessage{std::move(*envelope.mutable_run_control_request())};
+        case pb::Envelope::kRunControlReply:
+            return RunControlReplyMessage{std::move(*envelope.mutable_run_control_reply())};
         case pb::Envelope::BODY_NOT_SET:
             break;
     }
@@ -502,38 +553,39 @@ Result<Multipart> encode_result(const pb::AnalysisResult& header,
 }
 
 Result<Multipart> encode_control(const pb::RunStart& start) {
-    pb::Envelope envelope;
-    envelope.set_schema_version(kSchemaVersion);
-    *envelope.mutable_run_start() = start;
-    return assemble(envelope, {});
+    return control_message([&](pb::Envelope& envelope) { *envelope.mutable_run_start() = start; });
 }
 
 Result<Multipart> encode_control(const pb::RunEnd& end) {
-    pb::Envelope envelope;
-    envelope.set_schema_version(kSchemaVersion);
-    *envelope.mutable_run_end() = end;
-    return assemble(envelope, {});
+    return control_message([&](pb::Envelope& envelope) { *envelope.mutable_run_end() = end; });
 }
 
 Result<Multipart> encode_control(const pb::Heartbeat& heartbeat) {
-    pb::Envelope envelope;
-    envelope.set_schema_version(kSchemaVersion);
-    *envelope.mutable_heartbeat() = heartbeat;
-    return assemble(envelope, {});
+    return control_message(
+        [&](pb::Envelope& envelope) { *envelope.mutable_heartbeat() = heartbeat; });
 }
 
 Result<Multipart> encode_control(const pb::WorkerCredit& credit) {
-    pb::Envelope envelope;
-    envelope.set_schema_version(kSchemaVersion);
-    *envelope.mutable_worker_credit() = credit;
-    return assemble(envelope, {});
+    return control_message(
+        [&](pb::Envelope& envelope) { *envelope.mutable_worker_credit() = credit; });
 }
 
 Result<Multipart> encode_control(const pb::FrameAck& ack) {
-    pb::Envelope envelope;
-    envelope.set_schema_version(kSchemaVersion);
-    *envelope.mutable_frame_ack() = ack;
-    return assemble(envelope, {});
+    return control_message([&](pb::Envelope& envelope) { *envelope.mutable_frame_ack() = ack; });
+}
+
+Result<Multipart> encode_control(const pb::RunEvent& event) {
+    return control_message([&](pb::Envelope& envelope) { *envelope.mutable_run_event() = event; });
+}
+
+Result<Multipart> encode_control(const pb::RunControlRequest& request) {
+    return control_message(
+        [&](pb::Envelope& envelope) { *envelope.mutable_run_control_request() = request; });
+}
+
+Result<Multipart> encode_control(const pb::RunControlReply& reply) {
+    return control_message(
+        [&](pb::Envelope& envelope) { *envelope.mutable_run_control_reply() = reply; });
 }
 
 std::optional<PixelType> to_pixel_type(pb::PixelDtype dtype) {

@@ -94,11 +94,21 @@ struct WorkerCreditMessage {
 struct FrameAckMessage {
     pb::FrameAck ack;
 };
+struct RunEventMessage {
+    pb::RunEvent event;
+};
+struct RunControlRequestMessage {
+    pb::RunControlRequest request;
+};
+struct RunControlReplyMessage {
+    pb::RunControlReply reply;
+};
 using Message = std::variant<RunStartMessage, FrameMessage, ReducedMessage, ResultMessage,
-                             RunEndMessage, HeartbeatMessage, WorkerCreditMessage, FrameAckMessage>;
+                             RunEndMessage, HeartbeatMessage, WorkerCreditMessage, FrameAckMessage,
+                             RunEventMessage, RunControlRequestMessage, RunControlReplyMessage>;
 
 /// "RunStart", "FrameHeader", "ReducedFrame", "AnalysisResult", "RunEnd", "Heartbeat",
-/// "WorkerCredit", "FrameAck".
+/// "WorkerCredit", "FrameAck", "RunEvent", "RunControlRequest", "RunControlReply".
 std::string_view message_type_name(const Message& message);
 
 using DecodeResult = tl::expected<Message, Rejection>;
@@ -126,6 +136,10 @@ using DecodeResult = tl::expected<Message, Rejection>;
 /// The reduce side of acknowledged dispatch (dispatch.hpp), without payload parts.
 [[nodiscard]] Result<Multipart> encode_control(const pb::WorkerCredit& credit);
 [[nodiscard]] Result<Multipart> encode_control(const pb::FrameAck& ack);
+/// Run control (docs/run-control.md), without payload parts.
+[[nodiscard]] Result<Multipart> encode_control(const pb::RunEvent& event);
+[[nodiscard]] Result<Multipart> encode_control(const pb::RunControlRequest& request);
+[[nodiscard]] Result<Multipart> encode_control(const pb::RunControlReply& reply);
 
 /// The frame's pixel type (nullopt for PIXEL_DTYPE_UNSPECIFIED or an unknown value).
 std::optional<PixelType> to_pixel_type(pb::PixelDtype dtype);
