@@ -70,6 +70,8 @@ struct Layout {
     Hid kind_type;         ///< enum u8: unspecified, data, dark, flat, background
     Hid encoding_type;     ///< enum u8: none, lz4, bslz4 (as stored)
     Hid mechanism_type;    ///< enum u8: SPEC 7 labels
+    Hid change_type;       ///< enum u8: StateChangeType labels (run_started ... run_ended)
+    Hid note_type;         ///< fixed-length string of kNoteBytes
 
     // /entry
     Hid run_state;        ///< fixed-length string
@@ -111,6 +113,14 @@ struct Layout {
     Series result_frames_received;  ///< [n, 5]
     Series result_written;
     std::array<CurveDatasets, kCurveKinds> curves;  ///< index = CurveKind - 1
+
+    // /entry/run_log: run control's state changes (docs/run-control.md), one row each
+    Series log_changed;        ///< int64 ns since the Unix epoch
+    Series log_type;           ///< change_type
+    Series log_kind;           ///< kind_type: the kind in force after the change
+    Series log_orientation;    ///< orientation_type
+    Series log_next_sequence;  ///< uint64: sequence of the first frame the change applies to
+    Series log_note;           ///< note_type
 };
 
 /// Bytes per pixel of a dtype, 0 for UNSPECIFIED or an unknown value.
@@ -120,6 +130,7 @@ std::size_t dtype_size_bytes(pb::PixelDtype dtype);
 inline constexpr std::size_t kRunStateBytes = 16;
 inline constexpr std::size_t kTimeBytes = 40;
 inline constexpr std::size_t kDetailBytes = 512;
+inline constexpr std::size_t kNoteBytes = 256;  // StateChange.note (ingest cuts it there too)
 
 /// "2024-05-17T10:31:02.000000000Z"
 std::string iso8601_utc(std::int64_t unix_ns);

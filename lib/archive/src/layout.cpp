@@ -534,6 +534,21 @@ void create_results(Builder& out, Layout& layout) {
     }
 }
 
+// Run control's log (docs/run-control.md): empty unless the run was opened by run control.
+void create_run_log(Builder& out, Layout& layout) {
+    const std::string group = "/entry/run_log";
+    out.group(group, "NXcollection");
+    layout.log_changed =
+        out.series(group + "/changed_unix_ns", H5T_STD_I64LE, {}, kSeriesChunkRows, "ns");
+    layout.log_type = out.series(group + "/change", layout.change_type.get(), {}, kSeriesChunkRows);
+    layout.log_kind = out.series(group + "/kind", layout.kind_type.get(), {}, kSeriesChunkRows);
+    layout.log_orientation =
+        out.series(group + "/orientation", layout.orientation_type.get(), {}, kSeriesChunkRows);
+    layout.log_next_sequence =
+        out.series(group + "/next_sequence", H5T_STD_U64LE, {}, kSeriesChunkRows, "");
+    layout.log_note = out.series(group + "/note", layout.note_type.get(), {}, kSeriesChunkRows);
+}
+
 Result<void> check_start(const std::string& file_name, const pb::RunStart& start,
                          const ArchiveOptions& options) {
     const pb::ExperimentConfig& config = start.config();
@@ -678,8 +693,11 @@ Result<Layout> create_layout(const std::filesystem::path& path, const pb::RunSta
     layout.encoding_type = enum_type({"none", "lz4", "bslz4"});
     layout.mechanism_type =
         enum_type({"unspecified", "bond-stretching", "bond-rotation", "isotropic", "undetermined"});
+    layout.change_type = enum_type({"unspecified", "run_started", "state_set", "acquisition_opened",
+                                    "acquisition_closed", "run_ended"});
+    layout.note_type = string_type(kNoteBytes);
     if (!layout.orientation_type || !layout.kind_type || !layout.encoding_type ||
-        !layout.mechanism_type) {
+        !layout.mechanism_type || !layout.change_type || !layout.note_type) {
         return fail(ErrorCode::kIo, "{}: cannot create enum types: {}", layout.file_name,
                     hdf5_error_detail());
     }
@@ -696,6 +714,7 @@ Result<Layout> create_layout(const std::filesystem::path& path, const pb::RunSta
     }
     create_reduced(out, layout, start.config());
     create_results(out, layout);
+    create_run_log(out, layout);
     if (out.failed()) {
         return tl::unexpected(out.error());
     }

@@ -205,6 +205,7 @@ struct RunArchive::State {
     std::uint64_t flatfields = 0;  ///< rows of /entry/instrument/detector/flatfield
     std::uint64_t reduced_frames = 0;
     std::uint64_t results = 0;
+    std::uint64_t state_changes = 0;          // rows of /entry/run_log
     std::array<std::uint64_t, 5> archived{};  ///< raw frames per kFrameCountColumns column
 
     // A float32 FLAT frame into /entry/instrument/detector/flatfield (docs/archive.md).
@@ -682,6 +683,54 @@ Result<void> RunArchive::append_result(const pb::AnalysisResult& result,
     return {};
 }
 
+Result<void> RunArchive::append_state_change(const std::string& run_id,
+                                             const pb::StateChange& change) {
+    assert(state_ && "use of a moved-from RunArchive");
+    State& s = *state_;
+    if (auto ok = s.check_open("append a state change"); !ok) {
+        return ok;
+    }
+    if (auto ok = s.check_run("state change", run_id); !ok) {
+        return ok;
+    }
+    Layout& layout = s.layout;
+    const hsize_t index = change.index();
+    if (index < layout.log_type.rows) {
+        return {};  // already logged (the live event, then RunEnd's copy)
+    }
+    if (index > layout.log_type.rows) {
+        return fail(ErrorCode::kInvalidArgument,
+                    "{}: state change {} of run {} arrived with rows 0-{} of /entry/run_log "
+                    "written: the log is written in order",
+                    layout.file_name, index, run_id, layout.log_type.rows);
+    }
+    const std::int64_t changed = change.changed_unix_ns();
+    const auto type = static_cast<std::uint8_t>(change.type());
+    const auto kind = static_cast<std::uint8_t>(change.kind());
+    const auto orientation = static_cast<std::uint8_t>(change.orientation());
+    const std::uint64_t next_sequence = change.next_sequence();
+    std::string note(detail::kNoteBytes, '\0');
+    std::copy_n(change.note().begin(), std::min(change.note().size(), note.size()), note.begin());
+    Result<void> ok = write_row(layout, layout.log_changed, index, H5T_NATIVE_INT64, &changed);
+    ok = ok ? write_row(layout, layout.log_kind, index, layout.kind_type.get(), &kind) : ok;
+    ok = ok ? write_row(layout, layout.log_orientation, index, layout.orientation_type.get(),
+                        &orientation)
+            : ok;
+    ok = ok ? write_row(layout, layout.log_next_sequence, index, H5T_NATIVE_UINT64, &next_sequence)
+            : ok;
+    ok = ok ? write_row(layout, layout.log_note, index, layout.note_type.get(), note.data()) : ok;
+    // The change column last: its length is the number of complete rows.
+    ok = ok ? write_row(layout, layout.log_type, index, layout.change_type.get(), &type) : ok;
+    if (!ok) {
+        return ok;
+    }
+    s.state_changes = index + 1;
+    return flush(layout, {&layout.log_changed, &layout.log_kind, &layout.log_orientation,
+                          &layout.log_next_sequence, &layout.log_note, &layout.log_type});
+}
+
+std::uint64_t RunArchive::state_changes() const { return state_->state_changes; }
+
 Result<void> RunArchive::close(const pb::RunEnd& end) {
     assert(state_ && "use of a moved-from RunArchive");
     State& s = *state_;
@@ -690,6 +739,13 @@ Result<void> RunArchive::close(const pb::RunEnd& end) {
     }
     if (auto ok = s.check_run("run end", end.run_id()); !ok) {
         return ok;
+    }
+    // RunEnd carries the whole log: rows the live events did not bring are written now.
+    for (const pb::StateChange& change : end.state_changes()) {
+        if (auto ok = append_state_change(end.run_id(), change); !ok) {
+            spdlog::warn("{}", ok.error().message);
+            break;
+        }
     }
     const std::string_view state =
         end.reason() == pb::RUN_END_REASON_COMPLETED ? kRunStateCompleted : kRunStateAborted;

@@ -1,5 +1,6 @@
 #include "archive_samples.hpp"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cmath>
@@ -309,6 +310,28 @@ std::string FileReader::text(const std::string& path) const {
         EXPECT_GE(H5Dread(dataset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buffer.data()), 0);
         out = buffer.c_str();  // up to the first NUL pad
     }
+    H5Tclose(type);
+    H5Dclose(dataset);
+    return out;
+}
+
+std::vector<std::string> FileReader::texts(const std::string& path) const {
+    const hid_t dataset = H5Dopen2(file_, path.c_str(), H5P_DEFAULT);
+    const hid_t type = H5Dget_type(dataset);
+    const hid_t space = H5Dget_space(dataset);
+    const hssize_t n = H5Sget_simple_extent_npoints(space);
+    const std::size_t size = H5Tget_size(type);
+    std::string buffer(size * static_cast<std::size_t>(std::max<hssize_t>(n, 0)), '\0');
+    EXPECT_EQ(H5Tis_variable_str(type), 0) << path;
+    if (n > 0) {
+        EXPECT_GE(H5Dread(dataset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buffer.data()), 0) << path;
+    }
+    std::vector<std::string> out;
+    for (hssize_t i = 0; i < n; ++i) {
+        const char* entry = buffer.data() + static_cast<std::size_t>(i) * size;
+        out.emplace_back(entry, strnlen(entry, size));  // a full entry has no NUL
+    }
+    H5Sclose(space);
     H5Tclose(type);
     H5Dclose(dataset);
     return out;

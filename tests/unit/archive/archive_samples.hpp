@@ -58,6 +58,8 @@ class FileReader {
     [[nodiscard]] std::vector<std::uint8_t> bytes(const std::string& path) const;
     /// A scalar string dataset (fixed or variable length).
     [[nodiscard]] std::string text(const std::string& path) const;
+    /// A 1-D fixed-length string dataset, each entry up to its first NUL.
+    [[nodiscard]] std::vector<std::string> texts(const std::string& path) const;
     [[nodiscard]] std::string attr_text(const std::string& object, const std::string& name) const;
     /// The stored bytes and filter mask of chunk `row` of a [n, rows, cols] dataset.
     [[nodiscard]] std::vector<std::byte> chunk(const std::string& path, hsize_t row,

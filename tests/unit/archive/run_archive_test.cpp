@@ -494,6 +494,67 @@ TEST(RunArchive, AppendsResultRowsAndRewritesTheLatestCurves) {
     EXPECT_EQ(file.ints("/entry/results/g0/result_row"), std::vector<std::int64_t>{-1});
 }
 
+pb::StateChange state_change(std::uint32_t index, pb::StateChangeType type, pb::FrameKind kind,
+                             pb::Orientation orientation, std::string note) {
+    pb::StateChange change;
+    change.set_index(index);
+    change.set_type(type);
+    change.set_changed_unix_ns(1715941800000000000 + index);
+    change.set_kind(kind);
+    change.set_orientation(orientation);
+    change.set_next_sequence(index * 10);
+    change.set_note(std::move(note));
+    return change;
+}
+
+TEST(RunArchive, WritesTheRunLogLiveAndCompletesItFromRunEnd) {
+    const auto path = testing::scratch_dir() / "run.h5";
+    const std::vector<pb::StateChange> log = {
+        state_change(0, pb::STATE_CHANGE_TYPE_RUN_STARTED, pb::FRAME_KIND_UNSPECIFIED,
+                     pb::ORIENTATION_UNSPECIFIED, "Cu50Zr50"),
+        state_change(1, pb::STATE_CHANGE_TYPE_STATE_SET, pb::FRAME_KIND_DATA, pb::ORIENTATION_P,
+                     "omega 0"),
+        state_change(2, pb::STATE_CHANGE_TYPE_STATE_SET, pb::FRAME_KIND_DATA, pb::ORIENTATION_N,
+                     std::string(300, 'n')),  // longer than the column: cut
+        state_change(3, pb::STATE_CHANGE_TYPE_RUN_ENDED, pb::FRAME_KIND_DATA, pb::ORIENTATION_N,
+                     "done")};
+    {
+        RunArchive archive = create(path, RawCompression::kBslz4);
+        // Live events: the first two; a gap is refused, a repeat is skipped.
+        ASSERT_TRUE(archive.append_state_change(s::kRunId, log[0]).has_value());
+        ASSERT_TRUE(archive.append_state_change(s::kRunId, log[1]).has_value());
+        ASSERT_TRUE(archive.append_state_change(s::kRunId, log[1]).has_value());
+        auto gap = archive.append_state_change(s::kRunId, log[3]);
+        ASSERT_FALSE(gap.has_value());
+        EXPECT_THAT(gap.error().message, HasSubstr("state change 3"));
+        auto other = archive.append_state_change("another-run", log[2]);
+        ASSERT_FALSE(other.has_value());
+        EXPECT_EQ(archive.state_changes(), 2U);
+        // RunEnd carries the whole log: the rest is written at close.
+        pb::RunEnd end = run_end(pb::RUN_END_REASON_COMPLETED);
+        for (const pb::StateChange& change : log) {
+            *end.add_state_changes() = change;
+        }
+        ASSERT_TRUE(archive.close(end).has_value());
+        EXPECT_EQ(archive.state_changes(), 4U);
+    }
+    s::FileReader file(path);
+    EXPECT_EQ(file.bytes("/entry/run_log/change"), (std::vector<std::uint8_t>{1, 2, 2, 5}));
+    EXPECT_EQ(file.bytes("/entry/run_log/kind"), (std::vector<std::uint8_t>{0, 1, 1, 1}));
+    EXPECT_EQ(file.bytes("/entry/run_log/orientation"), (std::vector<std::uint8_t>{0, 1, 2, 2}));
+    EXPECT_EQ(file.uints("/entry/run_log/next_sequence"),
+              (std::vector<std::uint64_t>{0, 10, 20, 30}));
+    EXPECT_EQ(file.ints("/entry/run_log/changed_unix_ns"),
+              (std::vector<std::int64_t>{1715941800000000000, 1715941800000000001,
+                                         1715941800000000002, 1715941800000000003}));
+    const std::vector<std::string> notes = file.texts("/entry/run_log/note");
+    ASSERT_EQ(notes.size(), 4U);
+    EXPECT_EQ(notes[1], "omega 0");
+    EXPECT_EQ(notes[2], std::string(256, 'n'));
+    EXPECT_EQ(notes[3], "done");
+    EXPECT_EQ(file.attr_text("/entry/run_log", "NX_class"), "NXcollection");
+}
+
 TEST(RunArchive, ReportsAFullDiskAndGoesOnWhenSpaceReturns) {
     // A file size limit (RLIMIT_FSIZE) makes writes fail as a full disk does. It applies to the
     // whole process, so the writer runs in a child that reports through its exit code and a file.

@@ -73,9 +73,16 @@ class RunArchive {
     [[nodiscard]] Result<void> append_result(const pb::AnalysisResult& result,
                                              std::span<const std::span<const double>> curves);
 
-    /// Records the end of the run ("completed" or "aborted", end time, frames sent and archived)
-    /// and closes the file. Later appends fail. A RunEnd of another run is refused and leaves the
-    /// archive open; a write error here still closes the file.
+    /// Appends run control's state change number `change.index()` to /entry/run_log
+    /// (docs/run-control.md). A change already there is skipped (it comes live and again in
+    /// RunEnd); one that would leave a gap is refused.
+    [[nodiscard]] Result<void> append_state_change(const std::string& run_id,
+                                                   const pb::StateChange& change);
+
+    /// Records the end of the run ("completed" or "aborted", end time, frames sent and archived,
+    /// the state changes RunEnd carries that are not in the log yet) and closes the file. Later
+    /// appends fail. A RunEnd of another run is refused and leaves the archive open; a write error
+    /// here still closes the file.
     [[nodiscard]] Result<void> close(const pb::RunEnd& end);
 
     [[nodiscard]] bool is_open() const;
@@ -86,6 +93,7 @@ class RunArchive {
     [[nodiscard]] std::uint64_t flat_fields() const;
     [[nodiscard]] std::uint64_t reduced_frames() const;  ///< cakes in /entry/reduced
     [[nodiscard]] std::uint64_t results() const;         ///< rows of /entry/results
+    [[nodiscard]] std::uint64_t state_changes() const;   ///< rows of /entry/run_log
 
   private:
     struct State;
