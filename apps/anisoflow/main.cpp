@@ -14,6 +14,7 @@
 #include "command_support.hpp"
 #include "demo_command.hpp"
 #include "integrate_command.hpp"
+#include "run_command.hpp"
 #include "simulate_command.hpp"
 
 namespace {
@@ -36,6 +37,8 @@ int run(int argc, char** argv) {
     CLI::App* simulate_command = anisoflow::app::add_simulate_command(app, simulate);
     anisoflow::app::DemoOptions demo;
     CLI::App* demo_command = anisoflow::app::add_demo_command(app, demo);
+    anisoflow::app::RunOptions run_control;
+    CLI::App* run_command = anisoflow::app::add_run_command(app, run_control);
 
     std::vector<std::string> arguments(argv + 1, argv + argc);
     auto with_config = anisoflow::app::arguments_with_config(arguments, *analyze_command);
@@ -64,6 +67,9 @@ int run(int argc, char** argv) {
     }
     if (demo_command->parsed()) {
         return anisoflow::app::run_demo(demo);
+    }
+    if (run_command->parsed()) {
+        return anisoflow::app::run_run(*run_command, run_control);
     }
     return 0;
 }

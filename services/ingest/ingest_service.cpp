@@ -1,6 +1,7 @@
 #include "ingest_service.hpp"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -26,6 +27,8 @@
 #include "anisoflow/transport/message.hpp"
 #include "anisoflow/transport/payload.hpp"
 #include "anisoflow/transport/socket.hpp"
+
+#include "run_control.hpp"
 
 namespace anisoflow::ingest {
 
@@ -63,8 +66,13 @@ struct EndEvent {
     std::string run_id;
     pb::RunEndReason reason = pb::RUN_END_REASON_COMPLETED;
     std::string detail;
+    std::vector<pb::StateChange> history;  // under run control: the run log, for RunEnd
 };
-using SourceEvent = std::variant<StartEvent, FrameEvent, EndEvent>;
+// Under run control: a change of the run's state, published where it falls among the frames.
+struct RunEventEvent {
+    pb::RunEvent event;
+};
+using SourceEvent = std::variant<StartEvent, FrameEvent, EndEvent, RunEventEvent>;
 
 // A bounded FIFO between the two threads. push() waits while it is full, so the source stops
 // reading its socket and the sender's own queue fills (backpressure, never a drop).
@@ -109,6 +117,8 @@ class EventQueue {
 };
 
 struct Metrics {
+    metrics::CounterFamily control_requests;  // run control requests, by action
+    metrics::CounterFamily control_refused;   // of those, the refused ones
     metrics::Counter frames_received;
     metrics::Counter frames_dispatched;
     metrics::Counter frames_redispatched;
@@ -152,9 +162,19 @@ Result<Metrics> register_metrics(metrics::Registry& registry) {
                                       "frames analyze confirmed it has: done at ingest");
     auto out_of_order = registry.counter("anisoflow_ingest_frames_out_of_order_total",
                                          "frames whose sequence was not the next expected");
-    auto rejected = registry.counter_family(
-        "anisoflow_ingest_frames_rejected_total", "messages from the source dropped, by reason",
-        "reason", {"duplicate", "no_run", "malformed", "unexpected_message", "dispatch"});
+    auto rejected =
+        registry.counter_family("anisoflow_ingest_frames_rejected_total",
+                                "messages from the source dropped, by reason", "reason",
+                                {"duplicate", "no_run", "malformed", "unexpected_message",
+                                 "dispatch", "no_state", "no_acquisition", "shape_mismatch"});
+    auto control_requests =
+        registry.counter_family("anisoflow_ingest_run_control_requests_total",
+                                "run control requests served (docs/run-control.md), by action",
+                                "action", {"start", "next", "stop", "status", "malformed"});
+    auto control_refused =
+        registry.counter_family("anisoflow_ingest_run_control_refused_total",
+                                "run control requests refused (the reply says why), by action",
+                                "action", {"start", "next", "stop", "status", "malformed"});
     auto ended =
         registry.counter_family("anisoflow_ingest_runs_ended_total", "runs ended, by RunEnd reason",
                                 "reason", {"completed", "aborted"});
@@ -197,20 +217,44 @@ Result<Metrics> register_metrics(metrics::Registry& registry) {
             return tl::unexpected(*error);
         }
     }
-    return Metrics{*received,       *dispatched,   *redispatched,     *acked,
-                   *confirmed,      *out_of_order, *rejected,         *ended,
-                   *depth,          *alive,        *in_flight,        *unconfirmed,
-                   *bytes_received, *bytes_sent,   *dispatch_seconds, *raw_sent};
+    if (!control_requests || !control_refused) {
+        return tl::unexpected(control_requests ? control_refused.error()
+                                               : control_requests.error());
+    }
+    return Metrics{*control_requests, *control_refused, *received,       *dispatched,
+                   *redispatched,     *acked,           *confirmed,      *out_of_order,
+                   *rejected,         *ended,           *depth,          *alive,
+                   *in_flight,        *unconfirmed,     *bytes_received, *bytes_sent,
+                   *dispatch_seconds, *raw_sent};
 }
 
 // ---- the source thread: runs opened, numbered, checked and closed
 // --------------------------------
 
 // Tracks the run open at the source: duplicates and out-of-order sequences, silence, aborts.
+// `timeout` zero: a silent run stays open (run control ends runs, not silence).
 class RunTracker {
   public:
     RunTracker(EventQueue& queue, Metrics& metrics, milliseconds timeout)
         : queue_(queue), metrics_(metrics), timeout_(timeout) {}
+
+    // Queues what run control decided (a RunStart, RunEvents, an end), in that order.
+    bool apply(RunEffects&& effects, const runtime::StopToken& stop) {
+        if (effects.start && !start(std::move(*effects.start), stop)) {
+            return false;
+        }
+        for (pb::RunEvent& event : effects.events) {
+            if (run_id_ && *run_id_ == event.run_id() &&
+                !queue_.push(RunEventEvent{std::move(event)}, stop)) {
+                return false;
+            }
+        }
+        if (effects.end && run_id_ && *run_id_ == effects.end->run_id) {
+            return end(effects.end->reason, std::move(effects.end->detail), stop,
+                       std::move(effects.end->history));
+        }
+        return true;
+    }
 
     [[nodiscard]] const std::optional<std::string>& open_run() const { return run_id_; }
 
@@ -253,11 +297,12 @@ class RunTracker {
         return queue_.push(FrameEvent{std::move(header), std::move(payload), Clock::now()}, stop);
     }
 
-    bool end(pb::RunEndReason reason, std::string detail, const runtime::StopToken& stop) {
+    bool end(pb::RunEndReason reason, std::string detail, const runtime::StopToken& stop,
+             std::vector<pb::StateChange> history = {}) {
         if (!run_id_) {
             return true;
         }
-        EndEvent event{*run_id_, reason, std::move(detail)};
+        EndEvent event{*run_id_, reason, std::move(detail), std::move(history)};
         if (reason == pb::RUN_END_REASON_ABORTED) {
             spdlog::warn("run aborted run={} detail=\"{}\"", event.run_id, event.detail);
         }
@@ -268,7 +313,7 @@ class RunTracker {
 
     // Closes a run silent for longer than the timeout.
     bool check_timeout(const runtime::StopToken& stop) {
-        if (run_id_ && Clock::now() - last_message_ > timeout_) {
+        if (timeout_ > milliseconds::zero() && run_id_ && Clock::now() - last_message_ > timeout_) {
             return end(pb::RUN_END_REASON_ABORTED,
                        fmt::format("no message for {} ms", timeout_.count()), stop);
         }
@@ -343,13 +388,16 @@ pb::Encoding to_encoding(dectris::Encoding encoding) {
     return pb::ENCODING_UNSPECIFIED;
 }
 
+// The series a DECTRIS image or end belongs to, as run control names it.
+std::string series_name(const std::string& unique_id, std::uint64_t series_id) {
+    return unique_id.empty() ? fmt::format("series-{}", series_id) : unique_id;
+}
+
 // The run of a DECTRIS series: the configured ExperimentConfig, its geometry from the detector
 // unless a calibrated one is configured, and the frames the series will hold.
 pb::RunStart dectris_run_start(const cfg::DectrisRun& run, const dectris::SeriesStart& start) {
     pb::RunStart out;
-    out.set_run_id(run.run_id_prefix() + (start.series_unique_id.empty()
-                                              ? fmt::format("series-{}", start.series_id)
-                                              : start.series_unique_id));
+    out.set_run_id(run.run_id_prefix() + series_name(start.series_unique_id, start.series_id));
     out.set_started_unix_ns(unix_now_ns());
     out.set_source_version(std::string(metrics::build_version()));
     pb::ExperimentConfig& config = *out.mutable_config();
@@ -385,24 +433,10 @@ pb::RunStart dectris_run_start(const cfg::DectrisRun& run, const dectris::Series
     return out;
 }
 
-pb::FrameHeader dectris_frame_header(const cfg::DectrisRun& run, const std::string& run_id,
-                                     const dectris::Image& image,
+// What a DECTRIS image says of its pixels: encoding, type, shape, exposure.
+pb::FrameHeader dectris_frame_header(const dectris::Image& image,
                                      const dectris::ChannelData& channel, double count_time_s) {
     pb::FrameHeader header;
-    header.set_run_id(run_id);
-    header.set_sequence(image.image_number);
-    const std::uint64_t n = image.image_number;
-    if (n < run.dark_images()) {
-        header.set_kind(pb::FRAME_KIND_DARK);
-    } else if (n < std::uint64_t{run.dark_images()} + run.flat_images()) {
-        header.set_kind(pb::FRAME_KIND_FLAT);
-    } else {
-        const std::uint64_t data_index = n - run.dark_images() - run.flat_images();
-        header.set_kind(pb::FRAME_KIND_DATA);
-        header.set_orientation(run.data_p_images() == 0 || data_index < run.data_p_images()
-                                   ? pb::ORIENTATION_P
-                                   : pb::ORIENTATION_N);
-    }
     header.set_acquired_unix_ns(unix_now_ns());
     const double real_time_s = std::chrono::duration<double>(image.timing.real_time).count();
     header.set_exposure_s(real_time_s > 0.0 ? real_time_s : count_time_s);
@@ -414,22 +448,163 @@ pb::FrameHeader dectris_frame_header(const cfg::DectrisRun& run, const std::stri
     return header;
 }
 
-// DECTRIS Stream v1 (JSON multipart) or v2 (CBOR): one series = one run.
+// Without run control: the image's place in the series says what it is (source.dectris_run_file).
+void label_by_position(const cfg::DectrisRun& run, const std::string& run_id,
+                       std::uint64_t image_number, pb::FrameHeader& header) {
+    header.set_run_id(run_id);
+    header.set_sequence(image_number);
+    const std::uint64_t n = image_number;
+    if (n < run.dark_images()) {
+        header.set_kind(pb::FRAME_KIND_DARK);
+    } else if (n < std::uint64_t{run.dark_images()} + run.flat_images()) {
+        header.set_kind(pb::FRAME_KIND_FLAT);
+    } else {
+        const std::uint64_t data_index = n - run.dark_images() - run.flat_images();
+        header.set_kind(pb::FRAME_KIND_DATA);
+        header.set_orientation(run.data_p_images() == 0 || data_index < run.data_p_images()
+                                   ? pb::ORIENTATION_P
+                                   : pb::ORIENTATION_N);
+    }
+}
+
+// Run control's REP socket, served by the source thread between source messages so that every
+// state change falls where it belongs among the frames (docs/run-control.md).
+class ControlDesk {
+  public:
+    ControlDesk(zmq::socket_t& rep, RunController& controller, RunTracker& tracker,
+                Metrics& metrics)
+        : rep_(rep), controller_(controller), tracker_(tracker), metrics_(metrics) {}
+
+    RunController& controller() { return controller_; }
+
+    // Waits up to kSourcePoll for a source message, serving run control meanwhile; an empty
+    // optional when none came.
+    Result<std::optional<transport::Multipart>> receive(zmq::socket_t& source,
+                                                        const runtime::StopToken& stop) {
+        std::array<zmq::pollitem_t, 2> items = {zmq::pollitem_t{source.handle(), 0, ZMQ_POLLIN, 0},
+                                                zmq::pollitem_t{rep_.handle(), 0, ZMQ_POLLIN, 0}};
+        try {
+            zmq::poll(items.data(), items.size(), kSourcePoll);
+        } catch (const zmq::error_t& error) {
+            if (error.num() != EINTR) {
+                return fail(ErrorCode::kIo, "poll: {}", error.what());
+            }
+            return std::optional<transport::Multipart>{};
+        }
+        if ((items[1].revents & ZMQ_POLLIN) != 0) {
+            serve(stop);
+        }
+        if ((items[0].revents & ZMQ_POLLIN) == 0) {
+            return std::optional<transport::Multipart>{};
+        }
+        return transport::receive(source, milliseconds{0});
+    }
+
+    bool apply(RunEffects&& effects, const runtime::StopToken& stop) {
+        return tracker_.apply(std::move(effects), stop);
+    }
+
+  private:
+    // Every request waiting, one reply each (REP: strictly request, reply).
+    void serve(const runtime::StopToken& stop) {
+        while (!stop.stop_requested()) {
+            auto received = transport::receive(rep_, milliseconds{0});
+            if (!received || !*received) {
+                if (!received) {
+                    spdlog::warn("run control receive failed error=\"{}\"",
+                                 received.error().message);
+                }
+                return;
+            }
+            metrics_.bytes_received.increment(static_cast<double>(size_of(**received)));
+            pb::RunControlReply reply;
+            std::string_view action = "malformed";
+            auto decoded = transport::decode(std::move(**received));
+            auto* request =
+                decoded ? std::get_if<transport::RunControlRequestMessage>(&*decoded) : nullptr;
+            if (request == nullptr) {
+                reply = controller_.refuse(
+                    decoded ? fmt::format("expected a RunControlRequest, got a {}",
+                                          transport::message_type_name(*decoded))
+                            : decoded.error().error.message);
+            } else {
+                action = action_name(request->request);
+                RunController::Handled handled =
+                    controller_.handle(request->request, unix_now_ns());
+                reply = std::move(handled.reply);
+                (void)apply(std::move(handled.effects), stop);
+            }
+            metrics_.control_requests.with(action).increment();
+            if (!reply.ok()) {
+                metrics_.control_refused.with(action).increment();
+                spdlog::warn("run control request refused action={} error=\"{}\"", action,
+                             reply.error());
+            }
+            auto encoded = transport::encode_control(reply);
+            if (!encoded) {  // the status outgrew an envelope: say so rather than stay silent
+                encoded = transport::encode_control(controller_.refuse(encoded.error().message));
+            }
+            if (!encoded) {
+                spdlog::error("run control reply not encoded error=\"{}\"",
+                              encoded.error().message);
+                return;  // a REP that does not reply is stuck: cannot happen with the above
+            }
+            const std::uint64_t bytes = size_of(*encoded);
+            if (auto sent = transport::try_send(rep_, *encoded); sent && *sent) {
+                metrics_.bytes_sent.increment(static_cast<double>(bytes));
+            } else {
+                spdlog::warn("run control reply not sent");
+            }
+        }
+    }
+
+    static std::string_view action_name(const pb::RunControlRequest& request) {
+        switch (request.action_case()) {
+            case pb::RunControlRequest::kStart:
+                return "start";
+            case pb::RunControlRequest::kNext:
+                return "next";
+            case pb::RunControlRequest::kStop:
+                return "stop";
+            case pb::RunControlRequest::kStatus:
+                return "status";
+            default:
+                return "malformed";
+        }
+    }
+
+    zmq::socket_t& rep_;
+    RunController& controller_;
+    RunTracker& tracker_;
+    Metrics& metrics_;
+};
+
+// DECTRIS Stream v1 (JSON multipart) or v2 (CBOR). Without run control one series is one run,
+// its images labelled by position; with it (`desk`) a series is an acquisition inside the run
+// that run control opened, and its images get the state in force.
 Result<void> read_dectris_stream(zmq::socket_t& socket, const cfg::IngestSource& source,
                                  const cfg::DectrisRun& run, RunTracker& tracker, Metrics& metrics,
-                                 const runtime::StopToken& stop) {
+                                 ControlDesk* desk, const runtime::StopToken& stop) {
     const bool v1 = source.dectris_protocol() == cfg::DECTRIS_PROTOCOL_STREAM_V1;
+    const milliseconds series_timeout(source.series_timeout_ms());
     // A plain pair rather than std::optional: GCC 12 warns maybe-uninitialized on the compare.
     bool in_series = false;
     std::uint64_t series_id = 0;
+    std::string series;
     double count_time_s = 0.0;
     while (!stop.stop_requested()) {
-        auto received = transport::receive(socket, kSourcePoll);
+        auto received =
+            desk != nullptr ? desk->receive(socket, stop) : transport::receive(socket, kSourcePoll);
         if (!received) {
             return tl::unexpected(received.error());
         }
         if (!*received) {
-            if (!tracker.check_timeout(stop)) {
+            const bool pushed = desk != nullptr
+                                    ? desk->apply(desk->controller().close_silent_acquisition(
+                                                      series_timeout, unix_now_ns(), Clock::now()),
+                                                  stop)
+                                    : tracker.check_timeout(stop);
+            if (!pushed) {
                 return {};
             }
             continue;
@@ -457,23 +632,51 @@ Result<void> read_dectris_stream(zmq::socket_t& socket, const cfg::IngestSource&
         if (auto* start = std::get_if<dectris::SeriesStart>(&*decoded)) {
             in_series = true;
             series_id = start->series_id;
+            series = series_name(start->series_unique_id, start->series_id);
             count_time_s = start->config ? start->config->count_time_s : 0.0;
-            pushed = tracker.start(dectris_run_start(run, *start), stop);
+            if (desk != nullptr) {
+                std::optional<FrameShape> shape;
+                if (start->config) {
+                    shape =
+                        FrameShape{start->config->shape.height_px, start->config->shape.width_px};
+                }
+                pushed = desk->apply(
+                    desk->controller().open_acquisition(series, shape, unix_now_ns(), Clock::now()),
+                    stop);
+            } else {
+                pushed = tracker.start(dectris_run_start(run, *start), stop);
+            }
         } else if (auto* image = std::get_if<dectris::Image>(&*decoded)) {
-            if (!tracker.open_run() || !in_series || image->series_id != series_id ||
-                image->channels.empty()) {
+            if (!in_series || image->series_id != series_id || image->channels.empty() ||
+                (desk == nullptr && !tracker.open_run())) {
                 metrics.frames_received.increment();
-                metrics.frames_rejected.with("no_run").increment();
+                metrics.frames_rejected.with(desk != nullptr ? "no_acquisition" : "no_run")
+                    .increment();
                 continue;
             }
             // The first channel (threshold) is the frame; payload bytes travel as they came.
             dectris::ChannelData& channel = image->channels.front();
-            pb::FrameHeader header =
-                dectris_frame_header(run, *tracker.open_run(), *image, channel, count_time_s);
+            pb::FrameHeader header = dectris_frame_header(*image, channel, count_time_s);
+            if (desk != nullptr) {
+                if (auto refused = desk->controller().tag_image(header, series, image->image_number,
+                                                                Clock::now())) {
+                    metrics.frames_received.increment();
+                    metrics.frames_rejected.with(to_string(*refused)).increment();
+                    continue;
+                }
+            } else {
+                label_by_position(run, *tracker.open_run(), image->image_number, header);
+            }
             pushed = tracker.frame(std::move(header),
                                    transport::make_payload(std::move(channel.payload)), stop);
         } else if (auto* end = std::get_if<dectris::SeriesEnd>(&*decoded)) {
-            if (tracker.open_run() && in_series && end->series_id == series_id) {
+            if (desk != nullptr) {
+                if (in_series && end->series_id == series_id) {
+                    pushed = desk->apply(
+                        desk->controller().close_acquisition(series, "", unix_now_ns()), stop);
+                    in_series = false;
+                }
+            } else if (tracker.open_run() && in_series && end->series_id == series_id) {
                 pushed = tracker.end(pb::RUN_END_REASON_COMPLETED, "", stop);
                 in_series = false;
             } else {
@@ -538,7 +741,8 @@ struct IngestService::State {
     std::optional<transport::Dispatcher> dispatcher;
     zmq::socket_t control;
     zmq::socket_t source;
-    zmq::socket_t raw;  // the raw frame feed to archive; unset when raw archiving is off
+    zmq::socket_t raw;          // the raw frame feed to archive; unset when raw archiving is off
+    zmq::socket_t run_control;  // REP of run control; unset when off (docs/run-control.md)
     IngestEndpoints endpoints;
     Metrics metrics;
     std::unique_ptr<EventQueue> queue;
@@ -614,6 +818,10 @@ struct IngestService::State {
             count_sent(book->second.sent, header);
             metrics.dispatch_seconds.observe(
                 std::chrono::duration<double>(now - frame->received_at).count());
+        } else if (auto* run_event = std::get_if<RunEventEvent>(&event)) {
+            if (runs.contains(run_event->event.run_id())) {
+                publish(transport::encode_control(run_event->event));
+            }
         } else if (auto* end = std::get_if<EndEvent>(&event)) {
             const auto book = runs.find(end->run_id);
             if (book == runs.end()) {
@@ -630,7 +838,7 @@ struct IngestService::State {
         for (auto it = runs.begin(); it != runs.end();) {
             RunBook& book = it->second;
             if (!book.end && stopping) {
-                book.end = EndEvent{it->first, pb::RUN_END_REASON_ABORTED, "ingest stopped"};
+                book.end = EndEvent{it->first, pb::RUN_END_REASON_ABORTED, "ingest stopped", {}};
                 book.drain_deadline = now;
             }
             if (!book.end) {
@@ -662,6 +870,9 @@ struct IngestService::State {
                     left.waiting, left.at_worker, left.unconfirmed, dispatcher->workers_alive());
             }
             end.set_detail(detail);
+            for (const pb::StateChange& change : book.end->history) {
+                *end.add_state_changes() = change;
+            }
             publish(transport::encode_control(end));
             if (config.run_end_repeats() > 0 && !stopping) {
                 ended.push_back({end, config.run_end_repeats(),
@@ -799,7 +1010,15 @@ struct IngestService::State {
             raw_end.set_reason(end->reason);
             raw_end.set_ended_unix_ns(unix_now_ns());
             raw_end.set_detail(end->detail);
+            for (const pb::StateChange& change : end->history) {
+                *raw_end.add_state_changes() = change;
+            }
             message = transport::encode_control(raw_end);
+        } else if (const auto* run_event = std::get_if<RunEventEvent>(&event)) {
+            if (!runs.contains(run_event->event.run_id())) {
+                return true;
+            }
+            message = transport::encode_control(run_event->event);
         }
         if (!message) {
             spdlog::error("raw feed message not encoded error=\"{}\"", message.error().message);
@@ -836,11 +1055,23 @@ struct IngestService::State {
     }
 
     Result<void> read_source(const runtime::StopToken& stop) {
-        RunTracker tracker(*queue, metrics, milliseconds(config.source().series_timeout_ms()));
-        Result<void> result =
-            config.source().kind() == cfg::SOURCE_KIND_DECTRIS_STREAM
-                ? read_dectris_stream(source, config.source(), dectris_run, tracker, metrics, stop)
-                : read_anisoflow_stream(source, tracker, metrics, stop);
+        const bool controlled = run_control.handle() != nullptr;
+        // Under run control silence closes an acquisition, never the run.
+        RunTracker tracker(
+            *queue, metrics,
+            controlled ? milliseconds::zero() : milliseconds(config.source().series_timeout_ms()));
+        if (!controlled) {
+            return config.source().kind() == cfg::SOURCE_KIND_DECTRIS_STREAM
+                       ? read_dectris_stream(source, config.source(), dectris_run, tracker, metrics,
+                                             nullptr, stop)
+                       : read_anisoflow_stream(source, tracker, metrics, stop);
+        }
+        RunController controller{std::string(metrics::build_version())};
+        ControlDesk desk(run_control, controller, tracker, metrics);
+        Result<void> result = read_dectris_stream(source, config.source(), dectris_run, tracker,
+                                                  metrics, &desk, stop);
+        // A run still open ends with its log; the dispatch thread sends it if it can.
+        (void)tracker.apply(controller.abort("ingest stopped", unix_now_ns()), stop);
         return result;
     }
 };
@@ -864,7 +1095,14 @@ Result<IngestService> IngestService::create(const cfg::IngestConfig& config,
         return tl::unexpected(registered.error());
     }
     auto state = std::make_unique<State>(config, *registered);
-    if (source.kind() == cfg::SOURCE_KIND_DECTRIS_STREAM) {
+    const cfg::Socket& run_control = config.endpoints().run_control();
+    if (!run_control.address().empty() && source.kind() != cfg::SOURCE_KIND_DECTRIS_STREAM) {
+        return fail(ErrorCode::kUnsupported,
+                    "endpoints.run_control: source.kind {} announces its own runs; run control "
+                    "drives a dectris_stream source",
+                    cfg::SourceKind_Name(source.kind()));
+    }
+    if (source.kind() == cfg::SOURCE_KIND_DECTRIS_STREAM && run_control.address().empty()) {
         if (auto loaded = runtime::merge_toml_file(state->dectris_run, source.dectris_run_file());
             !loaded) {
             return tl::unexpected(loaded.error().with_context("source.dectris_run_file"));
@@ -915,6 +1153,19 @@ Result<IngestService> IngestService::create(const cfg::IngestConfig& config,
         }
         state->raw = std::move(*raw);
         state->endpoints.raw = state->raw.get(zmq::sockopt::last_endpoint);
+    }
+
+    if (!run_control.address().empty()) {
+        transport::SocketOptions rep_options;
+        rep_options.send_hwm = static_cast<int>(run_control.send_hwm_messages());
+        rep_options.receive_hwm = static_cast<int>(run_control.receive_hwm_messages());
+        auto rep = transport::open_socket(state->context, zmq::socket_type::rep,
+                                          run_control.address(), rep_options);
+        if (!rep) {
+            return tl::unexpected(rep.error().with_context("endpoints.run_control"));
+        }
+        state->run_control = std::move(*rep);
+        state->endpoints.run_control = state->run_control.get(zmq::sockopt::last_endpoint);
     }
 
     transport::SocketOptions source_options;

@@ -23,10 +23,11 @@ namespace cfg = runtime::cfg;
 
 /// The endpoints actually bound or connected (for "@tcp://127.0.0.1:*" the ports chosen).
 struct IngestEndpoints {
-    std::string frames;   ///< the dispatcher's ROUTER
-    std::string control;  ///< the control PUB
-    std::string source;   ///< the source PULL
-    std::string raw;      ///< the raw frame feed PUSH; empty when raw archiving is off
+    std::string frames;       ///< the dispatcher's ROUTER
+    std::string control;      ///< the control PUB
+    std::string source;       ///< the source PULL
+    std::string raw;          ///< the raw frame feed PUSH; empty when raw archiving is off
+    std::string run_control;  ///< run control's REP; empty when off (docs/run-control.md)
 };
 
 class IngestService {

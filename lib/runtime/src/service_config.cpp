@@ -113,6 +113,15 @@ std::vector<std::string> validate(const cfg::IngestConfig& config) {
     if (!config.endpoints().raw_out().address().empty()) {
         check_socket(problems, "endpoints.raw_out", config.endpoints().raw_out());
     }
+    const bool run_control = !config.endpoints().run_control().address().empty();
+    if (run_control) {
+        check_socket(problems, "endpoints.run_control", config.endpoints().run_control());
+        if (config.source().kind() != cfg::SOURCE_KIND_DECTRIS_STREAM) {
+            problems.emplace_back(
+                "endpoints.run_control: set, but run control drives a dectris_stream source "
+                "only (an anisoflow stream announces its own runs)");
+        }
+    }
     check_positive(problems, "run_start_republish_interval_ms",
                    config.run_start_republish_interval_ms(),
                    "late subscribers need RunStart re-sent at a finite interval");
