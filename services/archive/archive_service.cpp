@@ -1,20 +1,30 @@
 #include "archive_service.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <system_error>
+#include <thread>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "anisoflow/archive/run_archive.hpp"
+#include "anisoflow/codec/bitshuffle.hpp"
+#include "anisoflow/codec/lz4.hpp"
 #include "anisoflow/metrics/metrics.hpp"
 #include "anisoflow/reduce/cake_integrator.hpp"
 #include "anisoflow/transport/message.hpp"
@@ -30,6 +40,131 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 constexpr milliseconds kPollInterval{50};
+// Longest wait for the oldest raw frame's compression before the sockets are looked at again.
+constexpr milliseconds kCompressionWait{5};
+// Threads that compress RAW frames (LZ4 of a 2048 x 2048 uint16 frame is ~16 ms on one core).
+constexpr unsigned kMaxCompressionThreads = 4;
+
+unsigned compression_threads() {
+    return std::clamp(std::thread::hardware_concurrency(), 1U, kMaxCompressionThreads);
+}
+
+pb::Encoding encoding_of(archive::RawCompression compression) {
+    return compression == archive::RawCompression::kLz4 ? pb::ENCODING_LZ4 : pb::ENCODING_BSLZ4;
+}
+
+std::size_t element_size_bytes(pb::PixelDtype dtype) {
+    switch (dtype) {
+        case pb::PIXEL_DTYPE_UINT8:
+        case pb::PIXEL_DTYPE_INT8:
+            return 1;
+        case pb::PIXEL_DTYPE_UINT16:
+        case pb::PIXEL_DTYPE_INT16:
+            return 2;
+        case pb::PIXEL_DTYPE_UINT32:
+        case pb::PIXEL_DTYPE_INT32:
+        case pb::PIXEL_DTYPE_FLOAT32:
+            return 4;
+        case pb::PIXEL_DTYPE_FLOAT64:
+            return 8;
+        default:
+            return 0;  // unknown: never compressed here, append_raw reports it
+    }
+}
+
+// One raw frame taken off the raw feed: compressed by a CompressionPool thread when it came RAW
+// and the archive compresses, then appended by the service's thread (the one HDF5 owner).
+struct RawJob {
+    transport::FrameMessage frame;
+    bool compress = false;  // false: append_raw gets the payload as it came
+    // Written by the pool thread, read by the service thread once `done` (under the mutex).
+    std::vector<std::byte> compressed;
+    bool compressed_ok = false;
+    bool done = false;
+};
+
+// A few threads compressing RawJobs in the order they were submitted. Bounded by its user:
+// ArchiveService submits at most max_in_flight() frames before the oldest is appended.
+class CompressionPool {
+  public:
+    CompressionPool(archive::RawCompression compression, unsigned threads)
+        : compression_(compression) {
+        for (unsigned i = 0; i < threads; ++i) {
+            threads_.emplace_back([this] { work(); });
+        }
+    }
+    ~CompressionPool() {
+        {
+            const std::lock_guard lock(mutex_);
+            stopping_ = true;
+        }
+        work_ready_.notify_all();
+        for (std::thread& thread : threads_) {
+            thread.join();
+        }
+    }
+    CompressionPool(const CompressionPool&) = delete;
+    CompressionPool& operator=(const CompressionPool&) = delete;
+    CompressionPool(CompressionPool&&) = delete;
+    CompressionPool& operator=(CompressionPool&&) = delete;
+
+    [[nodiscard]] std::size_t max_in_flight() const { return 2 * threads_.size(); }
+
+    void submit(std::shared_ptr<RawJob> job) {
+        {
+            const std::lock_guard lock(mutex_);
+            queue_.push_back(std::move(job));
+        }
+        work_ready_.notify_one();
+    }
+
+    /// Whether `job` is compressed; waits at most `timeout` for it.
+    bool wait_done(const RawJob& job, milliseconds timeout) {
+        std::unique_lock lock(mutex_);
+        return job_done_.wait_for(lock, timeout, [&] { return job.done; });
+    }
+
+  private:
+    void work() {
+        while (true) {
+            std::shared_ptr<RawJob> job;
+            {
+                std::unique_lock lock(mutex_);
+                work_ready_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+                if (queue_.empty()) {
+                    return;  // stopping, nothing left
+                }
+                job = std::move(queue_.front());
+                queue_.pop_front();
+            }
+            const std::span<const std::byte> pixels = transport::bytes_of(job->frame.payload);
+            auto compressed =
+                compression_ == archive::RawCompression::kLz4
+                    ? codec::lz4_hdf5_compress(pixels)
+                    : codec::bslz4_compress(pixels, element_size_bytes(job->frame.header.dtype()));
+            if (compressed) {
+                job->frame.payload = zmq::message_t{};  // the pixels are not needed any more
+            }
+            {
+                const std::lock_guard lock(mutex_);
+                if (compressed) {
+                    job->compressed = std::move(*compressed);
+                    job->compressed_ok = true;
+                }
+                job->done = true;
+            }
+            job_done_.notify_all();
+        }
+    }
+
+    archive::RawCompression compression_;
+    std::mutex mutex_;
+    std::condition_variable work_ready_;
+    std::condition_variable job_done_;
+    std::deque<std::shared_ptr<RawJob>> queue_;
+    bool stopping_ = false;
+    std::vector<std::thread> threads_;
+};
 
 bool file_name_char(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
@@ -114,15 +249,26 @@ class ArchiveService {
             }
             raw_ = std::move(*raw);
         }
-        spdlog::info("ready archive_dir={} raw_frames={}", config_.archive_dir(),
-                     raw_enabled_ ? config_.raw_compression() : std::string("off"));
+        if (raw_enabled_ && raw_compression_ != archive::RawCompression::kNone) {
+            pool_ = std::make_unique<CompressionPool>(raw_compression_, compression_threads());
+        }
+        spdlog::info("ready archive_dir={} raw_frames={} compression_threads={}",
+                     config_.archive_dir(),
+                     raw_enabled_ ? config_.raw_compression() : std::string("off"),
+                     pool_ ? compression_threads() : 0U);
         const runtime::StopToken stop = context_.stop.token();
         while (!stop.stop_requested()) {
+            // Raw frames being compressed: look at the sockets without waiting, then wait (a
+            // little) for the oldest frame instead.
+            const bool compressing = !raw_order_.empty();
+            // Frames at the in-flight bound: the raw feed waits (and holds ingest back).
+            const bool raw_open = raw_enabled_ && !raw_full();
             std::array<zmq::pollitem_t, 2> items = {
                 zmq::pollitem_t{socket_.handle(), 0, ZMQ_POLLIN, 0},
-                zmq::pollitem_t{raw_enabled_ ? raw_.handle() : nullptr, 0, ZMQ_POLLIN, 0}};
+                zmq::pollitem_t{raw_open ? raw_.handle() : nullptr, 0, ZMQ_POLLIN, 0}};
             try {
-                zmq::poll(items.data(), raw_enabled_ ? 2 : 1, kPollInterval);
+                zmq::poll(items.data(), raw_open ? 2 : 1,
+                          compressing ? milliseconds{0} : kPollInterval);
             } catch (const zmq::error_t& error) {
                 if (error.num() != EINTR) {  // a signal (SIGTERM): the loop looks at `stop`
                     return fail(ErrorCode::kIo, "poll: {}", error.what());
@@ -133,11 +279,16 @@ class ArchiveService {
                 if (auto drained = drain(raw_, "endpoints.raw_in", true); !drained) {
                     return drained;
                 }
+                append_compressed(compressing ? kCompressionWait : milliseconds{0});
             }
             if (auto drained = drain(socket_, "endpoints.archive_in", false); !drained) {
                 return drained;
             }
             close_runs_due(Clock::now());
+        }
+        // Frames taken off the raw feed are stored before the files are given up.
+        while (!raw_order_.empty()) {
+            append_compressed(kPollInterval);
         }
         // Files still open are marked aborted by ~RunArchive.
         if (!runs_.empty()) {
@@ -183,9 +334,10 @@ class ArchiveService {
                     "raw_compression: \"{}\" is not bslz4, lz4 or none", name);
     }
 
-    // Everything queued on `socket` now, without waiting.
+    // Everything queued on `socket` now, without waiting (on the raw feed, up to the bound of
+    // frames being compressed).
     Result<void> drain(zmq::socket_t& socket, const char* key, bool raw_feed) {
-        while (true) {
+        while (!(raw_feed && raw_full())) {
             auto received = transport::receive(socket, milliseconds{0});
             if (!received) {
                 return tl::unexpected(received.error().with_context(key));
@@ -203,11 +355,14 @@ class ArchiveService {
                 metrics_.rejected.with(transport::to_string(decoded.error().reason)).increment();
                 continue;
             }
+            if (raw_feed && pool_ && enqueue_raw(*decoded)) {
+                continue;
+            }
             if (auto* start = std::get_if<transport::RunStartMessage>(&*decoded)) {
                 on_run_start(start->start);
             } else if (auto* frame = std::get_if<transport::FrameMessage>(&*decoded);
                        frame != nullptr && raw_feed) {
-                on_raw_frame(*frame);
+                on_raw_frame(frame->header, transport::bytes_of(frame->payload));
             } else if (auto* cake = std::get_if<transport::ReducedMessage>(&*decoded)) {
                 on_reduced(*cake);
             } else if (auto* result = std::get_if<transport::ResultMessage>(&*decoded)) {
@@ -220,6 +375,7 @@ class ArchiveService {
                 }
             }
         }
+        return {};  // the rest waits until frames being compressed are stored
     }
 
     // The run file's growth since it was last looked at: what the archive wrote to disk.
@@ -276,14 +432,81 @@ class ArchiveService {
                                               Clock::time_point{}, 0});
     }
 
-    void on_raw_frame(const transport::FrameMessage& frame) {
-        const std::string& run_id = frame.header.run_id();
+    [[nodiscard]] bool raw_full() const {
+        return pool_ && raw_order_.size() >= pool_->max_in_flight();
+    }
+
+    // A message of the raw feed while frames are compressed: kept in feed order, so that frames
+    // are appended in the order they came and a run's raw RunEnd after its last frame.
+    // False for the messages that are not the raw feed's (handled as before).
+    bool enqueue_raw(transport::Message& message) {
+        if (auto* frame = std::get_if<transport::FrameMessage>(&message)) {
+            auto job = std::make_shared<RawJob>();
+            job->frame = std::move(*frame);
+            job->compress = compressible(job->frame);
+            job->done = !job->compress;
+            if (job->compress) {
+                pool_->submit(job);
+            }
+            raw_order_.emplace_back(std::move(job));
+        } else if (auto* start = std::get_if<transport::RunStartMessage>(&message)) {
+            raw_order_.emplace_back(std::move(start->start));
+        } else if (auto* end = std::get_if<transport::RunEndMessage>(&message)) {
+            raw_order_.emplace_back(std::move(end->end));
+        } else {
+            return false;
+        }
+        return true;
+    }
+
+    // A RAW frame whose sizes agree with its header; anything else goes to append_raw as it
+    // came, which stores it or reports what is wrong with it exactly as before.
+    [[nodiscard]] static bool compressible(const transport::FrameMessage& frame) {
+        const pb::FrameHeader& h = frame.header;
+        const std::size_t element_size = element_size_bytes(h.dtype());
+        const std::uint64_t size_bytes = std::uint64_t{h.rows()} * h.cols() * element_size;
+        const bool float_flat =
+            h.kind() == pb::FRAME_KIND_FLAT && h.dtype() == pb::PIXEL_DTYPE_FLOAT32;
+        return h.encoding() == pb::ENCODING_RAW && !float_flat && element_size > 0 &&
+               size_bytes > 0 && h.uncompressed_size_bytes() == size_bytes &&
+               h.payload_size_bytes() == size_bytes && frame.payload.size() == size_bytes;
+    }
+
+    // Appends the raw feed's messages in feed order while they are ready; waits at most `wait`
+    // for the oldest frame's compression.
+    void append_compressed(milliseconds wait) {
+        while (!raw_order_.empty()) {
+            RawItem& item = raw_order_.front();
+            if (auto* job = std::get_if<std::shared_ptr<RawJob>>(&item)) {
+                if (!pool_->wait_done(**job, wait)) {
+                    return;
+                }
+                wait = milliseconds{0};
+                RawJob& done = **job;
+                if (done.compress && done.compressed_ok) {
+                    pb::FrameHeader header = done.frame.header;
+                    header.set_encoding(encoding_of(raw_compression_));
+                    header.set_payload_size_bytes(done.compressed.size());
+                    on_raw_frame(header, done.compressed);
+                } else {
+                    on_raw_frame(done.frame.header, transport::bytes_of(done.frame.payload));
+                }
+            } else if (auto* start = std::get_if<pb::RunStart>(&item)) {
+                on_run_start(*start);
+            } else if (auto* end = std::get_if<pb::RunEnd>(&item)) {
+                on_raw_end(*end);
+            }
+            raw_order_.pop_front();
+        }
+    }
+
+    void on_raw_frame(const pb::FrameHeader& header, std::span<const std::byte> payload) {
+        const std::string& run_id = header.run_id();
         archive::RunArchive* file = find(run_id, "a raw frame");
         if (file == nullptr) {
             return;
         }
-        if (auto appended = file->append_raw(frame.header, transport::bytes_of(frame.payload));
-            !appended) {
+        if (auto appended = file->append_raw(header, payload); !appended) {
             count_error("raw_write", appended.error().message);
             return;
         }
@@ -431,6 +654,10 @@ class ArchiveService {
     zmq::socket_t raw_;     // ingest's raw frame feed, when raw_enabled_
     bool raw_enabled_ = false;
     archive::RawCompression raw_compression_ = archive::RawCompression::kBslz4;
+    // RAW frames are compressed on these threads when raw_compression is lz4 or bslz4.
+    std::unique_ptr<CompressionPool> pool_;
+    using RawItem = std::variant<std::shared_ptr<RawJob>, pb::RunStart, pb::RunEnd>;
+    std::deque<RawItem> raw_order_;  // the raw feed's messages not yet applied, in feed order
     std::map<std::string, OpenRun, std::less<>> runs_;
     std::map<std::string, std::uintmax_t, std::less<>> file_sizes_;
     std::map<std::string, Clock::time_point, std::less<>> last_logged_;
