@@ -95,7 +95,7 @@ struct RunState {
     std::set<std::uint64_t> sequences;               // data frames kept
     std::vector<transport::ReducedMessage> pending;  // before RunStart
     bool changed = false;                            // frames merged since the last result
-    Clock::time_point last_result{};
+    Clock::time_point last_result{};                 // when the analysis of the last result began
     std::optional<pb::RunEnd> end;
     Clock::time_point drain_deadline{};
     // Cakes merged since the last result: when each arrived, and its frame's acquisition time
@@ -228,7 +228,7 @@ class AnalyzeService {
                 zmq::pollitem_t{reduced_.handle(), 0, ZMQ_POLLIN, 0},
                 zmq::pollitem_t{control_.handle(), 0, ZMQ_POLLIN, 0}};
             try {
-                zmq::poll(items.data(), items.size(), kPollInterval);
+                zmq::poll(items.data(), items.size(), poll_timeout(next_heartbeat));
             } catch (const zmq::error_t& error) {
                 if (error.num() != EINTR) {  // a signal (SIGTERM): the loop looks at `stop`
                     return fail(ErrorCode::kIo, "poll: {}", error.what());
@@ -251,6 +251,25 @@ class AnalyzeService {
     }
 
   private:
+    // How long the sockets may be waited on: until the next message, at most kPollInterval, and
+    // no later than the moment a run's pending result falls due (its last result is
+    // recompute_interval_ms old), so that a due result is not held back by the poll.
+    milliseconds poll_timeout(Clock::time_point next_heartbeat) const {
+        const auto now = Clock::now();
+        Clock::time_point wake = std::min(now + kPollInterval, next_heartbeat);
+        const milliseconds interval(config_.recompute_interval_ms());
+        for (const auto& [id, run] : runs_) {
+            if (run.start && run.changed && analysable(run)) {
+                wake = std::min(wake, run.last_result + interval);
+            }
+        }
+        if (wake <= now) {
+            return milliseconds{0};
+        }
+        // Rounded up: waking a little early would only poll once more for nothing.
+        return std::chrono::ceil<milliseconds>(wake - now);
+    }
+
     // `routed`: part 0 is the sending worker's routing id (the reduced ROUTER).
     Result<void> drain(zmq::socket_t& socket, const char* key, bool routed) {
         // Bounded, so that a flood on one socket cannot starve the timers.
@@ -476,7 +495,9 @@ class AnalyzeService {
         metrics_.analysis_seconds.observe(
             std::chrono::duration<double>(Clock::now() - start).count());
         run.changed = false;
-        run.last_result = Clock::now();
+        // The interval runs from the start of this analysis: measured from its end, a cake that
+        // comes one interval after the previous one would wait the analysis time again.
+        run.last_result = start;
         if (!result) {
             count_error("analysis", run_id + ": " + result.error().message);
             return false;
