@@ -15,9 +15,16 @@
 //
 //   bench_pipeline [--frames N] [--rows R] [--cols C] [--reducers W] [--reduce-threads T]
 //                  [--latency-fps F] [--latency-frames M] [--recompute-ms I] [--distinct D]
+//                  [--raw off,lz4,bslz4,none] [--detector raw,lz4,bslz4]
 //   (defaults: 100 frames per orientation, 2048 x 2048, 2 reducers x 1 thread, 50 frames per
 //   orientation at 10 fps for the latency, results every 100 ms, 4 distinct frames per
-//   orientation cycled)
+//   orientation cycled, raw archiving off then lz4, the detector sending raw pixels)
+//
+// --detector lz4 or bslz4: the detector sends its frames compressed, as DECTRIS detectors do
+// (lz4 in the HDF5 filter framing, bslz4 with its 12-byte header), compressed once here before
+// the runs since the frames are cycled. Archive then stores those payloads as they came and
+// compresses nothing, whatever --raw says; the reducers decompress them. Each (detector, raw)
+// pair is a row of its own.
 
 #include <algorithm>
 #include <atomic>
@@ -32,7 +39,9 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -40,6 +49,8 @@
 #include <unistd.h>
 #include <zmq.hpp>
 
+#include "anisoflow/codec/bitshuffle.hpp"
+#include "anisoflow/codec/lz4.hpp"
 #include "anisoflow/geometry/detector_geometry.hpp"
 #include "anisoflow/metrics/metrics.hpp"
 #include "anisoflow/physics/scattering_factors.hpp"
@@ -85,6 +96,8 @@ struct Options {
     std::size_t distinct = 4;  // distinct simulated frames per orientation, cycled
     // Raw archiving modes measured one after the other: off, or the archive's raw_compression.
     std::vector<std::string> raw_modes = {"off", "lz4"};
+    // What the detector sends: raw pixels, or payloads it compressed itself (lz4, bslz4).
+    std::vector<std::string> detector_modes = {"raw"};
 };
 
 std::int64_t unix_now_ns() {
@@ -138,12 +151,66 @@ anisoflow::geometry::PoniGeometry detector(const Options& o) {
     return poni;
 }
 
-struct SimulatedFrames {
-    Frame dark;
-    Frame flat;
-    std::vector<Frame> p;
-    std::vector<Frame> n;
+// A frame as the detector sends it: its pixels, and the payload when the detector compresses.
+struct DetectorFrame {
+    Frame frame;
+    pb::Encoding encoding = pb::ENCODING_RAW;
+    std::vector<std::byte> compressed;  // the payload unless encoding is RAW
 };
+
+struct SimulatedFrames {
+    DetectorFrame dark;
+    DetectorFrame flat;
+    std::vector<DetectorFrame> p;
+    std::vector<DetectorFrame> n;
+};
+
+std::span<const std::byte> pixel_bytes(const Frame& frame) {
+    const auto& pixels = std::get<std::vector<std::uint16_t>>(frame.pixels);
+    return {reinterpret_cast<const std::byte*>(pixels.data()),  // NOLINT: the pixels' bytes
+            pixels.size() * sizeof(std::uint16_t)};
+}
+
+// The detector's own compression of every frame ("raw": none), done once before the runs.
+void encode_as(SimulatedFrames& frames, const std::string& mode) {
+    const auto encode = [&](DetectorFrame& f) {
+        f.compressed.clear();
+        f.encoding = pb::ENCODING_RAW;
+        if (mode == "raw") {
+            return;
+        }
+        auto compressed = mode == "lz4" ? anisoflow::codec::lz4_hdf5_compress(pixel_bytes(f.frame))
+                                        : anisoflow::codec::bslz4_compress(pixel_bytes(f.frame),
+                                                                           sizeof(std::uint16_t));
+        if (!compressed) {
+            std::fprintf(stderr, "bench_pipeline: %s\n", compressed.error().message.c_str());
+            std::exit(1);
+        }
+        f.compressed = std::move(*compressed);
+        f.encoding = mode == "lz4" ? pb::ENCODING_LZ4 : pb::ENCODING_BSLZ4;
+    };
+    encode(frames.dark);
+    encode(frames.flat);
+    for (auto* series : {&frames.p, &frames.n}) {
+        for (DetectorFrame& f : *series) {
+            encode(f);
+        }
+    }
+}
+
+// Mean compressed size of the data frames over their raw size.
+double compression_ratio(const SimulatedFrames& frames) {
+    double raw = 0.0;
+    double sent = 0.0;
+    for (const auto* series : {&frames.p, &frames.n}) {
+        for (const DetectorFrame& f : *series) {
+            raw += static_cast<double>(pixel_bytes(f.frame).size());
+            sent += static_cast<double>(f.encoding == pb::ENCODING_RAW ? pixel_bytes(f.frame).size()
+                                                                       : f.compressed.size());
+        }
+    }
+    return sent > 0.0 ? raw / sent : 1.0;
+}
 
 std::optional<SimulatedFrames> simulate(const anisoflow::geometry::DetectorGeometry& geometry,
                                         const Options& o) {
@@ -172,7 +239,7 @@ std::optional<SimulatedFrames> simulate(const anisoflow::geometry::DetectorGeome
     settings.read_noise_counts = 2.0;
     SimulatedFrames frames;
     settings.seed = sim::frame_seed(1, sim::FrameSeries::kDark, 0);
-    frames.dark = renderer->render_dark(settings);
+    frames.dark.frame = renderer->render_dark(settings);
     frames.flat = frames.dark;  // a flat of the dark's level: the corrections still run
     for (std::size_t i = 0; i < o.distinct; ++i) {
         for (const auto orientation : {sim::Orientation::kP, sim::Orientation::kN}) {
@@ -183,7 +250,7 @@ std::optional<SimulatedFrames> simulate(const anisoflow::geometry::DetectorGeome
             if (!frame) {
                 return std::nullopt;
             }
-            (p ? frames.p : frames.n).push_back(std::move(*frame));
+            (p ? frames.p : frames.n).push_back(DetectorFrame{std::move(*frame), {}, {}});
         }
     }
     return frames;
@@ -255,8 +322,9 @@ class Detector {
         }
     }
 
-    void send_frame(const std::string& run_id, std::uint64_t sequence, const Frame& frame,
+    void send_frame(const std::string& run_id, std::uint64_t sequence, const DetectorFrame& sent,
                     pb::FrameKind kind, pb::Orientation orientation) {
+        const Frame& frame = sent.frame;
         pb::FrameHeader header;
         header.set_run_id(run_id);
         header.set_sequence(sequence);
@@ -264,14 +332,15 @@ class Detector {
         header.set_orientation(orientation);
         header.set_acquired_unix_ns(unix_now_ns());
         header.set_sent_unix_ns(unix_now_ns());
-        header.set_encoding(pb::ENCODING_RAW);
+        header.set_encoding(sent.encoding);
         header.set_dtype(transport::to_pixel_dtype(frame.pixel_type()));
         header.set_rows(static_cast<std::uint32_t>(frame.shape.rows));
         header.set_cols(static_cast<std::uint32_t>(frame.shape.cols));
-        const auto& pixels = std::get<std::vector<std::uint16_t>>(frame.pixels);
-        const std::span<const std::byte> bytes(
-            reinterpret_cast<const std::byte*>(pixels.data()),  // NOLINT: the pixels' bytes
-            pixels.size() * sizeof(std::uint16_t));
+        const std::span<const std::byte> pixels = pixel_bytes(frame);
+        header.set_uncompressed_size_bytes(pixels.size());
+        const std::span<const std::byte> bytes = sent.encoding == pb::ENCODING_RAW
+                                                     ? pixels
+                                                     : std::span<const std::byte>(sent.compressed);
         auto parts = transport::encode_frame(header, transport::copy_payload(bytes));
         if (!parts) {
             std::fprintf(stderr, "bench_pipeline: %s\n", parts.error().message.c_str());
@@ -331,7 +400,8 @@ struct RunFigures {
     double seconds = 0.0;
     std::uint64_t sent = 0;
     std::uint64_t in_final = 0;
-    std::vector<double> latency_ms;
+    std::vector<double> latency_ms;  // the P frames' in order, then the N frames'
+    std::size_t latency_sent_p = 0;  // how many of latency_ms are P frames'
 };
 
 class Chain {
@@ -434,6 +504,16 @@ class Chain {
     }
     Chain(const Chain&) = delete;
     Chain& operator=(const Chain&) = delete;
+
+    // Every service's metrics, in the Prometheus text format.
+    [[nodiscard]] std::string metrics() const {
+        std::string text = ingest_registry_.serialize();
+        text += analyze_->metrics();
+        for (const auto& reducer : reducers_) {
+            text += reducer->metrics();
+        }
+        return text;
+    }
     Chain(Chain&&) = delete;
     Chain& operator=(Chain&&) = delete;
 
@@ -468,7 +548,7 @@ class Chain {
             for (const bool p : {true, false}) {
                 std::this_thread::sleep_until(next);
                 next += period;
-                const Frame& frame = (p ? frames.p : frames.n)[i % frames.p.size()];
+                const DetectorFrame& frame = (p ? frames.p : frames.n)[i % frames.p.size()];
                 (p ? sent_p : sent_n).push_back(Clock::now());
                 detector_->send_frame(run_id, sequence++, frame, pb::FRAME_KIND_DATA,
                                       p ? pb::ORIENTATION_P : pb::ORIENTATION_N);
@@ -497,6 +577,9 @@ class Chain {
         // Frame k of an orientation is in a result once that result merged > k of them.
         for (const bool p : {true, false}) {
             const auto& sent = p ? sent_p : sent_n;
+            if (!p) {
+                figures.latency_sent_p = figures.latency_ms.size();
+            }
             for (std::size_t k = 0; k < sent.size(); ++k) {
                 for (const ResultSeen& result : seen) {
                     if ((p ? result.frames_p : result.frames_n) > k) {
@@ -537,6 +620,68 @@ class Chain {
     std::unique_ptr<Detector> detector_;
 };
 
+// Sum and count of a histogram in Prometheus text (all its series added up).
+std::pair<double, double> histogram_totals(const std::string& text, const std::string& name) {
+    double sum = 0.0;
+    double count = 0.0;
+    for (std::size_t at = 0; at < text.size();) {
+        const std::size_t end = std::min(text.find('\n', at), text.size());
+        const std::string_view line(text.data() + at, end - at);
+        for (const auto& [suffix, total] :
+             {std::pair<std::string, double*>{name + "_sum", &sum}, {name + "_count", &count}}) {
+            if (line.starts_with(suffix) && line.size() > suffix.size() &&
+                (line[suffix.size()] == ' ' || line[suffix.size()] == '{')) {
+                *total +=
+                    std::strtod(std::string(line.substr(line.rfind(' ') + 1)).c_str(), nullptr);
+            }
+        }
+        at = end + 1;
+    }
+    return {sum, count};
+}
+
+// Where a run's latency went, from the services' own histograms (means over the run, ms):
+// ingest's arrival -> hand-over to a worker, a worker's receipt -> cake sent (queue, decompression,
+// integration, send), analyze's cake arrival -> first result holding it (and one analysis), and
+// the frame's acquisition -> that result (the whole chain).
+void print_stages(const std::string& before, const std::string& after) {
+    const auto mean_ms = [&](const char* name) {
+        const auto [sum0, count0] = histogram_totals(before, name);
+        const auto [sum1, count1] = histogram_totals(after, name);
+        return count1 > count0 ? 1000.0 * (sum1 - sum0) / (count1 - count0) : std::nan("");
+    };
+    std::fprintf(stderr,
+                 "    stage means: ingest dispatch %.1f ms, reduce %.1f ms, analyze cake -> "
+                 "result %.1f ms (analysis %.1f ms); acquisition -> result %.1f ms\n",
+                 mean_ms("anisoflow_ingest_dispatch_latency_seconds"),
+                 mean_ms("anisoflow_reduce_frame_latency_seconds"),
+                 mean_ms("anisoflow_analyze_result_latency_seconds"),
+                 mean_ms("anisoflow_analyze_analysis_duration_seconds"),
+                 mean_ms("anisoflow_analyze_frame_to_result_seconds"));
+}
+
+// The latency run's three slowest frames on stderr (which frame, which orientation): where the
+// tail comes from.
+void print_slowest(const RunFigures& figures) {
+    std::vector<std::size_t> order(figures.latency_ms.size());
+    for (std::size_t i = 0; i < order.size(); ++i) {
+        order[i] = i;
+    }
+    const std::size_t shown = std::min<std::size_t>(3, order.size());
+    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(shown),
+                      order.end(), [&](std::size_t a, std::size_t b) {
+                          return figures.latency_ms[a] > figures.latency_ms[b];
+                      });
+    std::fprintf(stderr, "    slowest:");
+    for (std::size_t i = 0; i < shown; ++i) {
+        const std::size_t k = order[i];
+        const bool p = k < figures.latency_sent_p;
+        std::fprintf(stderr, " %s%zu %.1f ms", p ? "P" : "N", p ? k : k - figures.latency_sent_p,
+                     figures.latency_ms[k]);
+    }
+    std::fprintf(stderr, "\n");
+}
+
 double memcpy_ms(std::size_t bytes) {
     std::vector<std::byte> from(bytes, std::byte{1});
     std::vector<std::byte> to(bytes);
@@ -549,6 +694,16 @@ double memcpy_ms(std::size_t bytes) {
         from[static_cast<std::size_t>(repeat)] = to[bytes - 1 - static_cast<std::size_t>(repeat)];
     }
     return best;
+}
+
+std::vector<std::string> split(const std::string& list) {
+    std::vector<std::string> items;
+    for (std::size_t at = 0; at <= list.size();) {
+        const std::size_t comma = std::min(list.find(',', at), list.size());
+        items.push_back(list.substr(at, comma - at));
+        at = comma + 1;
+    }
+    return items;
 }
 
 bool parse(int argc, char** argv, Options& o) {
@@ -575,19 +730,20 @@ bool parse(int argc, char** argv, Options& o) {
         } else if (key == "--distinct") {
             o.distinct = number();
         } else if (key == "--raw") {
-            o.raw_modes.clear();
-            std::string list = value;
-            for (std::size_t at = 0; at <= list.size();) {
-                const std::size_t comma = std::min(list.find(',', at), list.size());
-                o.raw_modes.push_back(list.substr(at, comma - at));
-                at = comma + 1;
-            }
+            o.raw_modes = split(value);
+        } else if (key == "--detector") {
+            o.detector_modes = split(value);
         } else {
             return false;
         }
     }
     for (const std::string& mode : o.raw_modes) {
         if (mode != "off" && mode != "none" && mode != "lz4" && mode != "bslz4") {
+            return false;
+        }
+    }
+    for (const std::string& mode : o.detector_modes) {
+        if (mode != "raw" && mode != "lz4" && mode != "bslz4") {
             return false;
         }
     }
@@ -603,7 +759,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr,
                      "usage: bench_pipeline [--frames N] [--rows R] [--cols C] [--reducers W] "
                      "[--reduce-threads T] [--latency-fps F] [--latency-frames M] "
-                     "[--recompute-ms I] [--distinct D] [--raw off,lz4,bslz4,none]\n");
+                     "[--recompute-ms I] [--distinct D] [--raw off,lz4,bslz4,none] "
+                     "[--detector raw,lz4,bslz4]\n");
         return 2;
     }
     spdlog::set_level(spdlog::level::warn);  // the services' per-run lines would bury the table
@@ -615,7 +772,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_pipeline: simulating %zu + %zu distinct frames...\n", o.distinct,
                  o.distinct);
     const auto simulate_start = Clock::now();
-    const auto frames = simulate(geometry, o);
+    auto frames = simulate(geometry, o);
     if (!frames) {
         std::fprintf(stderr, "bench_pipeline: simulation failed\n");
         return 1;
@@ -633,25 +790,40 @@ int main(int argc, char** argv) {
         o.rows, o.cols, static_cast<double>(frame_bytes) / 1e6, o.reducers, o.reduce_threads,
         o.recompute_ms, std::thread::hardware_concurrency());
     std::printf("  memcpy of one frame: %.3f ms\n", copy_ms);
-    std::printf("  %-12s %12s %14s %10s %10s %12s\n", "raw archive", "frames/s", "x memcpy time",
-                "p50 ms", "p99 ms", "lost");
-    for (const std::string& mode : o.raw_modes) {
-        const fs::path run_dir = dir / mode;
-        fs::create_directories(run_dir);
-        Chain chain(o, run_dir, mode);
-        // A short run first: connections, allocations and the first integrator are set up.
-        (void)chain.run("bench-warmup", *frames, start, 2, 0.0);
-        const RunFigures fast = chain.run("bench-throughput", *frames, start, o.frames, 0.0);
-        const RunFigures paced =
-            chain.run("bench-latency", *frames, start, o.latency_frames, o.latency_fps);
-        const double fps = fast.seconds > 0.0 ? static_cast<double>(fast.sent) / fast.seconds : 0.0;
-        const std::uint64_t lost = (fast.sent - fast.in_final) + (paced.sent - paced.in_final);
-        std::printf("  %-12s %12.1f %14.0f %10.1f %10.1f %12llu\n", mode.c_str(), fps,
-                    fps > 0.0 ? 1000.0 / fps / copy_ms : 0.0, percentile(paced.latency_ms, 0.50),
-                    percentile(paced.latency_ms, 0.99), static_cast<unsigned long long>(lost));
-        std::fflush(stdout);
-        if (lost != 0) {
-            status = 1;
+    std::printf("  %-9s %-12s %10s %14s %10s %10s %6s\n", "detector", "raw archive", "frames/s",
+                "x memcpy time", "p50 ms", "p99 ms", "lost");
+    for (const std::string& sent : o.detector_modes) {
+        encode_as(*frames, sent);
+        if (sent != "raw") {
+            std::printf(
+                "  (detector sends %s payloads, %.2fx smaller than the pixels; archive "
+                "stores them as they came)\n",
+                sent.c_str(), compression_ratio(*frames));
+        }
+        for (const std::string& mode : o.raw_modes) {
+            const fs::path run_dir = dir / fmt::format("{}-{}", sent, mode);
+            fs::create_directories(run_dir);
+            Chain chain(o, run_dir, mode);
+            // A short run first: connections, allocations and the first integrator are set up.
+            (void)chain.run("bench-warmup", *frames, start, 2, 0.0);
+            const RunFigures fast = chain.run("bench-throughput", *frames, start, o.frames, 0.0);
+            const std::string metrics_before = chain.metrics();
+            const RunFigures paced =
+                chain.run("bench-latency", *frames, start, o.latency_frames, o.latency_fps);
+            const std::string metrics_after = chain.metrics();
+            const double fps =
+                fast.seconds > 0.0 ? static_cast<double>(fast.sent) / fast.seconds : 0.0;
+            const std::uint64_t lost = (fast.sent - fast.in_final) + (paced.sent - paced.in_final);
+            std::printf("  %-9s %-12s %10.1f %14.0f %10.1f %10.1f %6llu\n", sent.c_str(),
+                        mode.c_str(), fps, fps > 0.0 ? 1000.0 / fps / copy_ms : 0.0,
+                        percentile(paced.latency_ms, 0.50), percentile(paced.latency_ms, 0.99),
+                        static_cast<unsigned long long>(lost));
+            std::fflush(stdout);
+            print_slowest(paced);
+            print_stages(metrics_before, metrics_after);
+            if (lost != 0) {
+                status = 1;
+            }
         }
     }
     std::printf(
