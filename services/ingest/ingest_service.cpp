@@ -21,6 +21,7 @@
 #include "anisoflow/stream/v1/stream.pb.h"
 
 #include "anisoflow/dectris/decode.hpp"
+#include "anisoflow/io/watched_folder.hpp"
 #include "anisoflow/runtime/config_loader.hpp"
 #include "anisoflow/runtime/stage.hpp"
 #include "anisoflow/transport/dispatch.hpp"
@@ -162,11 +163,11 @@ Result<Metrics> register_metrics(metrics::Registry& registry) {
                                       "frames analyze confirmed it has: done at ingest");
     auto out_of_order = registry.counter("anisoflow_ingest_frames_out_of_order_total",
                                          "frames whose sequence was not the next expected");
-    auto rejected =
-        registry.counter_family("anisoflow_ingest_frames_rejected_total",
-                                "messages from the source dropped, by reason", "reason",
-                                {"duplicate", "no_run", "malformed", "unexpected_message",
-                                 "dispatch", "no_state", "no_acquisition", "shape_mismatch"});
+    auto rejected = registry.counter_family(
+        "anisoflow_ingest_frames_rejected_total", "messages from the source dropped, by reason",
+        "reason",
+        {"duplicate", "no_run", "malformed", "unexpected_message", "dispatch", "no_state",
+         "no_acquisition", "shape_mismatch", "bad_file"});
     auto control_requests =
         registry.counter_family("anisoflow_ingest_run_control_requests_total",
                                 "run control requests served (docs/run-control.md), by action",
@@ -500,6 +501,24 @@ class ControlDesk {
         return transport::receive(source, milliseconds{0});
     }
 
+    // Waits up to `timeout` for run control requests and serves them (a source without a
+    // socket: the watched folder).
+    Result<void> serve_for(milliseconds timeout, const runtime::StopToken& stop) {
+        zmq::pollitem_t item{rep_.handle(), 0, ZMQ_POLLIN, 0};
+        try {
+            zmq::poll(&item, 1, timeout);
+        } catch (const zmq::error_t& error) {
+            if (error.num() != EINTR) {
+                return fail(ErrorCode::kIo, "poll: {}", error.what());
+            }
+            return {};
+        }
+        if ((item.revents & ZMQ_POLLIN) != 0) {
+            serve(stop);
+        }
+        return {};
+    }
+
     bool apply(RunEffects&& effects, const runtime::StopToken& stop) {
         return tracker_.apply(std::move(effects), stop);
     }
@@ -690,6 +709,60 @@ Result<void> read_dectris_stream(zmq::socket_t& socket, const cfg::IngestSource&
     return {};
 }
 
+// A folder the detector writes files into (docs/watched-folder.md): each frame of each new file,
+// read as it settles, gets the state run control has in force.
+Result<void> read_watched_folder(io::WatchedFolder& folder, ControlDesk& desk, RunTracker& tracker,
+                                 Metrics& metrics, const runtime::StopToken& stop) {
+    bool busy = false;  // the last poll returned frames: more may be ready at once
+    Clock::time_point next_warning;
+    while (!stop.stop_requested()) {
+        if (auto served = desk.serve_for(busy ? milliseconds::zero() : kSourcePoll, stop);
+            !served) {
+            return served;
+        }
+        auto polled = folder.poll();
+        if (!polled) {
+            busy = false;
+            if (Clock::now() >= next_warning) {  // the directory went away: say so, go on
+                spdlog::warn("watched folder error=\"{}\"", polled.error().message);
+                next_warning = Clock::now() + std::chrono::seconds(10);
+            }
+            continue;
+        }
+        busy = !polled->empty();
+        for (io::WatchedFrame& watched : *polled) {
+            metrics.frames_received.increment();
+            if (!watched.frame) {
+                metrics.frames_rejected.with("bad_file").increment();
+                spdlog::error("frame file skipped error=\"{}\"", watched.frame.error().message);
+                continue;
+            }
+            Frame& frame = *watched.frame;
+            pb::FrameHeader header;
+            header.set_acquired_unix_ns(unix_now_ns());
+            header.set_exposure_s(frame.exposure_s.value_or(0.0));
+            header.set_encoding(pb::ENCODING_RAW);
+            header.set_dtype(transport::to_pixel_dtype(frame.pixel_type()));
+            header.set_rows(static_cast<std::uint32_t>(frame.shape.rows));
+            header.set_cols(static_cast<std::uint32_t>(frame.shape.cols));
+            if (auto refused = desk.controller().tag(header)) {
+                metrics.frames_rejected.with(to_string(*refused)).increment();
+                spdlog::debug("frame refused file={} index={} reason={}", watched.file.string(),
+                              watched.index_in_file, to_string(*refused));
+                continue;
+            }
+            zmq::message_t payload =
+                std::visit([](auto& pixels) { return transport::make_payload(std::move(pixels)); },
+                           frame.pixels);
+            metrics.bytes_received.increment(static_cast<double>(payload.size()));
+            if (!tracker.frame(std::move(header), std::move(payload), stop)) {
+                return {};
+            }
+        }
+    }
+    return {};
+}
+
 // ---- the dispatch thread: frames to workers, control messages ----------------------------------
 
 struct RunBook {
@@ -743,6 +816,7 @@ struct IngestService::State {
     zmq::socket_t source;
     zmq::socket_t raw;          // the raw frame feed to archive; unset when raw archiving is off
     zmq::socket_t run_control;  // REP of run control; unset when off (docs/run-control.md)
+    std::optional<io::WatchedFolder> folder;  // kind watched_folder; the source thread's
     IngestEndpoints endpoints;
     Metrics metrics;
     std::unique_ptr<EventQueue> queue;
@@ -1068,8 +1142,9 @@ struct IngestService::State {
         }
         RunController controller{std::string(metrics::build_version())};
         ControlDesk desk(run_control, controller, tracker, metrics);
-        Result<void> result = read_dectris_stream(source, config.source(), dectris_run, tracker,
-                                                  metrics, &desk, stop);
+        Result<void> result = folder ? read_watched_folder(*folder, desk, tracker, metrics, stop)
+                                     : read_dectris_stream(source, config.source(), dectris_run,
+                                                           tracker, metrics, &desk, stop);
         // A run still open ends with its log; the dispatch thread sends it if it can.
         (void)tracker.apply(controller.abort("ingest stopped", unix_now_ns()), stop);
         return result;
@@ -1085,9 +1160,11 @@ Result<IngestService> IngestService::create(const cfg::IngestConfig& config,
                                             metrics::Registry& registry) {
     const cfg::IngestSource& source = config.source();
     if (source.kind() != cfg::SOURCE_KIND_DECTRIS_STREAM &&
-        source.kind() != cfg::SOURCE_KIND_ANISOFLOW_STREAM) {
+        source.kind() != cfg::SOURCE_KIND_ANISOFLOW_STREAM &&
+        source.kind() != cfg::SOURCE_KIND_WATCHED_FOLDER) {
         return fail(ErrorCode::kUnsupported,
-                    "source.kind {}: this ingest reads dectris_stream or anisoflow_stream",
+                    "source.kind {}: this ingest reads dectris_stream, anisoflow_stream or "
+                    "watched_folder",
                     cfg::SourceKind_Name(source.kind()));
     }
     auto registered = register_metrics(registry);
@@ -1096,11 +1173,33 @@ Result<IngestService> IngestService::create(const cfg::IngestConfig& config,
     }
     auto state = std::make_unique<State>(config, *registered);
     const cfg::Socket& run_control = config.endpoints().run_control();
-    if (!run_control.address().empty() && source.kind() != cfg::SOURCE_KIND_DECTRIS_STREAM) {
+    if (!run_control.address().empty() && source.kind() == cfg::SOURCE_KIND_ANISOFLOW_STREAM) {
         return fail(ErrorCode::kUnsupported,
-                    "endpoints.run_control: source.kind {} announces its own runs; run control "
-                    "drives a dectris_stream source",
-                    cfg::SourceKind_Name(source.kind()));
+                    "endpoints.run_control: an anisoflow stream announces its own runs; run "
+                    "control drives a dectris_stream or watched_folder source");
+    }
+    if (run_control.address().empty() && source.kind() == cfg::SOURCE_KIND_WATCHED_FOLDER) {
+        return fail(ErrorCode::kInvalidArgument,
+                    "endpoints.run_control: empty, and a watched folder says nothing of runs or "
+                    "frame kinds; set it (docs/run-control.md)");
+    }
+    if (source.kind() == cfg::SOURCE_KIND_WATCHED_FOLDER) {
+        io::WatchedFolderOptions options;
+        options.directory = source.watch_directory();
+        options.pattern = source.watch_pattern();
+        options.settle_time = milliseconds(source.watch_settle_ms());
+        options.open_retry_time = milliseconds(source.watch_open_retry_ms());
+        options.existing = source.watch_existing() == cfg::WATCH_EXISTING_TAKE
+                               ? io::ExistingFiles::kTake
+                               : io::ExistingFiles::kSkip;
+        if (!source.watch_hdf5_dataset().empty()) {
+            options.hdf5_dataset = source.watch_hdf5_dataset();
+        }
+        auto folder = io::WatchedFolder::open(std::move(options));
+        if (!folder) {
+            return tl::unexpected(folder.error().with_context("source.watch_directory"));
+        }
+        state->folder.emplace(std::move(*folder));
     }
     if (source.kind() == cfg::SOURCE_KIND_DECTRIS_STREAM && run_control.address().empty()) {
         if (auto loaded = runtime::merge_toml_file(state->dectris_run, source.dectris_run_file());
@@ -1168,6 +1267,10 @@ Result<IngestService> IngestService::create(const cfg::IngestConfig& config,
         state->endpoints.run_control = state->run_control.get(zmq::sockopt::last_endpoint);
     }
 
+    if (state->folder) {
+        state->endpoints.source = state->folder->directory().string();
+        return IngestService(std::move(state));
+    }
     transport::SocketOptions source_options;
     source_options.receive_hwm = static_cast<int>(source.receive_hwm_messages());
     const std::string& source_address = source.kind() == cfg::SOURCE_KIND_DECTRIS_STREAM

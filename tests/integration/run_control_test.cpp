@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -19,6 +20,7 @@
 
 #include "anisoflow/testing/cli_runner.hpp"
 
+#include "fixture_writers.hpp"
 #include "ingest_harness.hpp"
 
 namespace anisoflow::ingest {
@@ -28,6 +30,7 @@ using namespace harness;  // NOLINT(google-build-using-namespace): the test's vo
 namespace pb = ::anisoflow::stream::v1;
 namespace emu = ::anisoflow::dectris::emulator;
 namespace fs = std::filesystem;
+namespace fixtures = ::anisoflow::io::fixtures;
 using namespace std::chrono_literals;
 
 constexpr std::size_t kSide = 64;  // detector pixels per side
@@ -264,6 +267,119 @@ TEST(RunControl, TheAnisoflowRunCommandTagsEveryFrameWithTheStateInForce) {
     EXPECT_NE(metrics.find("anisoflow_ingest_run_control_refused_total{action=\"start\"} 1"),
               std::string::npos)
         << metrics;
+}
+
+// A TIFF of `pages` 64 x 64 frames whose first pixels are first, first + 100, ..., written under
+// a hidden name and renamed, as detectors do, so the watcher never sees it half written.
+void write_frames(const fs::path& file, std::uint16_t first, std::size_t pages,
+                  std::size_t side = kSide) {
+    std::vector<std::vector<std::uint16_t>> frames;
+    for (std::size_t i = 0; i < pages; ++i) {
+        frames.push_back(fixtures::ramp<std::uint16_t>(side * side, 1.0,
+                                                       first + 100.0 * static_cast<double>(i)));
+    }
+    const fs::path hidden = file.parent_path() / ("." + file.filename().string());
+    ASSERT_TRUE(fixtures::write_tiff(hidden, static_cast<std::uint32_t>(side),
+                                     static_cast<std::uint32_t>(side), frames));
+    fs::rename(hidden, file);
+}
+
+std::uint16_t first_pixel(const ReceivedFrame& frame) {
+    EXPECT_GE(frame.payload.size(), sizeof(std::uint16_t));
+    std::uint16_t value = 0;
+    std::memcpy(&value, frame.payload.data(), sizeof(value));
+    return value;
+}
+
+TEST(RunControl, AWatchedFolderFeedsTheRunFileByFile) {
+    zmq::context_t context;
+    cfg::IngestConfig config = base_config();
+    const fs::path dir = testing::scratch_dir();
+    const fs::path folder = dir / "detector";
+    fs::create_directories(folder);
+    write_frames(folder / "scan_000.tif", 9000, 1);  // there before ingest: skipped
+    cfg::IngestSource& source = *config.mutable_source();
+    source.set_kind(cfg::SOURCE_KIND_WATCHED_FOLDER);
+    source.set_watch_directory(folder.string());
+    source.set_watch_pattern("scan_*.tif");
+    source.set_watch_settle_ms(100);
+    source.set_watch_open_retry_ms(300);
+    config.mutable_endpoints()->mutable_run_control()->set_address("@tcp://127.0.0.1:*");
+    RunningIngest ingest(config);
+    FakeReducer reducer(context, ingest.endpoints());
+    const RunControlCli run(ingest.endpoints().run_control, dir);
+    const auto wait_frames = [&](std::size_t n) {
+        const auto deadline = Clock::now() + kPatience;
+        while (reducer.frames.size() < n && Clock::now() < deadline) {
+            reducer.serve(10ms);
+        }
+        ASSERT_EQ(reducer.frames.size(), n);
+    };
+    const auto wait_metric = [&](const std::string& line) {
+        const auto deadline = Clock::now() + kPatience;
+        while (ingest.metrics().find(line) == std::string::npos && Clock::now() < deadline) {
+            reducer.serve(10ms);
+        }
+        EXPECT_NE(ingest.metrics().find(line), std::string::npos) << ingest.metrics();
+    };
+
+    auto started = run({"start", "--config", write_run_toml(dir).string(), "--poni",
+                        write_poni(dir).string(), "--run-id", "folder-1", "--kind", "dark"});
+    ASSERT_EQ(started.exit_code, 0) << testing::describe(started);
+    ASSERT_TRUE(reducer.until_events(2));
+    write_frames(folder / "scan_001.tif", 10, 1);
+    wait_frames(1);
+    ASSERT_EQ(run({"next", "--kind", "data", "--orientation", "P"}).exit_code, 0);
+    write_frames(folder / "scan_002.tif", 20, 2);  // a two-page file: two frames
+    wait_frames(3);
+    // A file cut short and one of another detector: refused by name, the stream goes on.
+    std::ofstream(folder / ".scan_003.tif") << "II*\0 not a whole tiff";
+    fs::rename(folder / ".scan_003.tif", folder / "scan_003.tif");
+    wait_metric("anisoflow_ingest_frames_rejected_total{reason=\"bad_file\"} 1");
+    ASSERT_EQ(run({"next", "--kind", "data", "--orientation", "N"}).exit_code, 0);
+    write_frames(folder / "scan_004.tif", 40, 1);
+    wait_frames(4);
+    ASSERT_EQ(run({"stop"}).exit_code, 0);
+
+    const auto end = reducer.until_run_end("folder-1");
+    ASSERT_TRUE(end) << "no RunEnd";
+    EXPECT_EQ(end->frames_sent().dark(), 1U);
+    EXPECT_EQ(end->frames_sent().data_p(), 2U);
+    EXPECT_EQ(end->frames_sent().data_n(), 1U);
+    ASSERT_EQ(reducer.frames.size(), 4U);
+    std::map<std::uint64_t, const ReceivedFrame*> by_sequence;
+    for (const ReceivedFrame& frame : reducer.frames) {
+        by_sequence[frame.header.sequence()] = &frame;
+        EXPECT_EQ(frame.header.dtype(), pb::PIXEL_DTYPE_UINT16);
+        EXPECT_EQ(frame.header.rows(), kSide);
+        EXPECT_EQ(frame.payload.size(), kSide * kSide * sizeof(std::uint16_t));
+    }
+    ASSERT_EQ(by_sequence.size(), 4U);
+    EXPECT_EQ(by_sequence[0]->header.kind(), pb::FRAME_KIND_DARK);
+    EXPECT_EQ(first_pixel(*by_sequence[0]), 10);
+    EXPECT_EQ(by_sequence[1]->header.orientation(), pb::ORIENTATION_P);
+    EXPECT_EQ(first_pixel(*by_sequence[1]), 20);
+    EXPECT_EQ(first_pixel(*by_sequence[2]), 120);
+    EXPECT_EQ(by_sequence[3]->header.orientation(), pb::ORIENTATION_N);
+    EXPECT_EQ(first_pixel(*by_sequence[3]), 40);
+}
+
+TEST(RunControl, AWatchedFolderWithoutRunControlIsRefusedByName) {
+    cfg::IngestConfig config = base_config();
+    config.mutable_source()->set_kind(cfg::SOURCE_KIND_WATCHED_FOLDER);
+    config.mutable_source()->set_watch_directory(testing::scratch_dir().string());
+    config.mutable_source()->set_watch_settle_ms(100);
+    metrics::Registry registry;
+    auto service = IngestService::create(config, registry);
+    ASSERT_FALSE(service);
+    EXPECT_NE(service.error().message.find("endpoints.run_control"), std::string::npos)
+        << service.error().message;
+    config.mutable_endpoints()->mutable_run_control()->set_address("@tcp://127.0.0.1:*");
+    config.mutable_source()->set_watch_directory("/nonexistent/anisoflow-detector");
+    service = IngestService::create(config, registry);
+    ASSERT_FALSE(service);
+    EXPECT_NE(service.error().message.find("/nonexistent/anisoflow-detector"), std::string::npos)
+        << service.error().message;
 }
 
 // The state machine alone: what it refuses, and why, by name.

@@ -116,10 +116,10 @@ std::vector<std::string> validate(const cfg::IngestConfig& config) {
     const bool run_control = !config.endpoints().run_control().address().empty();
     if (run_control) {
         check_socket(problems, "endpoints.run_control", config.endpoints().run_control());
-        if (config.source().kind() != cfg::SOURCE_KIND_DECTRIS_STREAM) {
+        if (config.source().kind() == cfg::SOURCE_KIND_ANISOFLOW_STREAM) {
             problems.emplace_back(
-                "endpoints.run_control: set, but run control drives a dectris_stream source "
-                "only (an anisoflow stream announces its own runs)");
+                "endpoints.run_control: set, but an anisoflow stream announces its own runs; "
+                "run control drives a dectris_stream or watched_folder source");
         }
     }
     check_positive(problems, "run_start_republish_interval_ms",
@@ -165,9 +165,23 @@ std::vector<std::string> validate(const cfg::IngestConfig& config) {
                     "frame_files");
             }
             break;
+        case cfg::SOURCE_KIND_WATCHED_FOLDER:
+            if (source.watch_directory().empty()) {
+                problems.emplace_back(
+                    "source.watch_directory: empty; name the folder the detector writes into");
+            }
+            if (!run_control) {
+                problems.emplace_back(
+                    "endpoints.run_control: empty; a watched folder needs run control to say "
+                    "what its frames are (docs/run-control.md)");
+            }
+            check_positive(problems, "source.watch_settle_ms", source.watch_settle_ms(),
+                           "a file must stay unchanged for some time before it is read");
+            break;
         default:
             problems.emplace_back(
-                "source.kind: unset; dectris_stream, anisoflow_stream or frame_files is needed");
+                "source.kind: unset; dectris_stream, anisoflow_stream, watched_folder or "
+                "frame_files is needed");
             break;
     }
     return problems;

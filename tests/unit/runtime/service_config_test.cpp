@@ -74,11 +74,15 @@ void expect_every_field_set(const google::protobuf::Message& message, const std:
                                    where + field->name() + ".");
         } else if (field->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_BOOL) {
             // proto3 scalars have no presence: zero means "not written" (or written as zero,
-            // which validate() refuses for every numeric setting anyway). The optional raw frame
-            // sockets are the exception: their default address is empty (raw frames off).
+            // which validate() refuses for every numeric setting anyway). The optional sockets
+            // (raw frames, run control) and the watched folder's settings are the exceptions:
+            // their defaults are empty (off, or unused by the default source kind).
             const std::string key = where + field->name();
             if (key.ends_with("endpoints.raw_out.address") ||
-                key.ends_with("endpoints.raw_in.address")) {
+                key.ends_with("endpoints.raw_in.address") ||
+                key.ends_with("endpoints.run_control.address") ||
+                key.ends_with("source.watch_directory") || key.ends_with("source.watch_pattern") ||
+                key.ends_with("source.watch_hdf5_dataset")) {
                 continue;
             }
             EXPECT_TRUE(reflection->HasField(message, field)) << key;
@@ -192,7 +196,7 @@ TEST(ServiceConfig, AnUnknownKeyInAServiceFileNamesThePath) {
     ASSERT_FALSE(merged);
     EXPECT_NE(merged.error().message.find(
                   "ingest.toml:1: endpoints.fram_out: unknown key (keys here: frames_out, "
-                  "control_out, raw_out)"),
+                  "control_out, raw_out, run_control)"),
               std::string::npos)
         << merged.error().message;
 }
