@@ -15,8 +15,9 @@ packages=(
   # HDF5 compression filters (LZ4, bitshuffle) so archives open in h5py/silx; bitshuffle's own
   # Python module and h5py are the independent references the codec tests compare against
   hdf5-filter-plugin bitshuffle python3-h5py
-  # tests and benchmarks; PyYAML reads docker-compose.yml in tests/deploy
-  libgtest-dev libgmock-dev libbenchmark-dev python3-yaml
+  # tests and benchmarks; PyYAML reads docker-compose.yml in tests/deploy; pyzmq and Python
+  # Protobuf drive run control from Python as a Bluesky plan would (tests/deploy)
+  libgtest-dev libgmock-dev libbenchmark-dev python3-yaml python3-zmq python3-protobuf
   # formatting and lint (sanitizer builds use g++)
   clang-format clang-tidy
 )
