@@ -29,6 +29,7 @@
 #include "anisoflow/reduce/corrections.hpp"
 #include "anisoflow/runtime/config_loader.hpp"
 #include "anisoflow/runtime/service_main.hpp"
+#include "anisoflow/runtime/service_thread.hpp"
 #include "anisoflow/sim/frame_renderer.hpp"
 #include "anisoflow/testing/test_paths.hpp"
 #include "anisoflow/transport/dispatch.hpp"
@@ -57,35 +58,14 @@ constexpr double kDensity = 0.0553;
 constexpr double kNu = 0.37;
 constexpr double kEps = 0.01;
 
-// A service loop on its own thread with its own stop flag and metrics.
-class ServiceThread {
-  public:
-    ServiceThread(std::string name, std::function<Result<void>(runtime::ServiceContext&)> loop)
-        : stop_(*runtime::StopSource::create()),
-          context_{std::move(name), stop_, registry_, 0},
-          thread_([this, loop = std::move(loop)] { result_ = loop(context_); }) {}
-    ~ServiceThread() { (void)stop(); }
-    ServiceThread(const ServiceThread&) = delete;
-    ServiceThread& operator=(const ServiceThread&) = delete;
-    ServiceThread(ServiceThread&&) = delete;
-    ServiceThread& operator=(ServiceThread&&) = delete;
-
-    Result<void> stop() {
-        stop_.request_stop();
-        if (thread_.joinable()) {
-            thread_.join();
-        }
-        return result_;
-    }
-    [[nodiscard]] std::string metrics() const { return registry_.serialize(); }
-
-  private:
-    metrics::Registry registry_;
-    runtime::StopSource stop_;
-    runtime::ServiceContext context_;
-    Result<void> result_;
-    std::thread thread_;
-};
+// A service loop on a thread of the test (runtime::ServiceThread); null, with a test failure,
+// when it could not start.
+std::unique_ptr<runtime::ServiceThread> start_service(std::string name,
+                                                      runtime::ServiceThread::Loop loop) {
+    auto started = runtime::ServiceThread::start(std::move(name), std::move(loop));
+    EXPECT_TRUE(started.has_value()) << started.error().message;
+    return started ? std::move(*started) : nullptr;
+}
 
 // The value of one sample line of the Prometheus text, e.g. `name{reason="x"} 3`.
 double metric_value(const std::string& text, const std::string& series) {
@@ -330,15 +310,17 @@ TEST(ServicesPipeline, TwoReducersAnalyzeAndArchiveEveryFrameOfASimulatedRunExac
         transport::open_socket(context, zmq::socket_type::sub, ">" + ipc("results"), subscribe);
     ASSERT_TRUE(results.has_value());
 
-    ServiceThread analyze_service(
+    auto analyze_service = start_service(
         "analyze", [&](runtime::ServiceContext& c) { return analyzer::run(analyze, c); });
-    ServiceThread archive_service(
+    auto archive_service = start_service(
         "archive", [&](runtime::ServiceContext& c) { return archiver::run(archive, c); });
-    std::vector<std::unique_ptr<ServiceThread>> workers;
+    ASSERT_TRUE(analyze_service && archive_service);
+    std::vector<std::unique_ptr<runtime::ServiceThread>> workers;
     workers.reserve(reducers.size());
     for (const cfg::ReduceConfig& worker_config : reducers) {
-        workers.push_back(std::make_unique<ServiceThread>(
+        workers.push_back(start_service(
             "reduce", [&](runtime::ServiceContext& c) { return reducer::run(worker_config, c); }));
+        ASSERT_TRUE(workers.back());
     }
 
     const geometry::PoniGeometry poni = small_detector();
@@ -448,18 +430,18 @@ TEST(ServicesPipeline, TwoReducersAnalyzeAndArchiveEveryFrameOfASimulatedRunExac
     // Archive: the run file is closed once RunEnd went down the feed.
     const std::filesystem::path file = dir / "runs" / archiver::run_file_name(run_id);
     EXPECT_EQ(file.parent_path(), dir / "runs");
-    while (metric_value(archive_service.metrics(), "anisoflow_archive_runs_closed_total") < 1.0 &&
+    while (metric_value(archive_service->metrics(), "anisoflow_archive_runs_closed_total") < 1.0 &&
            std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(milliseconds(20));
     }
     const std::string reduce_metrics_0 = workers[0]->metrics();
     const std::string reduce_metrics_1 = workers[1]->metrics();
-    const std::string analyze_metrics = analyze_service.metrics();
+    const std::string analyze_metrics = analyze_service->metrics();
     for (auto& worker : workers) {
         EXPECT_TRUE(worker->stop().has_value());
     }
-    EXPECT_TRUE(analyze_service.stop().has_value());
-    EXPECT_TRUE(archive_service.stop().has_value());
+    EXPECT_TRUE(analyze_service->stop().has_value());
+    EXPECT_TRUE(archive_service->stop().has_value());
 
     // Frames in = frames out: each data frame reduced once over both workers, merged once.
     const double reduced_0 =
@@ -515,8 +497,9 @@ TEST(ServicesPipeline, IntegratingNoiseModelWithoutReadNoiseOrTwoDarksRejectsThe
     zmq::context_t context;
     auto dispatcher = transport::Dispatcher::open(context, "@" + ipc("frames"));
     ASSERT_TRUE(dispatcher.has_value()) << dispatcher.error().message;
-    ServiceThread worker("reduce",
-                         [&](runtime::ServiceContext& c) { return reducer::run(reduce, c); });
+    auto worker = start_service(
+        "reduce", [&](runtime::ServiceContext& c) { return reducer::run(reduce, c); });
+    ASSERT_TRUE(worker);
     const auto deadline = std::chrono::steady_clock::now() + kChainTimeout;
     while (dispatcher->workers_alive() < 1 && std::chrono::steady_clock::now() < deadline) {
         ASSERT_TRUE(dispatcher->poll(milliseconds(50)).has_value());
@@ -546,10 +529,10 @@ TEST(ServicesPipeline, IntegratingNoiseModelWithoutReadNoiseOrTwoDarksRejectsThe
     }
     EXPECT_EQ(dispatcher->counters().frames_rejected, 1U);
     EXPECT_EQ(
-        metric_value(worker.metrics(), "anisoflow_reduce_errors_total{reason=\"bad_run_start\"}"),
+        metric_value(worker->metrics(), "anisoflow_reduce_errors_total{reason=\"bad_run_start\"}"),
         1.0)
-        << worker.metrics();
-    EXPECT_TRUE(worker.stop().has_value());
+        << worker->metrics();
+    EXPECT_TRUE(worker->stop().has_value());
     std::filesystem::remove_all(sockets);
 }
 
