@@ -367,6 +367,8 @@ class ArchiveService {
                 on_reduced(*cake);
             } else if (auto* result = std::get_if<transport::ResultMessage>(&*decoded)) {
                 on_result(*result);
+            } else if (auto* event = std::get_if<transport::RunEventMessage>(&*decoded)) {
+                on_run_event(event->event);
             } else if (auto* end = std::get_if<transport::RunEndMessage>(&*decoded)) {
                 if (raw_feed) {
                     on_raw_end(end->end);
@@ -432,6 +434,18 @@ class ArchiveService {
                                               Clock::time_point{}, 0});
     }
 
+    // Run control's state change (docs/run-control.md) into /entry/run_log as it happens. One
+    // that comes before its run's file is open is not lost: every RunEnd carries the whole log.
+    void on_run_event(const pb::RunEvent& event) {
+        auto found = runs_.find(event.run_id());
+        if (found == runs_.end()) {
+            return;
+        }
+        if (auto ok = found->second.file.append_state_change(event.run_id(), event.change()); !ok) {
+            count_error("write", ok.error().message);
+        }
+    }
+
     [[nodiscard]] bool raw_full() const {
         return pool_ && raw_order_.size() >= pool_->max_in_flight();
     }
@@ -453,6 +467,8 @@ class ArchiveService {
             raw_order_.emplace_back(std::move(start->start));
         } else if (auto* end = std::get_if<transport::RunEndMessage>(&message)) {
             raw_order_.emplace_back(std::move(end->end));
+        } else if (auto* event = std::get_if<transport::RunEventMessage>(&message)) {
+            raw_order_.emplace_back(std::move(event->event));  // after its run's RunStart
         } else {
             return false;
         }
@@ -495,6 +511,8 @@ class ArchiveService {
                 on_run_start(*start);
             } else if (auto* end = std::get_if<pb::RunEnd>(&item)) {
                 on_raw_end(*end);
+            } else if (auto* event = std::get_if<pb::RunEvent>(&item)) {
+                on_run_event(*event);
             }
             raw_order_.pop_front();
         }
@@ -656,7 +674,7 @@ class ArchiveService {
     archive::RawCompression raw_compression_ = archive::RawCompression::kBslz4;
     // RAW frames are compressed on these threads when raw_compression is lz4 or bslz4.
     std::unique_ptr<CompressionPool> pool_;
-    using RawItem = std::variant<std::shared_ptr<RawJob>, pb::RunStart, pb::RunEnd>;
+    using RawItem = std::variant<std::shared_ptr<RawJob>, pb::RunStart, pb::RunEnd, pb::RunEvent>;
     std::deque<RawItem> raw_order_;  // the raw feed's messages not yet applied, in feed order
     std::map<std::string, OpenRun, std::less<>> runs_;
     std::map<std::string, std::uintmax_t, std::less<>> file_sizes_;

@@ -16,10 +16,13 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <hdf5.h>
 #include <nlohmann/json.hpp>
 
+#include "anisoflow/runtime/service_thread.hpp"
 #include "anisoflow/testing/cli_runner.hpp"
 
+#include "archive_service.hpp"
 #include "fixture_writers.hpp"
 #include "ingest_harness.hpp"
 
@@ -267,6 +270,136 @@ TEST(RunControl, TheAnisoflowRunCommandTagsEveryFrameWithTheStateInForce) {
     EXPECT_NE(metrics.find("anisoflow_ingest_run_control_refused_total{action=\"start\"} 1"),
               std::string::npos)
         << metrics;
+}
+
+// A 1-D dataset of one-byte enums (read as stored) or uint64 values; a fixed string column.
+template <class T>
+std::vector<T> read_column(hid_t file, const std::string& path) {
+    const hid_t dataset = H5Dopen2(file, path.c_str(), H5P_DEFAULT);
+    const hid_t type = sizeof(T) == 1 ? H5Dget_type(dataset) : H5Tcopy(H5T_NATIVE_UINT64);
+    const hid_t space = H5Dget_space(dataset);
+    std::vector<T> values(static_cast<std::size_t>(H5Sget_simple_extent_npoints(space)));
+    if (!values.empty()) {
+        EXPECT_GE(H5Dread(dataset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), 0) << path;
+    }
+    H5Sclose(space);
+    H5Tclose(type);
+    H5Dclose(dataset);
+    return values;
+}
+
+std::vector<std::string> read_notes(hid_t file, const std::string& path) {
+    const hid_t dataset = H5Dopen2(file, path.c_str(), H5P_DEFAULT);
+    const hid_t type = H5Dget_type(dataset);
+    const hid_t space = H5Dget_space(dataset);
+    const auto n = static_cast<std::size_t>(H5Sget_simple_extent_npoints(space));
+    const std::size_t size = H5Tget_size(type);
+    std::string buffer(n * size, '\0');
+    if (n > 0) {
+        EXPECT_GE(H5Dread(dataset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buffer.data()), 0) << path;
+    }
+    std::vector<std::string> notes;
+    for (std::size_t i = 0; i < n; ++i) {
+        const char* entry = buffer.data() + i * size;
+        notes.emplace_back(entry, strnlen(entry, size));
+    }
+    H5Sclose(space);
+    H5Tclose(type);
+    H5Dclose(dataset);
+    return notes;
+}
+
+// Every state change reaches the run file: live on the raw feed, then completed from RunEnd.
+TEST(RunControl, EveryStateChangeIsArchivedInTheRunLog) {
+    zmq::context_t context;
+    FakeDetector detector(context);
+    cfg::IngestConfig config = dectris_config(detector.endpoint, dectris::Protocol::kStreamV2);
+    const fs::path dir = testing::scratch_dir();
+    config.mutable_endpoints()->mutable_run_control()->set_address("@tcp://127.0.0.1:*");
+    config.mutable_endpoints()->mutable_raw_out()->set_address("@tcp://127.0.0.1:*");
+    RunningIngest ingest(config);
+    FakeReducer reducer(context, ingest.endpoints());
+
+    // Archive, fed raw frames by ingest; the test stands in for analyze on the archive feed.
+    cfg::ArchiveConfig archive;
+    ASSERT_TRUE(runtime::merge_defaults(archive).has_value());
+    archive.mutable_metrics()->set_enabled(false);
+    archive.set_archive_dir((dir / "runs").string());
+    archive.set_raw_compression("lz4");
+    const std::string feed = "ipc://" + (dir / "archive.sock").string();
+    archive.mutable_endpoints()->mutable_archive_in()->set_address("@" + feed);
+    archive.mutable_endpoints()->mutable_raw_in()->set_address(">" + ingest.endpoints().raw);
+    auto archiver = runtime::ServiceThread::start(
+        "archive", [&](runtime::ServiceContext& c) { return archiver::run(archive, c); });
+    ASSERT_TRUE(archiver.has_value()) << archiver.error().message;
+    auto analyze_feed = transport::open_socket(context, zmq::socket_type::push, ">" + feed);
+    ASSERT_TRUE(analyze_feed.has_value());
+
+    const RunControlCli run(ingest.endpoints().run_control, dir);
+    auto started =
+        run({"start", "--config", write_run_toml(dir).string(), "--poni", write_poni(dir).string(),
+             "--run-id", "logged-1", "--kind", "data", "--orientation", "P", "--note", "omega 0"});
+    ASSERT_EQ(started.exit_code, 0) << testing::describe(started);
+    ASSERT_TRUE(reducer.until_events(2));
+    emu::SeriesSettings series = tiny_series();
+    series.width_px = kSide;
+    series.height_px = kSide;
+    series.number_of_images = 2;
+    for (const auto& message : v2_messages(series)) {
+        detector.send(message);
+    }
+    ASSERT_TRUE(reducer.until_events(4));  // the series opened and closed
+    ASSERT_EQ(run({"next", "--kind", "data", "--orientation", "N", "--note", "turned"}).exit_code,
+              0);
+    ASSERT_TRUE(reducer.until_events(5));
+    ASSERT_EQ(run({"stop", "--detail", "done"}).exit_code, 0);
+    const auto end = reducer.until_run_end("logged-1");
+    ASSERT_TRUE(end) << "no RunEnd";
+    ASSERT_EQ(end->state_changes_size(), 6);
+
+    // Live: the raw feed's RunEvents are in the file before it closes (read as h5py would,
+    // SWMR, while archive holds it open).
+    const fs::path file = dir / "runs" / archiver::run_file_name("logged-1");
+    std::size_t live_rows = 0;
+    for (const auto until = Clock::now() + kPatience; live_rows < 6 && Clock::now() < until;) {
+        std::this_thread::sleep_for(20ms);
+        const hid_t reader = H5Fopen(file.c_str(), H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT);
+        if (reader >= 0) {
+            live_rows = read_column<std::uint8_t>(reader, "/entry/run_log/change").size();
+            H5Fclose(reader);
+        }
+    }
+    EXPECT_EQ(live_rows, 6U) << "the run log did not grow while the run file was open";
+
+    // As analyze does: its RunEnd (ingest's, forwarded) on the archive feed closes the file.
+    auto parts = transport::encode_control(*end);
+    ASSERT_TRUE(parts.has_value());
+    auto sent = transport::send(*analyze_feed, *parts, kPatience);
+    ASSERT_TRUE(sent && *sent);
+    const auto deadline = Clock::now() + kPatience;
+    while ((*archiver)->metrics().find("anisoflow_archive_runs_closed_total 1") ==
+               std::string::npos &&
+           Clock::now() < deadline) {
+        std::this_thread::sleep_for(20ms);
+    }
+    ASSERT_TRUE((*archiver)->stop().has_value());
+
+    const hid_t h5 = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    ASSERT_GE(h5, 0) << file;
+    EXPECT_EQ(read_column<std::uint8_t>(h5, "/entry/run_log/change"),
+              (std::vector<std::uint8_t>{1, 2, 3, 4, 2, 5}));
+    EXPECT_EQ(read_column<std::uint8_t>(h5, "/entry/run_log/orientation"),
+              (std::vector<std::uint8_t>{0, 1, 1, 1, 2, 2}));
+    EXPECT_EQ(read_column<std::uint64_t>(h5, "/entry/run_log/next_sequence"),
+              (std::vector<std::uint64_t>{0, 0, 0, 2, 2, 2}));
+    const std::vector<std::string> notes = read_notes(h5, "/entry/run_log/note");
+    ASSERT_EQ(notes.size(), 6U);
+    EXPECT_EQ(notes[1], "omega 0");
+    EXPECT_EQ(notes[4], "turned");
+    EXPECT_EQ(notes[5], "done");
+    EXPECT_EQ(read_column<std::uint64_t>(h5, "/entry/data/sequence"),
+              (std::vector<std::uint64_t>{0, 1}));
+    H5Fclose(h5);
 }
 
 // A TIFF of `pages` 64 x 64 frames whose first pixels are first, first + 100, ..., written under
