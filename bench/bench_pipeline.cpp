@@ -8,10 +8,12 @@
 // - a memcpy of one frame, the yardstick;
 // - throughput: frames sent unpaced (ingest's backpressure sets the pace) / time from the first
 //   frame sent to the final result, with the frames the final result holds (0 lost or the run
-//   is reported as failed);
+//   is reported as failed), and the CPU time (user + system, all threads) it took per frame;
 // - latency at a fixed frame rate: for each data frame, the time from its sending to the first
 //   published result whose count of merged frames of its orientation reaches it (results come
-//   every --recompute-ms, so that interval bounds the latency from below), p50 and p99.
+//   every --recompute-ms, so that interval bounds the latency from below), p50 and p99 of all
+//   frames, and p99 of the frames sent 1 s or more after the run's first (apart from the run's
+//   start, where each reducer builds the run's integrator on its first data frame).
 //
 //   bench_pipeline [--frames N] [--rows R] [--cols C] [--reducers W] [--reduce-threads T]
 //                  [--latency-fps F] [--latency-frames M] [--recompute-ms I] [--distinct D]
@@ -46,6 +48,7 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <zmq.hpp>
 
@@ -83,6 +86,7 @@ constexpr const char* kComposition = "Zr52.5Cu17.9Ni14.6Al10Ti5";
 constexpr double kDensity = 0.0553;
 constexpr double kNu = 0.37;
 constexpr auto kChainTimeout = std::chrono::minutes(10);
+constexpr auto kSettleTime = std::chrono::seconds(1);
 
 struct Options {
     std::size_t frames = 100;  // per orientation, throughput run
@@ -402,6 +406,9 @@ struct RunFigures {
     std::uint64_t in_final = 0;
     std::vector<double> latency_ms;  // the P frames' in order, then the N frames'
     std::size_t latency_sent_p = 0;  // how many of latency_ms are P frames'
+    // The same for the frames sent kSettleTime or more after the run's first: without the run's
+    // start (each reducer builds the run's integrator when its first data frame comes).
+    std::vector<double> settled_latency_ms;
 };
 
 class Chain {
@@ -583,8 +590,12 @@ class Chain {
             for (std::size_t k = 0; k < sent.size(); ++k) {
                 for (const ResultSeen& result : seen) {
                     if ((p ? result.frames_p : result.frames_n) > k) {
-                        figures.latency_ms.push_back(
-                            std::chrono::duration<double, std::milli>(result.at - sent[k]).count());
+                        const double ms =
+                            std::chrono::duration<double, std::milli>(result.at - sent[k]).count();
+                        figures.latency_ms.push_back(ms);
+                        if (sent[k] - first >= kSettleTime) {
+                            figures.settled_latency_ms.push_back(ms);
+                        }
                         break;
                     }
                 }
@@ -680,6 +691,19 @@ void print_slowest(const RunFigures& figures) {
                      figures.latency_ms[k]);
     }
     std::fprintf(stderr, "\n");
+}
+
+// CPU time (user + system) of this process so far, every thread of every service: what the
+// chain costs, whatever else runs on the machine.
+double process_cpu_ms() {
+    rusage usage{};
+    if (getrusage(RUSAGE_SELF, &usage) != 0) {
+        return std::nan("");
+    }
+    const auto ms = [](const timeval& t) {
+        return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_usec) * 1e-3;
+    };
+    return ms(usage.ru_utime) + ms(usage.ru_stime);
 }
 
 double memcpy_ms(std::size_t bytes) {
@@ -790,8 +814,9 @@ int main(int argc, char** argv) {
         o.rows, o.cols, static_cast<double>(frame_bytes) / 1e6, o.reducers, o.reduce_threads,
         o.recompute_ms, std::thread::hardware_concurrency());
     std::printf("  memcpy of one frame: %.3f ms\n", copy_ms);
-    std::printf("  %-9s %-12s %10s %14s %10s %10s %6s\n", "detector", "raw archive", "frames/s",
-                "x memcpy time", "p50 ms", "p99 ms", "lost");
+    std::printf("  %-9s %-12s %10s %14s %12s %10s %10s %14s %6s\n", "detector", "raw archive",
+                "frames/s", "x memcpy time", "cpu ms/frame", "p50 ms", "p99 ms", "p99 after 1 s",
+                "lost");
     for (const std::string& sent : o.detector_modes) {
         encode_as(*frames, sent);
         if (sent != "raw") {
@@ -806,7 +831,10 @@ int main(int argc, char** argv) {
             Chain chain(o, run_dir, mode);
             // A short run first: connections, allocations and the first integrator are set up.
             (void)chain.run("bench-warmup", *frames, start, 2, 0.0);
+            const double cpu_before = process_cpu_ms();
             const RunFigures fast = chain.run("bench-throughput", *frames, start, o.frames, 0.0);
+            const double cpu_ms_per_frame =
+                (process_cpu_ms() - cpu_before) / static_cast<double>(fast.sent);
             const std::string metrics_before = chain.metrics();
             const RunFigures paced =
                 chain.run("bench-latency", *frames, start, o.latency_frames, o.latency_fps);
@@ -814,10 +842,11 @@ int main(int argc, char** argv) {
             const double fps =
                 fast.seconds > 0.0 ? static_cast<double>(fast.sent) / fast.seconds : 0.0;
             const std::uint64_t lost = (fast.sent - fast.in_final) + (paced.sent - paced.in_final);
-            std::printf("  %-9s %-12s %10.1f %14.0f %10.1f %10.1f %6llu\n", sent.c_str(),
-                        mode.c_str(), fps, fps > 0.0 ? 1000.0 / fps / copy_ms : 0.0,
-                        percentile(paced.latency_ms, 0.50), percentile(paced.latency_ms, 0.99),
-                        static_cast<unsigned long long>(lost));
+            std::printf(
+                "  %-9s %-12s %10.1f %14.0f %12.1f %10.1f %10.1f %14.1f %6llu\n", sent.c_str(),
+                mode.c_str(), fps, fps > 0.0 ? 1000.0 / fps / copy_ms : 0.0, cpu_ms_per_frame,
+                percentile(paced.latency_ms, 0.50), percentile(paced.latency_ms, 0.99),
+                percentile(paced.settled_latency_ms, 0.99), static_cast<unsigned long long>(lost));
             std::fflush(stdout);
             print_slowest(paced);
             print_stages(metrics_before, metrics_after);
@@ -827,8 +856,9 @@ int main(int argc, char** argv) {
         }
     }
     std::printf(
-        "  (throughput: %zu + %zu frames unpaced; latency: %zu + %zu frames at %.1f "
-        "frames/s, frame sent -> first result holding it)\n",
+        "  (throughput: %zu + %zu frames unpaced, cpu = user + system time of every service per "
+        "frame; latency: %zu + %zu frames at %.1f frames/s, frame sent -> first result holding "
+        "it)\n",
         o.frames, o.frames, o.latency_frames, o.latency_frames, o.latency_fps);
     fs::remove_all(dir);
     return status;
