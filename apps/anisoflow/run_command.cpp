@@ -132,19 +132,12 @@ Result<pb::RunControlReply> exchange(const RunOptions& o, const pb::RunControlRe
     return std::move(reply->reply);
 }
 
-std::string_view kind_text(pb::FrameKind kind, pb::Orientation orientation) {
-    switch (kind) {
-        case pb::FRAME_KIND_DATA:
-            return orientation == pb::ORIENTATION_N ? "data N" : "data P";
-        case pb::FRAME_KIND_DARK:
-            return "dark";
-        case pb::FRAME_KIND_FLAT:
-            return "flat";
-        case pb::FRAME_KIND_BACKGROUND:
-            return "background";
-        default:
-            return "none";
-    }
+// "data P", "data N", "dark", ...: the state as the operator says it.
+std::string kind_text(pb::FrameKind kind, pb::Orientation orientation) {
+    const std::string_view name = transport::frame_kind_name(kind);
+    return kind == pb::FRAME_KIND_DATA
+               ? fmt::format("{} {}", name, transport::orientation_name(orientation))
+               : std::string(name);
 }
 
 std::string_view change_text(pb::StateChangeType type) {
@@ -181,7 +174,7 @@ void print_status(const pb::RunStatus& s, bool with_log) {
     const pb::FrameCounts& f = s.frames_taken();
     std::printf(
         "run %s open: frames now are %s%s\n", s.run_id().c_str(),
-        std::string(kind_text(s.kind(), s.orientation())).c_str(),
+        kind_text(s.kind(), s.orientation()).c_str(),
         s.kind() == pb::FRAME_KIND_UNSPECIFIED ? " (refused until `anisoflow run next`)" : "");
     std::printf(
         "  taken: data P %llu, data N %llu, dark %llu, flat %llu, background %llu; "
@@ -197,8 +190,8 @@ void print_status(const pb::RunStatus& s, bool with_log) {
                     utc_text(c.changed_unix_ns()).c_str(),
                     std::string(change_text(c.type())).c_str(),
                     static_cast<unsigned long long>(c.next_sequence()),
-                    std::string(kind_text(c.kind(), c.orientation())).c_str(),
-                    c.note().empty() ? "" : "  ", c.note().c_str());
+                    kind_text(c.kind(), c.orientation()).c_str(), c.note().empty() ? "" : "  ",
+                    c.note().c_str());
     }
 }
 

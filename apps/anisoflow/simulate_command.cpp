@@ -21,6 +21,7 @@
 #include "anisoflow/sim/pair_distribution.hpp"
 #include "anisoflow/sim/strained_structure.hpp"
 #include "anisoflow/sim/structure_model.hpp"
+#include "anisoflow/transport/experiment.hpp"
 #include "anisoflow/transport/message.hpp"
 #include "anisoflow/transport/payload.hpp"
 #include "anisoflow/transport/socket.hpp"
@@ -312,19 +313,7 @@ pb::RunStart stream_run_start(const SimulateOptions& o, const geometry::PoniGeom
     start.set_started_unix_ns(unix_now_ns());
     start.set_source_version(ANISOFLOW_VERSION);
     pb::ExperimentConfig& c = *start.mutable_config();
-    pb::PoniGeometry& g = *c.mutable_geometry();
-    g.set_distance_m(poni.distance_m);
-    g.set_poni1_m(poni.poni1_m);
-    g.set_poni2_m(poni.poni2_m);
-    g.set_rot1_rad(poni.rot1_rad);
-    g.set_rot2_rad(poni.rot2_rad);
-    g.set_rot3_rad(poni.rot3_rad);
-    g.set_wavelength_m(poni.wavelength_m);
-    g.set_pixel1_m(poni.detector.pixel1_m);
-    g.set_pixel2_m(poni.detector.pixel2_m);
-    g.set_detector_rows(static_cast<std::uint32_t>(poni.detector.max_shape.rows));
-    g.set_detector_cols(static_cast<std::uint32_t>(poni.detector.max_shape.cols));
-    g.set_detector_type(poni.detector.name);
+    *c.mutable_geometry() = transport::to_message(poni);
     c.set_composition(o.composition);
     c.set_density_per_cubic_angstrom(o.density_per_cubic_angstrom);
     c.set_nu(o.nu);

@@ -781,27 +781,6 @@ struct EndedRun {
     Clock::time_point next_repeat;
 };
 
-void count_sent(pb::FrameCounts& counts, const pb::FrameHeader& header) {
-    switch (header.kind()) {
-        case pb::FRAME_KIND_DATA:
-            if (header.orientation() == pb::ORIENTATION_N) {
-                counts.set_data_n(counts.data_n() + 1);
-            } else {
-                counts.set_data_p(counts.data_p() + 1);
-            }
-            break;
-        case pb::FRAME_KIND_DARK:
-            counts.set_dark(counts.dark() + 1);
-            break;
-        case pb::FRAME_KIND_FLAT:
-            counts.set_flat(counts.flat() + 1);
-            break;
-        default:
-            counts.set_background(counts.background() + 1);
-            break;
-    }
-}
-
 }  // namespace
 
 struct IngestService::State {
@@ -889,7 +868,7 @@ struct IngestService::State {
                 spdlog::debug("frame not dispatched error=\"{}\"", sent.error().message);
                 return;
             }
-            count_sent(book->second.sent, header);
+            transport::count_frame(book->second.sent, header);
             metrics.dispatch_seconds.observe(
                 std::chrono::duration<double>(now - frame->received_at).count());
         } else if (auto* run_event = std::get_if<RunEventEvent>(&event)) {
@@ -1109,7 +1088,7 @@ struct IngestService::State {
         }
         metrics.bytes_sent.increment(static_cast<double>(bytes));
         if (counts != nullptr) {
-            count_sent(*counts, *frame_header);
+            transport::count_frame(*counts, *frame_header);
             metrics.raw_frames_sent.increment();
         }
         return true;

@@ -9,36 +9,11 @@
 #include <spdlog/spdlog.h>
 
 #include "anisoflow/transport/experiment.hpp"
+#include "anisoflow/transport/message.hpp"
 
 namespace anisoflow::ingest {
 
 namespace {
-
-std::string_view kind_name(pb::FrameKind kind) {
-    switch (kind) {
-        case pb::FRAME_KIND_DATA:
-            return "data";
-        case pb::FRAME_KIND_DARK:
-            return "dark";
-        case pb::FRAME_KIND_FLAT:
-            return "flat";
-        case pb::FRAME_KIND_BACKGROUND:
-            return "background";
-        default:
-            return "none";
-    }
-}
-
-std::string_view orientation_name(pb::Orientation orientation) {
-    switch (orientation) {
-        case pb::ORIENTATION_P:
-            return "P";
-        case pb::ORIENTATION_N:
-            return "N";
-        default:
-            return "-";
-    }
-}
 
 // Run ids become file names in the archive (docs/archive.md): no separators, no "..".
 bool valid_run_id(std::string_view id) {
@@ -62,27 +37,6 @@ std::string default_run_id(std::int64_t now_unix_ns) {
 
 std::string cut_note(const std::string& note) {
     return note.size() <= kMaxNoteBytes ? note : note.substr(0, kMaxNoteBytes);
-}
-
-void count_taken(pb::FrameCounts& counts, const pb::FrameHeader& header) {
-    switch (header.kind()) {
-        case pb::FRAME_KIND_DATA:
-            if (header.orientation() == pb::ORIENTATION_N) {
-                counts.set_data_n(counts.data_n() + 1);
-            } else {
-                counts.set_data_p(counts.data_p() + 1);
-            }
-            break;
-        case pb::FRAME_KIND_DARK:
-            counts.set_dark(counts.dark() + 1);
-            break;
-        case pb::FRAME_KIND_FLAT:
-            counts.set_flat(counts.flat() + 1);
-            break;
-        default:
-            counts.set_background(counts.background() + 1);
-            break;
-    }
 }
 
 // The problem with a requested state, or empty.
@@ -250,8 +204,8 @@ pb::RunControlReply RunController::set_state(const pb::SetState& request, std::i
     log(pb::STATE_CHANGE_TYPE_STATE_SET, request.note(), now_unix_ns, effects);
     spdlog::info(
         "run control: state set run={} kind={} orientation={} from_sequence={} note=\"{}\"",
-        *run_id_, kind_name(kind_), orientation_name(orientation_), next_sequence_,
-        cut_note(request.note()));
+        *run_id_, transport::frame_kind_name(kind_), transport::orientation_name(orientation_),
+        next_sequence_, cut_note(request.note()));
     reply.set_ok(true);
     return reply;
 }
@@ -435,7 +389,7 @@ std::optional<Refusal> RunController::tag_frame(pb::FrameHeader& header) {
     header.set_sequence(next_sequence_++);
     header.set_kind(kind_);
     header.set_orientation(orientation_);
-    count_taken(taken_, header);
+    transport::count_frame(taken_, header);
     return std::nullopt;
 }
 

@@ -33,6 +33,7 @@
 #include "anisoflow/sim/frame_renderer.hpp"
 #include "anisoflow/testing/test_paths.hpp"
 #include "anisoflow/transport/dispatch.hpp"
+#include "anisoflow/transport/experiment.hpp"
 #include "anisoflow/transport/payload.hpp"
 #include "anisoflow/transport/socket.hpp"
 
@@ -83,16 +84,7 @@ pb::RunStart make_run_start(const geometry::PoniGeometry& poni) {
     start.set_run_id("2025-01-31T12:00:00Z/../pipeline");  // sanitised by archive
     start.set_source_version("test");
     pb::ExperimentConfig& c = *start.mutable_config();
-    pb::PoniGeometry& g = *c.mutable_geometry();
-    g.set_distance_m(poni.distance_m);
-    g.set_poni1_m(poni.poni1_m);
-    g.set_poni2_m(poni.poni2_m);
-    g.set_wavelength_m(poni.wavelength_m);
-    g.set_pixel1_m(poni.detector.pixel1_m);
-    g.set_pixel2_m(poni.detector.pixel2_m);
-    g.set_detector_rows(static_cast<std::uint32_t>(poni.detector.max_shape.rows));
-    g.set_detector_cols(static_cast<std::uint32_t>(poni.detector.max_shape.cols));
-    g.set_detector_type("Detector");
+    *c.mutable_geometry() = transport::to_message(poni);
     c.set_composition(kComposition);
     c.set_density_per_cubic_angstrom(kDensity);
     c.set_nu(kNu);

@@ -588,6 +588,53 @@ Result<Multipart> encode_control(const pb::RunControlReply& reply) {
         [&](pb::Envelope& envelope) { *envelope.mutable_run_control_reply() = reply; });
 }
 
+void count_frame(pb::FrameCounts& counts, const pb::FrameHeader& header) {
+    switch (header.kind()) {
+        case pb::FRAME_KIND_DATA:
+            if (header.orientation() == pb::ORIENTATION_N) {
+                counts.set_data_n(counts.data_n() + 1);
+            } else {
+                counts.set_data_p(counts.data_p() + 1);
+            }
+            break;
+        case pb::FRAME_KIND_DARK:
+            counts.set_dark(counts.dark() + 1);
+            break;
+        case pb::FRAME_KIND_FLAT:
+            counts.set_flat(counts.flat() + 1);
+            break;
+        default:
+            counts.set_background(counts.background() + 1);
+            break;
+    }
+}
+
+std::string_view frame_kind_name(pb::FrameKind kind) {
+    switch (kind) {
+        case pb::FRAME_KIND_DATA:
+            return "data";
+        case pb::FRAME_KIND_DARK:
+            return "dark";
+        case pb::FRAME_KIND_FLAT:
+            return "flat";
+        case pb::FRAME_KIND_BACKGROUND:
+            return "background";
+        default:
+            return "none";
+    }
+}
+
+std::string_view orientation_name(pb::Orientation orientation) {
+    switch (orientation) {
+        case pb::ORIENTATION_P:
+            return "P";
+        case pb::ORIENTATION_N:
+            return "N";
+        default:
+            return "-";
+    }
+}
+
 std::optional<PixelType> to_pixel_type(pb::PixelDtype dtype) {
     switch (dtype) {
         case pb::PIXEL_DTYPE_UINT8:

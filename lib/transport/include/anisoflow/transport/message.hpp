@@ -141,6 +141,14 @@ using DecodeResult = tl::expected<Message, Rejection>;
 [[nodiscard]] Result<Multipart> encode_control(const pb::RunControlRequest& request);
 [[nodiscard]] Result<Multipart> encode_control(const pb::RunControlReply& reply);
 
+/// Adds one frame to the count of its kind (and, for DATA, its orientation: N, else P).
+void count_frame(pb::FrameCounts& counts, const pb::FrameHeader& header);
+
+/// "data", "dark", "flat", "background"; "none" for UNSPECIFIED or an unknown value.
+std::string_view frame_kind_name(pb::FrameKind kind);
+/// "P", "N"; "-" for UNSPECIFIED or an unknown value.
+std::string_view orientation_name(pb::Orientation orientation);
+
 /// The frame's pixel type (nullopt for PIXEL_DTYPE_UNSPECIFIED or an unknown value).
 std::optional<PixelType> to_pixel_type(pb::PixelDtype dtype);
 pb::PixelDtype to_pixel_dtype(PixelType type);
