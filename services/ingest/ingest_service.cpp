@@ -22,6 +22,7 @@
 
 #include "anisoflow/dectris/decode.hpp"
 #include "anisoflow/io/watched_folder.hpp"
+#include "anisoflow/runtime/bounded_queue.hpp"
 #include "anisoflow/runtime/config_loader.hpp"
 #include "anisoflow/runtime/stage.hpp"
 #include "anisoflow/transport/dispatch.hpp"
@@ -75,47 +76,8 @@ struct RunEventEvent {
 };
 using SourceEvent = std::variant<StartEvent, FrameEvent, EndEvent, RunEventEvent>;
 
-// A bounded FIFO between the two threads. push() waits while it is full, so the source stops
-// reading its socket and the sender's own queue fills (backpressure, never a drop).
-class EventQueue {
-  public:
-    explicit EventQueue(std::size_t capacity) : capacity_(capacity) {}
-
-    // false when stop was requested before there was room.
-    bool push(SourceEvent event, const runtime::StopToken& stop) {
-        std::unique_lock lock(mutex_);
-        while (events_.size() >= capacity_) {
-            if (stop.stop_requested()) {
-                return false;
-            }
-            not_full_.wait_for(lock, kSourcePoll);
-        }
-        events_.push_back(std::move(event));
-        return true;
-    }
-
-    std::optional<SourceEvent> try_pop() {
-        std::lock_guard lock(mutex_);
-        if (events_.empty()) {
-            return std::nullopt;
-        }
-        SourceEvent event = std::move(events_.front());
-        events_.pop_front();
-        not_full_.notify_one();
-        return event;
-    }
-
-    [[nodiscard]] std::size_t size() const {
-        std::lock_guard lock(mutex_);
-        return events_.size();
-    }
-
-  private:
-    std::size_t capacity_;
-    mutable std::mutex mutex_;
-    std::condition_variable not_full_;
-    std::deque<SourceEvent> events_;
-};
+// Between the two threads; full, it holds the source back (backpressure, never a drop).
+using EventQueue = runtime::BoundedQueue<SourceEvent>;
 
 struct Metrics {
     metrics::CounterFamily control_requests;  // run control requests, by action
@@ -1186,7 +1148,7 @@ Result<IngestService> IngestService::create(const cfg::IngestConfig& config,
             return tl::unexpected(loaded.error().with_context("source.dectris_run_file"));
         }
     }
-    state->queue = std::make_unique<EventQueue>(config.queue_capacity_frames());
+    state->queue = std::make_unique<EventQueue>(config.queue_capacity_frames(), kSourcePoll);
 
     transport::DispatcherOptions options;
     options.worker_timeout = milliseconds(config.worker_timeout_ms());

@@ -19,6 +19,7 @@
 #include "anisoflow/metrics/metrics.hpp"
 #include "anisoflow/reduce/cake_integrator.hpp"
 #include "anisoflow/reduce/corrections.hpp"
+#include "anisoflow/runtime/bounded_queue.hpp"
 #include "anisoflow/runtime/stage.hpp"
 #include "anisoflow/transport/dispatch.hpp"
 #include "anisoflow/transport/experiment.hpp"
@@ -82,41 +83,7 @@ struct Job {
 };
 
 // Frames received and not yet integrated; its capacity is the credit the worker announces.
-class JobQueue {
-  public:
-    explicit JobQueue(std::size_t capacity) : capacity_(capacity) {}
-
-    // Waits for room (credits make this rare); false when stop came first.
-    bool push(Job job, const runtime::StopToken& stop) {
-        std::unique_lock lock(mutex_);
-        while (jobs_.size() >= capacity_) {
-            if (stop.stop_requested()) {
-                return false;
-            }
-            changed_.wait_for(lock, kPollInterval);
-        }
-        jobs_.push_back(std::move(job));
-        changed_.notify_all();
-        return true;
-    }
-
-    std::optional<Job> pop(milliseconds timeout) {
-        std::unique_lock lock(mutex_);
-        if (!changed_.wait_for(lock, timeout, [&] { return !jobs_.empty(); })) {
-            return std::nullopt;
-        }
-        Job job = std::move(jobs_.front());
-        jobs_.pop_front();
-        changed_.notify_all();
-        return job;
-    }
-
-  private:
-    std::size_t capacity_;
-    std::mutex mutex_;
-    std::condition_variable changed_;
-    std::deque<Job> jobs_;
-};
+using JobQueue = runtime::BoundedQueue<Job>;
 
 // Acknowledgements from the worker stages to the receive stage, which owns the FrameInput. One
 // FIFO, so a frame's REDUCED leaves before analyze's RECEIVED relayed after it.
@@ -280,7 +247,7 @@ class ReduceService {
           zmq_(zmq_context),
           input_(std::move(input)),
           metrics_(std::move(metrics)),
-          jobs_(std::max<std::size_t>(1, config.queue_capacity_frames())) {}
+          jobs_(std::max<std::size_t>(1, config.queue_capacity_frames()), kPollInterval) {}
 
     Result<void> run() {
         auto control = transport::open_socket(zmq_, zmq::socket_type::sub,
