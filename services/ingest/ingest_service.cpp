@@ -104,14 +104,6 @@ struct Metrics {
 const std::vector<double> kLatencySecondsBuckets = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2,
                                                     0.5,   1.0,   2.0,   5.0,  10.0, 30.0, 60.0};
 
-std::uint64_t size_of(const transport::Multipart& parts) {
-    std::uint64_t bytes = 0;
-    for (const auto& part : parts) {
-        bytes += part.size();
-    }
-    return bytes;
-}
-
 Result<Metrics> register_metrics(metrics::Registry& registry) {
     auto received = registry.counter("anisoflow_ingest_frames_received_total",
                                      "frames received from the source");
@@ -307,7 +299,7 @@ Result<void> read_anisoflow_stream(zmq::socket_t& socket, RunTracker& tracker, M
             }
             continue;
         }
-        metrics.bytes_received.increment(static_cast<double>(size_of(**received)));
+        metrics.bytes_received.increment(static_cast<double>(transport::size_of(**received)));
         auto decoded = transport::decode(std::move(**received));
         if (!decoded) {
             metrics.frames_rejected.with("malformed").increment();
@@ -497,7 +489,7 @@ class ControlDesk {
                 }
                 return;
             }
-            metrics_.bytes_received.increment(static_cast<double>(size_of(**received)));
+            metrics_.bytes_received.increment(static_cast<double>(transport::size_of(**received)));
             pb::RunControlReply reply;
             std::string_view action = "malformed";
             auto decoded = transport::decode(std::move(**received));
@@ -530,7 +522,7 @@ class ControlDesk {
                               encoded.error().message);
                 return;  // a REP that does not reply is stuck: cannot happen with the above
             }
-            const std::uint64_t bytes = size_of(*encoded);
+            const std::uint64_t bytes = transport::size_of(*encoded);
             if (auto sent = transport::try_send(rep_, *encoded); sent && *sent) {
                 metrics_.bytes_sent.increment(static_cast<double>(bytes));
             } else {
@@ -590,7 +582,7 @@ Result<void> read_dectris_stream(zmq::socket_t& socket, const cfg::IngestSource&
             }
             continue;
         }
-        metrics.bytes_received.increment(static_cast<double>(size_of(**received)));
+        metrics.bytes_received.increment(static_cast<double>(transport::size_of(**received)));
         transport::Multipart& parts = **received;
         std::vector<dectris::ByteSpan> spans;
         spans.reserve(parts.size());
@@ -778,7 +770,7 @@ struct IngestService::State {
             return;
         }
         // PUB never blocks: a slow subscriber loses messages, which is why RunStart repeats.
-        const std::uint64_t bytes = size_of(*message);
+        const std::uint64_t bytes = transport::size_of(*message);
         auto sent = transport::try_send(control, *message);
         if (!sent) {
             spdlog::warn("control publish failed error=\"{}\"", sent.error().message);
@@ -1039,7 +1031,7 @@ struct IngestService::State {
             spdlog::error("raw feed message not encoded error=\"{}\"", message.error().message);
             return true;  // nothing to wait for: the frame still goes to the reducers
         }
-        const std::uint64_t bytes = size_of(*message);
+        const std::uint64_t bytes = transport::size_of(*message);
         auto sent = transport::try_send(raw, *message);
         if (!sent) {
             spdlog::warn("raw feed send failed error=\"{}\"", sent.error().message);

@@ -43,14 +43,6 @@ constexpr std::size_t kWorkerStages = 2;
 const std::vector<double> kReduceSecondsBuckets = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
                                                    0.2,   0.5,   1.0,   2.0,  5.0,  10.0};
 
-std::uint64_t size_of(const transport::Multipart& parts) {
-    std::uint64_t bytes = 0;
-    for (const auto& part : parts) {
-        bytes += part.size();
-    }
-    return bytes;
-}
-
 transport::SocketOptions socket_options(const cfg::Socket& socket) {
     transport::SocketOptions options;
     options.send_hwm = static_cast<int>(socket.send_hwm_messages());
@@ -339,7 +331,7 @@ class ReduceService {
             if (!*received) {
                 return {};
             }
-            metrics_.bytes_received.increment(static_cast<double>(size_of(**received)));
+            metrics_.bytes_received.increment(static_cast<double>(transport::size_of(**received)));
             auto decoded = transport::decode(std::move(**received));
             if (!decoded) {
                 metrics_.rejected.with(transport::to_string(decoded.error().reason)).increment();
@@ -510,7 +502,7 @@ class ReduceService {
         auto parts = transport::encode_control(heartbeat);
         if (parts) {
             // A heartbeat analyze cannot take now is simply skipped.
-            const std::uint64_t bytes = size_of(*parts);
+            const std::uint64_t bytes = transport::size_of(*parts);
             if (auto sent = transport::try_send(reduced, *parts); sent && *sent) {
                 metrics_.bytes_sent.increment(static_cast<double>(bytes));
             }
@@ -565,7 +557,7 @@ class ReduceService {
             reject_frame(job.frame, "integrate", where + ": " + message.error().message, true);
             return {};
         }
-        const std::uint64_t bytes = size_of(*message);
+        const std::uint64_t bytes = transport::size_of(*message);
         auto sent = transport::send(reduced, *message, milliseconds(config_.send_timeout_ms()));
         if (!sent) {
             return tl::unexpected(sent.error().with_context("endpoints.reduced_out"));
@@ -597,7 +589,7 @@ class ReduceService {
             if (!*received) {
                 return {};
             }
-            metrics_.bytes_received.increment(static_cast<double>(size_of(**received)));
+            metrics_.bytes_received.increment(static_cast<double>(transport::size_of(**received)));
             auto decoded = transport::decode(std::move(**received));
             if (!decoded) {
                 metrics_.rejected.with(transport::to_string(decoded.error().reason)).increment();

@@ -33,14 +33,6 @@ std::uint64_t new_session() {
     return drawn == 0 ? 1 : drawn;
 }
 
-std::uint64_t size_of(const Multipart& parts) {
-    std::uint64_t bytes = 0;
-    for (const auto& part : parts) {
-        bytes += part.size();
-    }
-    return bytes;
-}
-
 bool is_calibration(pb::FrameKind kind) {
     return kind == pb::FRAME_KIND_DARK || kind == pb::FRAME_KIND_FLAT;
 }

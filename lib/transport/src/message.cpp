@@ -588,6 +588,14 @@ Result<Multipart> encode_control(const pb::RunControlReply& reply) {
         [&](pb::Envelope& envelope) { *envelope.mutable_run_control_reply() = reply; });
 }
 
+std::uint64_t size_of(const Multipart& parts) {
+    std::uint64_t bytes = 0;
+    for (const zmq::message_t& part : parts) {
+        bytes += part.size();
+    }
+    return bytes;
+}
+
 void count_frame(pb::FrameCounts& counts, const pb::FrameHeader& header) {
     switch (header.kind()) {
         case pb::FRAME_KIND_DATA:

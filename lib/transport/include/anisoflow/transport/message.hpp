@@ -141,6 +141,9 @@ using DecodeResult = tl::expected<Message, Rejection>;
 [[nodiscard]] Result<Multipart> encode_control(const pb::RunControlRequest& request);
 [[nodiscard]] Result<Multipart> encode_control(const pb::RunControlReply& reply);
 
+/// Bytes of every part of a message, for the bytes in/out metrics.
+std::uint64_t size_of(const Multipart& parts);
+
 /// Adds one frame to the count of its kind (and, for DATA, its orientation: N, else P).
 void count_frame(pb::FrameCounts& counts, const pb::FrameHeader& header);
 
