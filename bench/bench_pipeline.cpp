@@ -512,6 +512,8 @@ class Chain {
     Chain(const Chain&) = delete;
     Chain& operator=(const Chain&) = delete;
 
+    [[nodiscard]] std::string archive_metrics() const { return archive_->metrics(); }
+
     // Every service's metrics, in the Prometheus text format.
     [[nodiscard]] std::string metrics() const {
         std::string text = ingest_registry_.serialize();
@@ -632,23 +634,36 @@ class Chain {
 };
 
 // Sum and count of a histogram in Prometheus text (all its series added up).
-std::pair<double, double> histogram_totals(const std::string& text, const std::string& name) {
-    double sum = 0.0;
-    double count = 0.0;
+// The value of a metric in Prometheus text, all its series added up.
+double metric_total(const std::string& text, const std::string& name) {
+    double total = 0.0;
     for (std::size_t at = 0; at < text.size();) {
         const std::size_t end = std::min(text.find('\n', at), text.size());
         const std::string_view line(text.data() + at, end - at);
-        for (const auto& [suffix, total] :
-             {std::pair<std::string, double*>{name + "_sum", &sum}, {name + "_count", &count}}) {
-            if (line.starts_with(suffix) && line.size() > suffix.size() &&
-                (line[suffix.size()] == ' ' || line[suffix.size()] == '{')) {
-                *total +=
-                    std::strtod(std::string(line.substr(line.rfind(' ') + 1)).c_str(), nullptr);
-            }
+        if (line.starts_with(name) && line.size() > name.size() &&
+            (line[name.size()] == ' ' || line[name.size()] == '{')) {
+            total += std::strtod(std::string(line.substr(line.rfind(' ') + 1)).c_str(), nullptr);
         }
         at = end + 1;
     }
-    return {sum, count};
+    return total;
+}
+
+std::pair<double, double> histogram_totals(const std::string& text, const std::string& name) {
+    return {metric_total(text, name + "_sum"), metric_total(text, name + "_count")};
+}
+
+// Waits (at most a minute) until archive has closed `runs` run files: the next run then starts
+// on an idle chain, not behind the raw frames the unpaced run left in archive's queues.
+void wait_archived(const Chain& chain, double runs) {
+    const auto deadline = Clock::now() + std::chrono::minutes(1);
+    while (metric_total(chain.archive_metrics(), "anisoflow_archive_runs_closed_total") < runs) {
+        if (Clock::now() > deadline) {
+            std::fprintf(stderr, "bench_pipeline: archive has not closed %.0f run files\n", runs);
+            return;
+        }
+        std::this_thread::sleep_for(milliseconds(20));
+    }
 }
 
 // Where a run's latency went, from the services' own histograms (means over the run, ms):
@@ -835,6 +850,7 @@ int main(int argc, char** argv) {
             const RunFigures fast = chain.run("bench-throughput", *frames, start, o.frames, 0.0);
             const double cpu_ms_per_frame =
                 (process_cpu_ms() - cpu_before) / static_cast<double>(fast.sent);
+            wait_archived(chain, 2.0);  // the warm-up and the unpaced run
             const std::string metrics_before = chain.metrics();
             const RunFigures paced =
                 chain.run("bench-latency", *frames, start, o.latency_frames, o.latency_fps);
