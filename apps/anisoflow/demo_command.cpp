@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "anisoflow/core/result.hpp"
+#include "anisoflow/live/result_json.hpp"
 #include "anisoflow/metrics/scrape.hpp"
 #include "anisoflow/transport/message.hpp"
 #include "anisoflow/transport/socket.hpp"
@@ -207,63 +208,8 @@ Result<std::uint16_t> metrics_port(const Child& child) {
     return static_cast<std::uint16_t>(port);
 }
 
-std::string_view mechanism_name(pb::Mechanism mechanism) {
-    switch (mechanism) {
-        case pb::MECHANISM_BOND_STRETCHING:
-            return "bond-stretching";
-        case pb::MECHANISM_BOND_ROTATION:
-            return "bond-rotation";
-        case pb::MECHANISM_ISOTROPIC:
-            return "isotropic";
-        case pb::MECHANISM_UNDETERMINED:
-            return "undetermined";
-        default:
-            return "unspecified";
-    }
-}
-
-std::string_view mode_name(pb::ExtractionMode mode) {
-    return mode == pb::EXTRACTION_MODE_SINGLE ? "single" : "pn";
-}
-
-std::string_view normalisation_name(pb::Normalisation normalisation) {
-    return normalisation == pb::NORMALISATION_ADHOC ? "adhoc" : "high-Q";
-}
-
-// The final result with the keys and spellings of `anisoflow analyze`'s SUMMARY.json (SPEC 8),
-// so the two can be compared key by key, plus what only the live chain knows.
-nlohmann::json summary_json(const pb::AnalysisResult& r) {
-    return {
-        {"alpha", r.alpha()},
-        {"alpha_stderr", r.alpha_stderr()},
-        {"alpha_reduced_chi2", r.alpha_reduced_chi2()},
-        {"alpha_full_range", r.alpha_full_range()},
-        {"alpha_full_range_stderr", r.alpha_full_range_stderr()},
-        {"alpha_full_range_reduced_chi2", r.alpha_full_range_reduced_chi2()},
-        {"eps_aff", r.eps_aff()},
-        {"eps_aff_stderr", r.eps_aff_stderr()},
-        {"nu", r.nu()},
-        {"r_c_angstrom",
-         r.has_r_c_angstrom() ? nlohmann::json(r.r_c_angstrom()) : nlohmann::json(nullptr)},
-        {"mechanism", std::string(mechanism_name(r.mechanism()))},
-        {"corr_stretching", r.corr_stretching()},
-        {"corr_rotation", r.corr_rotation()},
-        {"first_peak_shift_angstrom", r.first_peak_shift_angstrom()},
-        {"s2_chi2", r.s2_chi2()},
-        {"s2_dof", r.s2_dof()},
-        {"n_frames_p", r.n_frames_p()},
-        {"n_frames_n", r.n_frames_n()},
-        {"mode", std::string(mode_name(r.mode()))},
-        {"normalisation", std::string(normalisation_name(r.normalisation()))},
-        {"version", r.version()},
-        {"frames_received",
-         {{"data_p", r.frames().data_p()},
-          {"data_n", r.frames().data_n()},
-          {"dark", r.frames().dark()},
-          {"flat", r.frames().flat()},
-          {"background", r.frames().background()}}},
-    };
-}
+using live::mechanism_name;
+using live::summary_json;
 
 // The binary of one service: --services-dir, else next to this program (an install), else the
 // CMake build tree (<build>/apps/anisoflow/anisoflow -> <build>/services/<name>/).

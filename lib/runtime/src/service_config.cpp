@@ -242,6 +242,29 @@ std::vector<std::string> validate(const cfg::ArchiveConfig& config) {
     return problems;
 }
 
+std::vector<std::string> validate(const cfg::GatewayConfig& config) {
+    Problems problems;
+    check_instance(problems, config.instance());
+    check_logging(problems, config.logging());
+    check_metrics(problems, config.metrics());
+    check_socket(problems, "endpoints.results_in", config.endpoints().results_in());
+    check_socket(problems, "endpoints.control_in", config.endpoints().control_in());
+    const std::string& address = config.http().bind_address();
+    const auto colon = address.rfind(':');
+    if (colon == std::string::npos || colon == 0 ||
+        !is_port(std::string_view(address).substr(colon + 1))) {
+        problems.push_back(fmt::format(
+            "http.bind_address: '{}' is not host:port with a port in 0..65535", address));
+    }
+    check_positive(problems, "http.max_websocket_clients", config.http().max_websocket_clients(),
+                   "at least one page must be able to connect");
+    check_positive(problems, "http.websocket_queue_messages",
+                   config.http().websocket_queue_messages(),
+                   "a page must be able to hold at least one push");
+    check_positive(problems, "runs_kept", config.runs_kept(), "at least one run is remembered");
+    return problems;
+}
+
 std::string log_level_name(cfg::LogLevel level) {
     switch (level) {
         case cfg::LOG_LEVEL_TRACE:

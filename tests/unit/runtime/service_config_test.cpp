@@ -46,7 +46,10 @@ TEST(DeployConfig, EveryExampleFileLoadsAndValidates) {
     const auto reduce = read_deploy_file<cfg::ReduceConfig>("reduce.toml");
     const auto analyze = read_deploy_file<cfg::AnalyzeConfig>("analyze.toml");
     const auto archive = read_deploy_file<cfg::ArchiveConfig>("archive.toml");
+    const auto gateway = read_deploy_file<cfg::GatewayConfig>("gateway.toml");
     EXPECT_TRUE(validate(ingest).empty()) << joined(validate(ingest));
+    EXPECT_TRUE(validate(gateway).empty()) << joined(validate(gateway));
+    EXPECT_EQ(gateway.http().bind_address(), "127.0.0.1:8080");
     EXPECT_TRUE(validate(reduce).empty()) << joined(validate(reduce));
     EXPECT_TRUE(validate(analyze).empty()) << joined(validate(analyze));
     EXPECT_TRUE(validate(archive).empty()) << joined(validate(archive));
@@ -95,6 +98,7 @@ TEST(DeployConfig, EveryKeyIsWrittenInTheExampleFiles) {
     expect_every_field_set(read_deploy_file<cfg::ReduceConfig>("reduce.toml"), "reduce: ");
     expect_every_field_set(read_deploy_file<cfg::AnalyzeConfig>("analyze.toml"), "analyze: ");
     expect_every_field_set(read_deploy_file<cfg::ArchiveConfig>("archive.toml"), "archive: ");
+    expect_every_field_set(read_deploy_file<cfg::GatewayConfig>("gateway.toml"), "gateway: ");
 }
 
 TEST(BuiltInDefaults, AreTheDeployConfigFiles) {
@@ -230,6 +234,7 @@ TEST(DocsConfiguration, ListsEveryKeyOfEveryService) {
     const std::string docs = text.str();
     const std::vector<std::pair<std::string, const google::protobuf::Descriptor*>> services = {
         {"ingest", cfg::IngestConfig::descriptor()},
+        {"gateway", cfg::GatewayConfig::descriptor()},
         {"reduce", cfg::ReduceConfig::descriptor()},
         {"analyze", cfg::AnalyzeConfig::descriptor()},
         {"archive", cfg::ArchiveConfig::descriptor()}};

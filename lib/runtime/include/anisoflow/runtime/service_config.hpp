@@ -17,6 +17,7 @@ namespace cfg = ::anisoflow::config::v1;
 [[nodiscard]] std::vector<std::string> validate(const cfg::ReduceConfig& config);
 [[nodiscard]] std::vector<std::string> validate(const cfg::AnalyzeConfig& config);
 [[nodiscard]] std::vector<std::string> validate(const cfg::ArchiveConfig& config);
+[[nodiscard]] std::vector<std::string> validate(const cfg::GatewayConfig& config);
 
 /// The spdlog level name of a LogLevel ("info"); "" for LOG_LEVEL_UNSPECIFIED.
 [[nodiscard]] std::string log_level_name(cfg::LogLevel level);
