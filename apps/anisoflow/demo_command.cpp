@@ -236,6 +236,35 @@ Result<fs::path> service_binary(const DemoOptions& o, const fs::path& self_dir,
                 file, tried);
 }
 
+// The dashboard's built files: --dashboard-dir, else an install's share/anisoflow/dashboard, else
+// the build tree's web/dist; empty (the gateway then serves the API only) when none has one.
+fs::path find_dashboard(const DemoOptions& o, const fs::path& self_dir) {
+    if (!o.dashboard_dir.empty()) {
+        return fs::absolute(o.dashboard_dir).lexically_normal();
+    }
+    for (const fs::path& candidate : {self_dir / ".." / "share" / "anisoflow" / "dashboard",
+                                      self_dir / ".." / ".." / "web" / "dist"}) {
+        std::error_code ec;
+        if (fs::is_regular_file(candidate / "index.html", ec)) {
+            return fs::absolute(candidate).lexically_normal();
+        }
+    }
+    return {};
+}
+
+// The number after `key` in a child's log, searched from `after` ("http=" then ":" for the
+// gateway's "http=127.0.0.1:8080"), or 0.
+std::uint16_t port_in_log(const Child& child, const std::string& key, const std::string& after) {
+    const std::string log = read_file(child.log);
+    const auto from = log.find(after);
+    const auto at = from == std::string::npos ? from : log.find(key, from + after.size());
+    if (at == std::string::npos) {
+        return 0;
+    }
+    const unsigned long port = std::strtoul(log.c_str() + at + key.size(), nullptr, 10);
+    return port > 0 && port <= 65535 ? static_cast<std::uint16_t>(port) : 0;
+}
+
 // The TOML quoting of a string value (paths here hold no control characters).
 std::string quoted(const std::string& text) {
     std::string out = "\"";
@@ -279,6 +308,7 @@ std::string endpoint_toml(const std::string& name, const std::string& address) {
 Result<std::vector<std::pair<std::string, fs::path>>> write_configs(const DemoOptions& o,
                                                                     const fs::path& config_dir,
                                                                     const fs::path& runs_dir,
+                                                                    const fs::path& dashboard_dir,
                                                                     const Endpoints& e) {
     std::vector<std::pair<std::string, fs::path>> configs;
     const auto add = [&](const std::string& service, const std::string& instance,
@@ -332,6 +362,15 @@ Result<std::vector<std::pair<std::string, fs::path>>> write_configs(const DemoOp
         archive += endpoint_toml("raw_in", ">" + e.raw);
     }
     if (auto added = add("archive", "archive", archive); !added) {
+        return tl::unexpected(added.error());
+    }
+    std::string gateway = fmt::format("archive_dir = {}\n", quoted(runs_dir.string())) +
+                          common_toml("gateway") +
+                          fmt::format("[http]\nbind_address = {}\nstatic_dir = {}\n\n",
+                                      quoted(o.http), quoted(dashboard_dir.string()));
+    gateway += endpoint_toml("results_in", ">" + e.results);
+    gateway += endpoint_toml("control_in", ">" + e.control);
+    if (auto added = add("gateway", "gateway", gateway); !added) {
         return tl::unexpected(added.error());
     }
     return configs;
@@ -437,6 +476,9 @@ class Demo {
         if (auto up = wait_until_up(); !up) {
             return report(up.error());
         }
+        if (auto targets = write_prometheus_targets(); !targets) {
+            return report(targets.error());
+        }
         if (auto streamed = start_simulator(); !streamed) {
             return report(streamed.error());
         }
@@ -456,7 +498,63 @@ class Demo {
                 return report(written.error());
             }
         }
+        linger();
         return 0;
+    }
+
+    // --linger-s: the chain stays up for the dashboard or a Prometheus server; a signal ends it.
+    void linger() const {
+        if (!(o_.linger_s > 0.0)) {
+            return;
+        }
+        std::printf("services stay up for %.0f s (Ctrl-C ends sooner)%s%s\n", o_.linger_s,
+                    dashboard_url_.empty() ? "" : "; dashboard: ", dashboard_url_.c_str());
+        std::fflush(stdout);
+        const auto deadline = Clock::now() + std::chrono::duration<double>(o_.linger_s);
+        while (Clock::now() < deadline && g_signal.load() == 0) {
+            std::this_thread::sleep_for(kPoll);
+        }
+    }
+
+    // DIR/prometheus/targets.json, Prometheus' file_sd format: where every service's metrics
+    // are, so a Prometheus server can scrape the demo (docs/monitoring.md).
+    Result<void> write_prometheus_targets() {
+        nlohmann::json targets = nlohmann::json::array();
+        for (const Child& child : children_) {
+            if (child.name == "simulate") {
+                continue;
+            }
+            auto port = metrics_port(child);
+            if (!port) {
+                return tl::unexpected(port.error());
+            }
+            const std::string service = child.name.substr(0, child.name.find('-'));
+            targets.push_back({{"targets", {fmt::format("127.0.0.1:{}", *port)}},
+                               {"labels", {{"service", service}, {"instance", child.name}}}});
+        }
+        const fs::path dir = config_dir_.parent_path() / "prometheus";
+        std::error_code ec;
+        fs::create_directories(dir, ec);
+        // Written whole, then renamed: Prometheus never reads half a file.
+        if (auto written = write_text(dir / "targets.json.tmp", targets.dump(2) + "\n"); !written) {
+            return written;
+        }
+        fs::rename(dir / "targets.json.tmp", dir / "targets.json", ec);
+        if (ec) {
+            return fail(ErrorCode::kIo, "{}: {}", (dir / "targets.json").string(), ec.message());
+        }
+        for (const Child& child : children_) {
+            if (child.name == "gateway") {
+                const std::uint16_t http = port_in_log(child, ":", "http=");
+                if (http != 0) {
+                    dashboard_url_ = fmt::format("http://127.0.0.1:{}/", http);
+                    std::printf("dashboard: %s%s\n", dashboard_url_.c_str(),
+                                dashboard_dir_.empty() ? " (API only: no dashboard built)" : "");
+                    std::fflush(stdout);
+                }
+            }
+        }
+        return {};
     }
 
     // What every service counted, read over HTTP as Prometheus would, before they are stopped:
@@ -521,7 +619,7 @@ class Demo {
         if (ec) {
             return fail(ErrorCode::kIo, "/proc/self/exe: {}", ec.message());
         }
-        for (const char* service : {"ingest", "reduce", "analyze", "archive"}) {
+        for (const char* service : {"ingest", "reduce", "analyze", "archive", "gateway"}) {
             auto binary = service_binary(o_, self_.parent_path(), service);
             if (!binary) {
                 return tl::unexpected(binary.error());
@@ -558,7 +656,8 @@ class Demo {
                                              .count());
         // The run id holds only [A-Za-z0-9-]: archive names the file <run id>.nxs.
         archive_file_ = runs_dir_ / (run_id_ + ".nxs");
-        auto configs = write_configs(o_, config_dir_, runs_dir_, endpoints_);
+        dashboard_dir_ = find_dashboard(o_, self_.parent_path());
+        auto configs = write_configs(o_, config_dir_, runs_dir_, dashboard_dir_, endpoints_);
         if (!configs) {
             return tl::unexpected(configs.error());
         }
@@ -764,6 +863,8 @@ class Demo {
     const DemoOptions& o_;
     fs::path self_;
     std::vector<std::pair<std::string, fs::path>> binaries_;
+    fs::path dashboard_dir_;
+    std::string dashboard_url_;
     fs::path config_dir_, logs_dir_, runs_dir_, metrics_dir_, archive_file_;
     Endpoints endpoints_;
     std::string run_id_;
@@ -810,6 +911,17 @@ CLI::App* add_demo_command(CLI::App& app, DemoOptions& o) {
     cmd->add_option("--raw-compression", o.raw_compression,
                     "raw frames in the run file: bslz4, lz4, none (uncompressed) or off (not "
                     "stored)")
+        ->capture_default_str();
+    cmd->add_option("--http", o.http,
+                    "host:port of the gateway: the dashboard and the JSON API (port 0: any free "
+                    "port; the address is printed)")
+        ->capture_default_str();
+    cmd->add_option("--dashboard-dir", o.dashboard_dir,
+                    "the dashboard's built files (default: an install's share/anisoflow/dashboard "
+                    "or the build tree's web/dist)");
+    cmd->add_option("--linger-s", o.linger_s,
+                    "keep the services up this many seconds after the final result (for the "
+                    "dashboard or a Prometheus server); Ctrl-C ends sooner")
         ->capture_default_str();
     cmd->add_option("--json", o.json_path,
                     "write the final result (SUMMARY.json keys), the run file and every "

@@ -36,6 +36,13 @@ struct DemoOptions {
     std::string json_path;
     /// How the archive stores the raw frames (bslz4, lz4, none) or "off": not stored.
     std::string raw_compression = "bslz4";
+    /// host:port of anisoflow-gateway (the dashboard and the JSON API); port 0: any free port.
+    std::string http = "127.0.0.1:0";
+    /// The dashboard's built files; empty: next to the binaries (an install) or the build tree.
+    std::string dashboard_dir;
+    /// Seconds the chain stays up after the final result (to look at the dashboard, or for a
+    /// Prometheus server to scrape); SIGINT/SIGTERM ends it sooner.
+    double linger_s = 0.0;
 };
 
 CLI::App* add_demo_command(CLI::App& app, DemoOptions& options);

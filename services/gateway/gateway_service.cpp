@@ -617,8 +617,10 @@ std::uint16_t GatewayService::http_port() const { return state_->acceptor.local_
 
 Result<void> GatewayService::run(const runtime::StopSource& stop) {
     State& s = *state_;
-    spdlog::info("gateway ready http=127.0.0.1:{} static_dir={} archive_dir={}", http_port(),
-                 s.config.http().static_dir(), s.config.archive_dir());
+    const tcp::endpoint bound = s.acceptor.local_endpoint();
+    spdlog::info("gateway ready http={}:{} static_dir={} archive_dir={}",
+                 bound.address().to_string(), bound.port(), s.config.http().static_dir(),
+                 s.config.archive_dir());
     s.accept_next();
     runtime::StageThread feed("feed", stop, [&s](const runtime::StopToken& token) {
         Result<void> result = s.read_feeds(token);

@@ -113,9 +113,16 @@ TEST_F(DemoCli, StreamsASimulatedRunThroughEveryServiceAndArchivesIt) {
     EXPECT_NE(final_line.find(all_frames), std::string::npos) << final_line;
 
     // The children's logs are where docs/demo.md says.
-    for (const char* service : {"ingest", "reduce-0", "reduce-1", "analyze", "archive"}) {
+    for (const char* service :
+         {"ingest", "reduce-0", "reduce-1", "analyze", "archive", "gateway"}) {
         EXPECT_TRUE(fs::exists(out / "logs" / (std::string(service) + ".log"))) << service;
     }
+    // Where a Prometheus server finds every service's metrics (file_sd), and the dashboard.
+    const std::string targets = anisoflow::testing::read_text(out / "prometheus" / "targets.json");
+    for (const char* instance : {"\"ingest\"", "\"reduce-1\"", "\"gateway\""}) {
+        EXPECT_NE(targets.find(instance), std::string::npos) << targets;
+    }
+    EXPECT_NE(run.out.find("dashboard: http://127.0.0.1:"), std::string::npos) << run.out;
 
     ASSERT_FALSE(archive_line.empty()) << anisoflow::testing::describe(run);
     const fs::path archive = archive_line.substr(std::string("archive: ").size());
