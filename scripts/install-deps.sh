@@ -20,7 +20,13 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev python3-yaml python3-zmq python3-protobuf
   # formatting and lint (sanitizer builds use g++)
   clang-format clang-tidy
+  # the dashboard: built with Node.js and npm (web/, docs/dashboard.md), tested in headless
+  # Chromium (tests/browser); npm is added below only where Node.js does not bring its own
+  nodejs chromium
 )
+if ! command -v npm >/dev/null 2>&1; then
+  packages+=(npm)
+fi
 
 missing=()
 for package in "${packages[@]}"; do
