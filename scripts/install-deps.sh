@@ -18,6 +18,9 @@ packages=(
   # tests and benchmarks; PyYAML reads docker-compose.yml in tests/deploy; pyzmq and Python
   # Protobuf drive run control from Python as a Bluesky plan would (tests/deploy)
   libgtest-dev libgmock-dev libbenchmark-dev python3-yaml python3-zmq python3-protobuf
+  # monitoring: promtool validates deploy/prometheus (config, alert rules and their unit tests)
+  # and the Prometheus server scrapes a running demo in tests/deploy (docs/monitoring.md)
+  prometheus
   # formatting and lint (sanitizer builds use g++)
   clang-format clang-tidy
   # the dashboard: built with Node.js and npm (web/, docs/dashboard.md), tested in headless
