@@ -6,8 +6,11 @@ configuration (no Docker needed, which CI lacks):
   configuration (exit 0), and its printed effective TOML is what the checks below read;
 - every address a service connects to (">tcp://HOST:PORT") names a compose service that binds
   that port ("@tcp://*:PORT"), and so does the simulator's --stream address;
-- every published container port is one the service binds (ZeroMQ or metrics);
-- every Prometheus target (static or by DNS) is a service's metrics port;
+- every published container port is one the service binds (ZeroMQ, metrics or the gateway's
+  HTTP), on every interface (a loopback bind inside a container cannot be reached from outside);
+- every Prometheus target (static or by DNS) is a service's metrics port, every rule file of
+  prometheus.yml is mounted into the Prometheus container, and so is every Grafana
+  provisioning folder the compose file names;
 - the image ships every binary the compose commands run.
 
 Usage: check_compose.py REPO_ROOT NAME=BINARY...  (NAME: anisoflow-ingest, ..., anisoflow)
@@ -72,7 +75,17 @@ def main():
         metrics = config.get("metrics", {})
         if metrics.get("enabled"):
             ports[int(metrics["bind_address"].rsplit(":", 1)[1])] = "metrics.bind_address"
+        http = config.get("http", {})  # the gateway
+        if http.get("bind_address"):
+            ports[int(http["bind_address"].rsplit(":", 1)[1])] = "http.bind_address"
         binds[name] = ports
+
+    def bind_host(config, key):
+        """The host part of an HTTP bind (metrics.bind_address, http.bind_address)."""
+        node = config
+        for part in key.split(".")[:-1]:
+            node = node.get(part, {})
+        return node.get("bind_address", "").rsplit(":", 1)[0]
 
     def peer_key(path):
         """The key that must bind what `path` connects to: endpoints.X_in -> endpoints.X_out
@@ -114,6 +127,13 @@ def main():
             container = int(str(mapping).split(":")[-1].split("/")[0])
             if container not in binds[name]:
                 fail(problems, f"{name}: publishes port {container}, which it does not bind")
+                continue
+            key = binds[name][container]
+            if key.endswith("bind_address") and not key.startswith("endpoints."):
+                host = bind_host(effective[name], key)
+                if host not in ("0.0.0.0", "*", "", "[::]", "::"):
+                    fail(problems, f"{name}: publishes port {container}, but {key} binds {host} "
+                         "only: unreachable from outside the container")
 
     def metrics_port(host):
         config = effective.get(host)
@@ -136,6 +156,34 @@ def main():
     for name in effective:
         if name not in scraped:
             fail(problems, f"prometheus scrapes no {name}")
+
+    def mounts(service):
+        """{container path: host path} of a service's bind mounts."""
+        out = {}
+        for volume in service.get("volumes", []):
+            parts = str(volume).split(":")
+            if len(parts) >= 2 and parts[0].startswith("."):
+                out[parts[1]] = parts[0]
+        return out
+
+    prometheus_service = services.get("prometheus", {})
+    mounted = mounts(prometheus_service)
+    config_in_container = next((arg.split("=", 1)[1] for arg in prometheus_service.get("command", [])
+                                if str(arg).startswith("--config.file=")), None)
+    if config_in_container is None or mounted.get(config_in_container) != \
+            "./deploy/prometheus/prometheus.yml":
+        fail(problems, "prometheus: --config.file is not deploy/prometheus/prometheus.yml")
+    for rule_file in prometheus.get("rule_files", []):
+        in_container = str(Path(config_in_container or "/").parent / rule_file)
+        host = mounted.get(in_container)
+        if host is None:
+            fail(problems, f"prometheus: rule file {rule_file} ({in_container}) is not mounted")
+        elif not (root / host).is_file():
+            fail(problems, f"prometheus: rule file {host} does not exist")
+    for name, service in services.items():
+        for container, host in mounts(service).items():
+            if "deploy/" in host and not (root / host).exists():
+                fail(problems, f"{name}: mounts {host}, which does not exist")
 
     for problem in problems:
         print(problem, file=sys.stderr)
