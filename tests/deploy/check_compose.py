@@ -11,7 +11,8 @@ configuration (no Docker needed, which CI lacks):
 - every Prometheus target (static or by DNS) is a service's metrics port, every rule file of
   prometheus.yml is mounted into the Prometheus container, and so is every Grafana
   provisioning folder the compose file names;
-- the image ships every binary the compose commands run.
+- the image ships every binary the compose commands run, and the dashboard where the gateway's
+  http.static_dir expects it.
 
 Usage: check_compose.py REPO_ROOT NAME=BINARY...  (NAME: anisoflow-ingest, ..., anisoflow)
 """
@@ -64,6 +65,10 @@ def main():
                  f"{run.stderr.strip()}")
             continue
         effective[name] = tomllib.loads(run.stdout)
+        static_dir = effective[name].get("http", {}).get("static_dir", "")
+        if static_dir and f" {static_dir.rstrip('/')}/" not in dockerfile:
+            fail(problems, f"{name}: the image has nothing at http.static_dir {static_dir} "
+                 "(deploy/docker/Dockerfile copies no dashboard there)")
 
     binds = {}  # compose service -> {port: the configuration key that binds it}
     for name, config in effective.items():
