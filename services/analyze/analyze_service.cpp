@@ -505,14 +505,36 @@ class AnalyzeService {
         ResultMessageParts parts =
             make_result(run_id, *run.settings, *result, run.p.frame_count(), run.n.frame_count());
         parts.header.set_is_final(is_final);
-        auto for_archive = transport::encode_result(parts.header, [&] {
+        std::vector<zmq::message_t> images;
+        if (cake_n) {  // the P - N image pages show (docs/gateway.md); archive keeps the cakes
+            std::vector<double> difference = reduce::relative_difference(cake_p, *cake_n);
+            if (!difference.empty()) {
+                pb::CakeImage& image = *parts.header.add_images();
+                image.set_kind(pb::CAKE_IMAGE_KIND_PN_RELATIVE_DIFFERENCE);
+                image.set_n_q(static_cast<std::uint32_t>(cake_p.axes.n_q));
+                image.set_n_chi(static_cast<std::uint32_t>(cake_p.axes.n_chi));
+                pb::UniformAxis& q = *image.mutable_q_axis();
+                q.set_lower(cake_p.axes.q_min_inv_angstrom);
+                q.set_upper(cake_p.axes.q_max_inv_angstrom);
+                q.set_unit("1/angstrom");
+                pb::UniformAxis& chi = *image.mutable_chi_axis();
+                chi.set_lower(-180.0);
+                chi.set_upper(180.0);
+                chi.set_unit("deg");
+                images.push_back(transport::make_payload(std::move(difference)));
+            }
+        }
+        pb::AnalysisResult archived = parts.header;
+        archived.clear_images();  // the run file keeps the cakes themselves
+        auto for_archive = transport::encode_result(archived, [&] {
             std::vector<zmq::message_t> copies;
             for (const auto& curve : parts.curves) {
                 copies.push_back(transport::copy_payload(transport::bytes_of(curve)));
             }
             return copies;
         }());
-        auto for_pub = transport::encode_result(parts.header, std::move(parts.curves));
+        auto for_pub =
+            transport::encode_result(parts.header, std::move(parts.curves), std::move(images));
         if (!for_pub || !for_archive) {
             count_error("analysis",
                         run_id + ": " + (for_pub ? for_archive : for_pub).error().message);

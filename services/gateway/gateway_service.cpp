@@ -66,7 +66,7 @@ struct GatewayMetrics {
 Result<GatewayMetrics> register_metrics(metrics::Registry& registry) {
     auto requests = registry.counter_family(
         "anisoflow_gateway_http_requests_total", "HTTP requests answered, by route", "route",
-        {"health", "runs", "run", "result", "static", "websocket", "not_found",
+        {"health", "runs", "run", "result", "cake", "static", "websocket", "not_found",
          "method_not_allowed", "busy"});
     auto clients = registry.gauge("anisoflow_gateway_websocket_clients",
                                   "pages connected to /ws for live results");
@@ -340,22 +340,30 @@ Response answer(Hub& hub, const http::request<http::string_body>& request) {
     if (target.starts_with(kRunsPrefix)) {
         std::string_view rest = target.substr(kRunsPrefix.size());
         constexpr std::string_view kResultSuffix = "/result";
+        constexpr std::string_view kCakeSuffix = "/cake";
         const bool want_result = rest.ends_with(kResultSuffix);
+        const bool want_cake = rest.ends_with(kCakeSuffix);
         if (want_result) {
             rest.remove_suffix(kResultSuffix.size());
+        }
+        if (want_cake) {
+            rest.remove_suffix(kCakeSuffix.size());
         }
         const auto run_id = percent_decode(rest);
         if (!run_id || run_id->empty() || run_id->find('/') != std::string::npos) {
             return error(http::status::bad_request, "not_found",
                          fmt::format("bad run id in {}", target));
         }
-        const auto found = want_result ? hub.board.result(*run_id) : hub.board.run(*run_id);
+        const auto found = want_result ? hub.board.result(*run_id)
+                           : want_cake ? hub.board.image(*run_id)
+                                       : hub.board.run(*run_id);
         if (!found) {
             return error(http::status::not_found, "not_found",
                          want_result ? fmt::format("run {}: no result yet", *run_id)
+                         : want_cake ? fmt::format("run {}: no P - N image yet", *run_id)
                                      : fmt::format("run {}: not seen by this gateway", *run_id));
         }
-        hub.metrics.requests.with(want_result ? "result" : "run").increment();
+        hub.metrics.requests.with(want_result ? "result" : want_cake ? "cake" : "run").increment();
         return json_response(http::status::ok, *found, version, keep_alive);
     }
     if (target.starts_with("/api/")) {

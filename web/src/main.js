@@ -139,6 +139,60 @@ function showCurves(curves) {
   document.body.dataset.curvesShown = String(Date.now());
 }
 
+// Diverging colour (blue - white - red) of t in [-1, 1]: the sign of P - N at a glance.
+function diverging(t) {
+  const x = Math.max(-1, Math.min(1, t));
+  const white = [247, 247, 247];
+  const end = x >= 0 ? [178, 24, 43] : [33, 102, 172];
+  const f = Math.abs(x);
+  return white.map((w, i) => Math.round(w + (end[i] - w) * f));
+}
+
+// The P - N cake (the seed paper's Fig. 1c): colour scale symmetric about 0 at the 98th
+// percentile of |value|, so one hot cell does not wash the rest out.
+function showCake(image) {
+  const canvas = $("cake");
+  const rows = image.values.length;
+  const columns = rows > 0 ? image.values[0].length : 0;
+  if (rows === 0 || columns === 0) {
+    return;
+  }
+  const magnitudes = image.values.flat().filter((v) => v !== null).map(Math.abs).sort((a, b) => a - b);
+  const scale = magnitudes.length > 0 ? magnitudes[Math.floor(0.98 * (magnitudes.length - 1))] || 1e-12 : 1;
+  canvas.width = columns;
+  canvas.height = rows;
+  const context = canvas.getContext("2d");
+  const pixels = context.createImageData(columns, rows);
+  for (let r = 0; r < rows; r += 1) {
+    for (let c = 0; c < columns; c += 1) {
+      const value = image.values[r][c];
+      const [red, green, blue] = value === null ? [210, 210, 210] : diverging(value / scale);
+      const at = 4 * (r * columns + c);
+      pixels.data[at] = red;
+      pixels.data[at + 1] = green;
+      pixels.data[at + 2] = blue;
+      pixels.data[at + 3] = 255;
+    }
+  }
+  context.putImageData(pixels, 0, 0);
+  $("cake-high").textContent = `+${scale.toExponential(1)}`;
+  $("cake-low").textContent = `-${scale.toExponential(1)}`;
+  $("cake-q-min").textContent = image.q[0].toFixed(2);
+  $("cake-q-max").textContent = image.q[image.q.length - 1].toFixed(2);
+  canvas.dataset.cells = String(rows * columns);
+}
+
+async function refreshCake() {
+  try {
+    const image = await getJson(`/api/runs/${encodeURIComponent(state.runId)}/cake`);
+    if (image.run_id === state.runId) {
+      showCake(image);
+    }
+  } catch (error) {
+    // No image yet (single-orientation runs have none).
+  }
+}
+
 async function refreshCurves() {
   if (!state.runId) {
     return;
@@ -150,6 +204,9 @@ async function refreshCurves() {
     if (result.run_id === state.runId) {
       showSummary(result.summary);
       showCurves(result.curves);
+      if (state.hasImage) {
+        await refreshCake();
+      }
     }
   } catch (error) {
     // No result yet for this run: the next push brings one.
@@ -176,6 +233,7 @@ async function showRun(runId) {
     const run = await getJson(`/api/runs/${encodeURIComponent(runId)}`);
     $("run-state").textContent = run.state;
     hasResult = run.results > 0;
+    state.hasImage = run.has_image === true;
     state.history = run.history || [];
     showConvergence();
     const log = $("run-log");
@@ -260,6 +318,7 @@ function onPush(message) {
     return;
   }
   showSummary(message.summary);
+  state.hasImage = message.has_image;
   state.history.push(message.point);
   showConvergence();
   if (message.is_final) {

@@ -1,5 +1,6 @@
 #include "anisoflow/live/result_json.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <span>
@@ -122,6 +123,61 @@ nlohmann::json curves_json(const transport::ResultMessage& message) {
         };
     }
     return curves;
+}
+
+nlohmann::json image_json(const transport::ResultMessage& message) {
+    const pb::AnalysisResult& h = message.header;
+    if (h.images_size() == 0 || message.images.empty()) {
+        return nullptr;
+    }
+    const pb::CakeImage& image = h.images(0);
+    // decode() checked the part holds n_chi x n_q float64.
+    const std::vector<double> values = transport::copy_values<double>(message.images.front());
+    const std::size_t n_q = image.n_q();
+    const std::size_t n_chi = image.n_chi();
+    const std::size_t group = (n_q + kMaxImageColumns - 1) / kMaxImageColumns;
+    const std::size_t columns = (n_q + group - 1) / group;
+    const double q_step =
+        (image.q_axis().upper() - image.q_axis().lower()) / static_cast<double>(n_q);
+    const double chi_step =
+        (image.chi_axis().upper() - image.chi_axis().lower()) / static_cast<double>(n_chi);
+    std::vector<double> q(columns);
+    for (std::size_t c = 0; c < columns; ++c) {
+        const std::size_t first = c * group;
+        const std::size_t last = std::min(n_q, first + group);  // one past
+        q[c] = image.q_axis().lower() + 0.5 * static_cast<double>(first + last) * q_step;
+    }
+    std::vector<double> chi(n_chi);
+    for (std::size_t r = 0; r < n_chi; ++r) {
+        chi[r] = image.chi_axis().lower() + (static_cast<double>(r) + 0.5) * chi_step;
+    }
+    nlohmann::json rows = nlohmann::json::array();
+    for (std::size_t r = 0; r < n_chi; ++r) {
+        nlohmann::json row = nlohmann::json::array();
+        for (std::size_t c = 0; c < columns; ++c) {
+            double sum = 0.0;
+            std::size_t n = 0;
+            for (std::size_t iq = c * group; iq < std::min(n_q, (c + 1) * group); ++iq) {
+                const double v = values[r * n_q + iq];
+                if (std::isfinite(v)) {
+                    sum += v;
+                    ++n;
+                }
+            }
+            row.push_back(n > 0 ? nlohmann::json(sum / static_cast<double>(n))
+                                : nlohmann::json(nullptr));
+        }
+        rows.push_back(std::move(row));
+    }
+    return {{"kind", image.kind() == pb::CAKE_IMAGE_KIND_PN_RELATIVE_DIFFERENCE
+                         ? "pn_relative_difference"
+                         : "unspecified"},
+            {"unit", ""},
+            {"q_unit", "1/angstrom"},
+            {"chi_unit", "deg"},
+            {"q", q},
+            {"chi", chi},
+            {"values", std::move(rows)}};
 }
 
 }  // namespace anisoflow::live

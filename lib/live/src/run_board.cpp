@@ -137,11 +137,15 @@ nlohmann::json RunBoard::on_result(const transport::ResultMessage& message,
                             {"eps_aff", r.eps_aff()},     {"eps_aff_stderr", r.eps_aff_stderr()},
                             {"unix_ns", now_unix_ns}};
     nlohmann::json curves = curves_json(message);
+    nlohmann::json image = image_json(message);
     nlohmann::json summary = summary_json(r);
     const std::lock_guard lock(mutex_);
     Run& run = run_of(r.run_id());
     run.latest = r;
     run.latest_curves = std::move(curves);
+    if (!image.is_null()) {
+        run.latest_image = std::move(image);
+    }
     run.latest_unix_ns = now_unix_ns;
     ++run.results;
     if (run.history.size() >= kMaxHistoryPoints) {  // keep every other point: the shape stays
@@ -155,6 +159,7 @@ nlohmann::json RunBoard::on_result(const transport::ResultMessage& message,
     return {{"type", "result"},
             {"run_id", r.run_id()},
             {"is_final", r.is_final()},
+            {"has_image", !run.latest_image.is_null()},
             {"summary", std::move(summary)},
             {"point", std::move(point)}};
 }
@@ -174,6 +179,7 @@ nlohmann::json RunBoard::list_entry(const std::string& run_id, const Run& run) c
         {"started_unix_ns", run.started_unix_ns},
         {"ended_unix_ns", run.ended_unix_ns},
         {"results", run.results},
+        {"has_image", !run.latest_image.is_null()},
         {"alpha", run.latest ? nlohmann::json(run.latest->alpha()) : nlohmann::json(nullptr)},
         {"alpha_stderr",
          run.latest ? nlohmann::json(run.latest->alpha_stderr()) : nlohmann::json(nullptr)},
@@ -237,6 +243,17 @@ std::optional<nlohmann::json> RunBoard::result(std::string_view run_id) const {
                           {"unix_ns", run.latest_unix_ns},
                           {"summary", summary_json(*run.latest)},
                           {"curves", run.latest_curves}};
+}
+
+std::optional<nlohmann::json> RunBoard::image(std::string_view run_id) const {
+    const std::lock_guard lock(mutex_);
+    const auto found = runs_.find(run_id);
+    if (found == runs_.end() || found->second.latest_image.is_null()) {
+        return std::nullopt;
+    }
+    nlohmann::json out = found->second.latest_image;
+    out["run_id"] = found->first;
+    return out;
 }
 
 nlohmann::json RunBoard::health(std::int64_t now_unix_ns) const {

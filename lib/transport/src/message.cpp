@@ -247,12 +247,39 @@ Check check_result(const pb::AnalysisResult& h, std::span<const zmq::message_t> 
                           curve.n_points(), kMaxCurvePoints);
         }
     }
-    if (auto ok = check_part_count(kType, "AnalysisResult.curves",
-                                   static_cast<std::size_t>(h.curves_size()), payloads.size());
+    for (int i = 0; i < h.images_size(); ++i) {
+        const pb::CakeImage& image = h.images(i);
+        if (!pb::CakeImageKind_IsValid(image.kind()) ||
+            image.kind() == pb::CAKE_IMAGE_KIND_UNSPECIFIED) {
+            return reject(RejectReason::kInvalidField,
+                          "AnalysisResult.images[{}].kind is unset or unknown ({})", i,
+                          static_cast<int>(image.kind()));
+        }
+        if (image.n_q() == 0 || image.n_chi() == 0 || image.n_q() > kMaxCakeBins ||
+            image.n_chi() > kMaxCakeBins ||
+            std::uint64_t{image.n_q()} * image.n_chi() * sizeof(double) > kMaxFrameBytes) {
+            return reject(RejectReason::kAbsurdShape, "AnalysisResult.images[{}] is {} x {} cells",
+                          i, image.n_chi(), image.n_q());
+        }
+    }
+    const auto curve_count = static_cast<std::size_t>(h.curves_size());
+    if (auto ok = check_part_count(
+            kType,
+            h.images_size() == 0 ? "AnalysisResult.curves" : "AnalysisResult.curves and images",
+            curve_count + static_cast<std::size_t>(h.images_size()), payloads.size());
         !ok) {
         return ok;
     }
-    for (std::size_t i = 0; i < payloads.size(); ++i) {
+    for (std::size_t i = curve_count; i < payloads.size(); ++i) {
+        const pb::CakeImage& image = h.images(static_cast<int>(i - curve_count));
+        const std::uint64_t bytes = std::uint64_t{image.n_q()} * image.n_chi() * sizeof(double);
+        if (auto ok =
+                check_part_size(kType, "n_chi x n_q x 8 (image float64)", i, bytes, payloads[i]);
+            !ok) {
+            return ok;
+        }
+    }
+    for (std::size_t i = 0; i < curve_count; ++i) {
         const std::uint64_t bytes =
             kCurveColumns * h.curves(static_cast<int>(i)).n_points() * sizeof(double);
         if (auto ok = check_part_size(kType, "3 x n_points x 8 (x, value, variance float64)", i,
@@ -499,8 +526,15 @@ DecodeResult decode(Multipart&& parts) {
                                 std::move(moved.front())};
         case pb::Envelope::kReducedFrame:
             return ReducedMessage{std::move(*envelope.mutable_reduced_frame()), std::move(moved)};
-        case pb::Envelope::kAnalysisResult:
-            return ResultMessage{std::move(*envelope.mutable_analysis_result()), std::move(moved)};
+        case pb::Envelope::kAnalysisResult: {
+            const auto curve_count =
+                static_cast<std::ptrdiff_t>(envelope.analysis_result().curves_size());
+            std::vector<zmq::message_t> images(std::make_move_iterator(moved.begin() + curve_count),
+                                               std::make_move_iterator(moved.end()));
+            moved.resize(static_cast<std::size_t>(curve_count));
+            return ResultMessage{std::move(*envelope.mutable_analysis_result()), std::move(moved),
+                                 std::move(images)};
+        }
         case pb::Envelope::kRunEnd:
             return RunEndMessage{std::move(*envelope.mutable_run_end())};
         case pb::Envelope::kHeartbeat:
@@ -545,10 +579,14 @@ Result<Multipart> encode_reduced(const pb::ReducedFrame& header,
 }
 
 Result<Multipart> encode_result(const pb::AnalysisResult& header,
-                                std::vector<zmq::message_t> curves) {
+                                std::vector<zmq::message_t> curves,
+                                std::vector<zmq::message_t> images) {
     pb::Envelope envelope;
     envelope.set_schema_version(kSchemaVersion);
     *envelope.mutable_analysis_result() = header;
+    for (auto& image : images) {
+        curves.push_back(std::move(image));
+    }
     return assemble(envelope, std::move(curves));
 }
 

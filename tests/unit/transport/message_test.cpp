@@ -325,3 +325,34 @@ TEST(PixelDtype, MapsEveryPixelTypeBothWays) {
 
 }  // namespace
 }  // namespace anisoflow::transport
+
+namespace anisoflow::transport {
+namespace {
+
+TEST(Decode, SplitsAResultsCurvesFromItsCakeImages) {
+    pb::AnalysisResult result = sample::result_header(30, 40);
+    pb::CakeImage& image = *result.add_images();
+    image.set_kind(pb::CAKE_IMAGE_KIND_PN_RELATIVE_DIFFERENCE);
+    image.set_n_q(5);
+    image.set_n_chi(4);
+    std::vector<zmq::message_t> images;
+    images.push_back(make_payload(std::vector<double>(20, 0.25)));
+    auto encoded = encode_result(result, sample::curve_parts(result), std::move(images));
+    ASSERT_TRUE(encoded.has_value()) << encoded.error().message;
+    auto decoded = decode(std::move(*encoded));
+    ASSERT_TRUE(decoded.has_value()) << decoded.error().error.message;
+    const auto& message = std::get<ResultMessage>(*decoded);
+    EXPECT_EQ(message.curves.size(), static_cast<std::size_t>(result.curves_size()));
+    ASSERT_EQ(message.images.size(), 1U);
+    EXPECT_EQ(copy_values<double>(message.images.front()), std::vector<double>(20, 0.25));
+
+    // An image part of the wrong size, or one missing, is refused by name.
+    std::vector<zmq::message_t> wrong;
+    wrong.push_back(make_payload(std::vector<double>(19, 0.25)));
+    auto bad = encode_result(result, sample::curve_parts(result), std::move(wrong));
+    ASSERT_FALSE(bad.has_value());
+    EXPECT_NE(bad.error().message.find("image float64"), std::string::npos) << bad.error().message;
+}
+
+}  // namespace
+}  // namespace anisoflow::transport

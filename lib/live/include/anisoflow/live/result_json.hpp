@@ -30,4 +30,14 @@ nlohmann::json summary_json(const pb::AnalysisResult& result);
 /// "x_name": "q", "x_unit": "1/angstrom", "unit": ""}, "g2": {...}, ...}; only those it carries.
 nlohmann::json curves_json(const transport::ResultMessage& message);
 
+/// Columns of Q an image is shown with, at most: a 1000-bin cake is averaged in groups of
+/// adjacent cells so a page gets ~100 KB, not ~1 MB, per update.
+inline constexpr std::size_t kMaxImageColumns = 250;
+
+/// The first cake image of a result: {"kind": "pn_relative_difference", "unit": "", "q": [...],
+/// "chi": [...] (bin centres), "values": [[...] per chi]} with Q averaged down to at most
+/// kMaxImageColumns columns (NaN cells left out of a mean; all-NaN groups null); null when the
+/// result carries none.
+nlohmann::json image_json(const transport::ResultMessage& message);
+
 }  // namespace anisoflow::live

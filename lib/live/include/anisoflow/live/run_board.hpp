@@ -49,6 +49,8 @@ class RunBoard {
     [[nodiscard]] std::optional<nlohmann::json> run(std::string_view run_id) const;
     /// The latest result with its curves; nullopt before the first (or for an unknown run).
     [[nodiscard]] std::optional<nlohmann::json> result(std::string_view run_id) const;
+    /// The latest result's P - N image (image_json()); nullopt when none came.
+    [[nodiscard]] std::optional<nlohmann::json> image(std::string_view run_id) const;
     /// {"status": "ok" | "degraded", "services": [{service, instance, state, age_s, run_id}]}
     /// ("degraded": a service's heartbeat is stale or reports DEGRADED).
     [[nodiscard]] nlohmann::json health(std::int64_t now_unix_ns) const;
@@ -63,6 +65,7 @@ class RunBoard {
         std::vector<pb::StateChange> log;
         std::optional<pb::AnalysisResult> latest;
         nlohmann::json latest_curves;
+        nlohmann::json latest_image;  // null until a result carries one
         std::int64_t latest_unix_ns = 0;
         nlohmann::json history = nlohmann::json::array();
         std::uint64_t results = 0;

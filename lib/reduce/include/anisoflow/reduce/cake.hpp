@@ -53,4 +53,22 @@ struct Cake {
     }
 };
 
+/// The P - N anisotropy of two cakes on one grid, cell by cell: (a - b) / ((a + b) / 2),
+/// dimensionless (the seed paper's Fig. 1c shows it for P and N). NaN where either cell is empty
+/// or their mean is not positive. Empty when the grids differ.
+[[nodiscard]] inline std::vector<double> relative_difference(const Cake& a, const Cake& b) {
+    if (a.intensity.size() != b.intensity.size() || a.count.size() != a.intensity.size() ||
+        b.count.size() != b.intensity.size()) {
+        return {};
+    }
+    std::vector<double> out(a.intensity.size(), std::nan(""));
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        const double mean = 0.5 * (a.intensity[i] + b.intensity[i]);
+        if (a.count[i] > 0.0 && b.count[i] > 0.0 && mean > 0.0) {
+            out[i] = (a.intensity[i] - b.intensity[i]) / mean;
+        }
+    }
+    return out;
+}
+
 }  // namespace anisoflow::reduce

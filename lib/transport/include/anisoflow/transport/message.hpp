@@ -81,6 +81,7 @@ struct ReducedMessage {
 struct ResultMessage {
     pb::AnalysisResult header;
     std::vector<zmq::message_t> curves;  ///< one per header.curves(), 3 x n_points float64 each
+    std::vector<zmq::message_t> images;  ///< one per header.images(), n_chi x n_q float64 each
 };
 struct RunEndMessage {
     pb::RunEnd end;
@@ -126,9 +127,11 @@ using DecodeResult = tl::expected<Message, Rejection>;
 /// A reduced cake: one part per header.parts() entry, in that order.
 [[nodiscard]] Result<Multipart> encode_reduced(const pb::ReducedFrame& header,
                                                std::vector<zmq::message_t> parts);
-/// An analysis result: one curve part per header.curves() entry, in that order.
+/// An analysis result: one curve part per header.curves() entry, in that order, then one image
+/// part per header.images() entry.
 [[nodiscard]] Result<Multipart> encode_result(const pb::AnalysisResult& header,
-                                              std::vector<zmq::message_t> curves);
+                                              std::vector<zmq::message_t> curves,
+                                              std::vector<zmq::message_t> images = {});
 /// Control messages, without payload parts.
 [[nodiscard]] Result<Multipart> encode_control(const pb::RunStart& start);
 [[nodiscard]] Result<Multipart> encode_control(const pb::RunEnd& end);
