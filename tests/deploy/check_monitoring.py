@@ -2,26 +2,30 @@
 """The monitoring files name only metrics the services really export (no Prometheus needed):
 
 - deploy/grafana/dashboards/*.json parse, every panel has a PromQL expression, every panel's
-  data source is the one deploy/grafana/provisioning provides (by uid);
+  data source is the one deploy/grafana/provisioning provides (by uid), and with PROMTOOL every
+  panel query is valid PromQL (`promtool check rules` on them as recording rules, Grafana's
+  $__rate_interval read as 1m);
 - every metric name in the dashboard's and in deploy/prometheus/alerts.yml's expressions is
   registered by a service (registry.counter/gauge/histogram/counter_family("anisoflow_...") in
-  services/*/*.cpp; _bucket/_sum/_count only of a histogram, _total only of a counter), or is
-  Prometheus' own `up`;
+  services/*/*.cpp; _bucket/_sum/_count only of a histogram), or is Prometheus' own `up` or
+  `ALERTS`;
 - the rules Kubernetes' Prometheus loads (deploy/k8s/prometheus.yaml) equal alerts.yml.
 
-Usage: check_monitoring.py REPO_ROOT
+Usage: check_monitoring.py REPO_ROOT [PROMTOOL]
 """
 import json
 import re
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
 
 REGISTERED = re.compile(
     r"registry\.(counter_family|counter|gauge|histogram)\(\s*\"(anisoflow_[a-z0-9_]+)\"", re.S)
-NAME = re.compile(r"(?<![A-Za-z0-9_:])(anisoflow_[a-z0-9_]+|up)(?![A-Za-z0-9_(])")
-PROMETHEUS_OWN = {"up"}
+NAME = re.compile(r"(?<![A-Za-z0-9_:])(anisoflow_[a-z0-9_]+|up|ALERTS)(?![A-Za-z0-9_(])")
+PROMETHEUS_OWN = {"up", "ALERTS"}
 
 
 def exported(root):
@@ -77,6 +81,7 @@ def main():
     if not dashboards:
         problems.append("no dashboard in deploy/grafana/dashboards")
     expressions = 0
+    queries = []
     for path in dashboards:
         dashboard = json.loads(path.read_text())
         for key in ("uid", "title", "panels"):
@@ -98,6 +103,19 @@ def main():
             for target in targets:
                 expressions += 1
                 check_expr(where, target.get("expr", ""), scraped, problems, used)
+                queries.append(target.get("expr", "").replace("$__rate_interval", "1m"))
+
+    if len(sys.argv) > 2 and queries:  # PromQL syntax of every panel query
+        with tempfile.NamedTemporaryFile("w", suffix=".yml") as rules_file:
+            yaml.safe_dump({"groups": [{"name": "dashboard", "rules": [
+                {"record": f"dashboard:query_{i}", "expr": q} for i, q in enumerate(queries)]}]},
+                rules_file)
+            rules_file.flush()
+            check = subprocess.run([sys.argv[2], "check", "rules", rules_file.name],
+                                   capture_output=True, text=True, check=False)
+            if check.returncode != 0:
+                problems.append(f"dashboard queries are not valid PromQL: {check.stdout.strip()} "
+                                f"{check.stderr.strip()}")
 
     rules = yaml.safe_load((root / "deploy/prometheus/alerts.yml").read_text())
     alerts = 0
