@@ -364,10 +364,13 @@ Result<std::vector<std::pair<std::string, fs::path>>> write_configs(const DemoOp
     if (auto added = add("archive", "archive", archive); !added) {
         return tl::unexpected(added.error());
     }
-    std::string gateway = fmt::format("archive_dir = {}\n", quoted(runs_dir.string())) +
-                          common_toml("gateway") +
-                          fmt::format("[http]\nbind_address = {}\nstatic_dir = {}\n\n",
-                                      quoted(o.http), quoted(dashboard_dir.string()));
+    // The gateway's pipeline view scrapes what the demo lists for Prometheus (step 3).
+    std::string gateway =
+        fmt::format("archive_dir = {}\nmetrics_targets_file = {}\n", quoted(runs_dir.string()),
+                    quoted((config_dir.parent_path() / "prometheus" / "targets.json").string())) +
+        common_toml("gateway") +
+        fmt::format("[http]\nbind_address = {}\nstatic_dir = {}\n\n", quoted(o.http),
+                    quoted(dashboard_dir.string()));
     gateway += endpoint_toml("results_in", ">" + e.results);
     gateway += endpoint_toml("control_in", ">" + e.control);
     if (auto added = add("gateway", "gateway", gateway); !added) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -25,7 +27,9 @@
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
+#include "anisoflow/live/pipeline.hpp"
 #include "anisoflow/live/run_board.hpp"
+#include "anisoflow/metrics/scrape.hpp"
 #include "anisoflow/runtime/stage.hpp"
 #include "anisoflow/transport/message.hpp"
 #include "anisoflow/transport/socket.hpp"
@@ -66,7 +70,7 @@ struct GatewayMetrics {
 Result<GatewayMetrics> register_metrics(metrics::Registry& registry) {
     auto requests = registry.counter_family(
         "anisoflow_gateway_http_requests_total", "HTTP requests answered, by route", "route",
-        {"health", "runs", "run", "result", "cake", "static", "websocket", "not_found",
+        {"health", "pipeline", "runs", "run", "result", "cake", "static", "websocket", "not_found",
          "method_not_allowed", "busy"});
     auto clients = registry.gauge("anisoflow_gateway_websocket_clients",
                                   "pages connected to /ws for live results");
@@ -157,6 +161,7 @@ struct Hub {
           metrics(std::move(metrics_in)) {}
 
     live::RunBoard board;
+    live::PipelineMonitor pipeline;
     std::filesystem::path static_dir;
     std::filesystem::path archive_dir;
     std::uint32_t max_clients;
@@ -307,6 +312,10 @@ Response answer(Hub& hub, const http::request<http::string_body>& request) {
         hub.metrics.requests.with("health").increment();
         return json_response(http::status::ok, hub.board.health(unix_now_ns()), version,
                              keep_alive);
+    }
+    if (target == "/api/pipeline") {
+        hub.metrics.requests.with("pipeline").increment();
+        return json_response(http::status::ok, hub.pipeline.json(), version, keep_alive);
     }
     if (target == "/api/runs") {
         hub.metrics.requests.with("runs").increment();
@@ -521,6 +530,70 @@ struct GatewayService::State {
         return {};
     }
 
+    // The scrape thread: every service in metrics_targets_file, as Prometheus would, for
+    // /api/pipeline. A missing file or a service that does not answer is shown, never fatal.
+    Result<void> scrape_targets(const runtime::StopToken& stop) {
+        const milliseconds interval(std::max<std::uint32_t>(1, config.scrape_interval_ms()));
+        const milliseconds timeout = std::min(interval, milliseconds{1000});
+        while (!stop.stop_requested()) {
+            const auto next = Clock::now() + interval;
+            std::vector<live::StageSample> scrape;
+            std::ifstream file(config.metrics_targets_file());
+            const nlohmann::json targets = nlohmann::json::parse(file, nullptr, false);
+            if (targets.is_array()) {
+                for (const auto& group : targets) {
+                    const auto labels = group.value("labels", nlohmann::json::object());
+                    for (const auto& target : group.value("targets", nlohmann::json::array())) {
+                        if (!target.is_string()) {
+                            continue;
+                        }
+                        scrape.push_back(scrape_one(target.get<std::string>(),
+                                                    labels.value("service", ""),
+                                                    labels.value("instance", ""), timeout));
+                    }
+                }
+            }
+            hub.pipeline.update(std::move(scrape));
+            while (!stop.stop_requested() && Clock::now() < next) {
+                std::this_thread::sleep_for(std::min(milliseconds{50}, interval));
+            }
+        }
+        return {};
+    }
+
+    static live::StageSample scrape_one(const std::string& address, std::string service,
+                                        std::string instance, milliseconds timeout) {
+        live::StageSample sample;
+        sample.service = std::move(service);
+        sample.instance = std::move(instance);
+        if (sample.instance.empty()) {
+            sample.instance = address;
+        }
+        sample.address = address;
+        sample.unix_ns = unix_now_ns();
+        const auto colon = address.rfind(':');
+        const unsigned long port =
+            colon == std::string::npos ? 0 : std::strtoul(address.c_str() + colon + 1, nullptr, 10);
+        if (port == 0 || port > 65535) {
+            sample.error = "not host:port";
+            return sample;
+        }
+        auto body =
+            metrics::scrape(address.substr(0, colon), static_cast<std::uint16_t>(port), timeout);
+        if (!body) {
+            sample.error = body.error().message;
+            return sample;
+        }
+        auto parsed = metrics::parse_exposition(*body);
+        if (!parsed) {
+            sample.error = parsed.error().message;
+            return sample;
+        }
+        sample.samples = std::move(*parsed);
+        sample.up = true;
+        return sample;
+    }
+
     Result<void> drain(zmq::socket_t& socket) {
         for (int i = 0; i < kDrainBatch; ++i) {
             auto received = transport::receive(socket, milliseconds{0});
@@ -635,7 +708,16 @@ Result<void> GatewayService::run(const runtime::StopSource& stop) {
         s.io.stop();  // stop, or a failed feed, ends the HTTP side too
         return result;
     });
+    std::optional<runtime::StageThread> scraper;
+    if (!s.config.metrics_targets_file().empty()) {
+        scraper.emplace("scrape", stop,
+                        [&s](const runtime::StopToken& token) { return s.scrape_targets(token); });
+    }
     s.io.run();
+    if (scraper) {
+        stop.request_stop();  // the HTTP side ended (a failed feed): the scraper ends too
+        (void)scraper->join();
+    }
     return feed.join();
 }
 

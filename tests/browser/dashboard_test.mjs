@@ -94,6 +94,7 @@ try {
       const charts = window.anisoflowDashboard.charts;
       const counts = Object.fromEntries(Object.entries(charts).map(([id, plot]) => [id, plot.data[0].length]));
       counts.cake = Number(document.getElementById("cake").dataset.cells || 0);
+      counts.stages = Number(document.body.dataset.stages || 0);
       return Object.values(counts).every((n) => n > 0) ? counts : null;
     }),
   );

@@ -18,6 +18,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
@@ -96,6 +97,8 @@ class RunningGateway {
         config.mutable_http()->set_static_dir((dir / "static").string());
         config.mutable_http()->set_websocket_queue_messages(2);
         config.set_archive_dir((dir / "runs").string());
+        config.set_metrics_targets_file((dir / "targets.json").string());
+        config.set_scrape_interval_ms(100);
         config.mutable_endpoints()->mutable_results_in()->set_address(
             ">" + results_.get(zmq::sockopt::last_endpoint));
         config.mutable_endpoints()->mutable_control_in()->set_address(
@@ -329,6 +332,46 @@ TEST(Gateway, ServesRunsResultsAndPushesOverRealSockets) {
     EXPECT_EQ(ended["state"], "completed");
     EXPECT_EQ(ended["frames_sent"]["data_p"], 40);
     EXPECT_NE(gateway.metrics().find("anisoflow_gateway_pushes_total"), std::string::npos);
+}
+
+// /api/pipeline: the services' metrics, scraped from the targets a Prometheus file_sd file
+// lists, as frames per second per stage; a target that does not answer is shown down.
+TEST(Gateway, ScrapesTheServicesMetricsIntoThePipelineView) {
+    const fs::path dir = testing::scratch_dir();
+    metrics::Registry reducer;
+    auto reduced = reducer.counter("anisoflow_reduce_frames_reduced_total", "frames reduced");
+    ASSERT_TRUE(reduced.has_value());
+    auto server = metrics::MetricsServer::start("127.0.0.1:0", reducer);
+    ASSERT_TRUE(server.has_value()) << server.error().message;
+    std::ofstream(dir / "targets.json")
+        << nlohmann::json::array({{{"targets", {fmt::format("127.0.0.1:{}", server->port())}},
+                                   {"labels", {{"service", "reduce"}, {"instance", "reduce-0"}}}},
+                                  {{"targets", {"127.0.0.1:1"}},
+                                   {"labels", {{"service", "archive"}, {"instance", "archive"}}}}})
+               .dump();
+    RunningGateway gateway(dir);
+    nlohmann::json pipeline;
+    for (const auto deadline = Clock::now() + kPatience; Clock::now() < deadline;) {
+        reduced->increment(5);
+        pipeline = get_json(gateway.port(), "/api/pipeline");
+        const auto& stages = pipeline["stages"];
+        if (stages.size() == 2 && stages[1]["frames_per_s"].is_number() &&
+            stages[1]["frames_per_s"].get<double>() > 0.0) {
+            break;
+        }
+        std::this_thread::sleep_for(50ms);
+    }
+    ASSERT_EQ(pipeline["stages"].size(), 2U) << pipeline.dump();
+    const auto& archive = pipeline["stages"][0];  // by instance name
+    EXPECT_EQ(archive["instance"], "archive");
+    EXPECT_EQ(archive["up"], false);
+    EXPECT_FALSE(archive["error"].get<std::string>().empty());
+    const auto& worker = pipeline["stages"][1];
+    EXPECT_EQ(worker["instance"], "reduce-0");
+    EXPECT_EQ(worker["up"], true);
+    EXPECT_GT(worker["frames_total"].get<double>(), 0.0);
+    EXPECT_GT(worker["frames_per_s"].get<double>(), 0.0) << pipeline.dump();
+    EXPECT_EQ(pipeline["frames_lost"], 0.0);
 }
 
 }  // namespace

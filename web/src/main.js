@@ -277,6 +277,43 @@ function showRuns(runs) {
   }
 }
 
+function count(value, digits = 1) {
+  return value === null || value === undefined ? "-" : Number(value).toFixed(digits);
+}
+
+// Frames per second, queue depth and frames through every stage, from the services' metrics
+// as the gateway scrapes them (/api/pipeline); lost frames must stay 0.
+async function refreshPipeline() {
+  try {
+    const pipeline = await getJson("/api/pipeline");
+    const body = $("stages").querySelector("tbody");
+    body.replaceChildren(
+      ...pipeline.stages.map((stage) => {
+        const row = document.createElement("tr");
+        row.className = stage.up ? "" : "bad";
+        for (const text of [
+          stage.instance,
+          stage.up ? count(stage.frames_per_s) : "down",
+          count(stage.queue_depth, 0),
+          count(stage.frames_total, 0),
+        ]) {
+          const cell = document.createElement("td");
+          cell.textContent = text;
+          row.append(cell);
+        }
+        row.title = stage.up ? stage.address : stage.error;
+        return row;
+      }),
+    );
+    const lost = $("frames-lost");
+    lost.textContent = `${pipeline.frames_lost} frames lost`;
+    lost.className = pipeline.frames_lost > 0 ? "lost bad" : "lost";
+    document.body.dataset.stages = String(pipeline.stages.length);
+  } catch (error) {
+    // The gateway is away: the connection badge says so.
+  }
+}
+
 async function refreshHealth() {
   try {
     const health = await getJson("/api/health");
@@ -353,5 +390,7 @@ $("run-select").addEventListener("change", (event) => {
 });
 getJson("/api/runs").then(showRuns).catch(() => {});
 refreshHealth();
+refreshPipeline();
 setInterval(refreshHealth, HEALTH_REFRESH_MS);
+setInterval(refreshPipeline, HEALTH_REFRESH_MS);
 connect();

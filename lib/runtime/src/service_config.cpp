@@ -262,6 +262,8 @@ std::vector<std::string> validate(const cfg::GatewayConfig& config) {
                    config.http().websocket_queue_messages(),
                    "a page must be able to hold at least one push");
     check_positive(problems, "runs_kept", config.runs_kept(), "at least one run is remembered");
+    check_positive(problems, "scrape_interval_ms", config.scrape_interval_ms(),
+                   "the services' metrics need an interval of at least 1 ms");
     return problems;
 }
 
