@@ -27,11 +27,13 @@
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
+#include "anisoflow/archive/run_reader.hpp"
 #include "anisoflow/live/pipeline.hpp"
 #include "anisoflow/live/run_board.hpp"
 #include "anisoflow/metrics/scrape.hpp"
 #include "anisoflow/runtime/stage.hpp"
 #include "anisoflow/transport/message.hpp"
+#include "anisoflow/transport/payload.hpp"
 #include "anisoflow/transport/socket.hpp"
 
 namespace anisoflow::gateway {
@@ -43,6 +45,7 @@ namespace http = beast::http;
 namespace websocket = beast::websocket;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
+namespace pb = ::anisoflow::stream::v1;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
@@ -264,6 +267,48 @@ void Hub::broadcast(const std::shared_ptr<const std::string>& text) {
     }
 }
 
+// An archived run, read back from its file, folded into the board as the live run was, so one
+// view serves both (docs/gateway.md). `run_id` is the name the page asked for (the file's stem).
+Result<void> import_archived(live::RunBoard& board, const std::filesystem::path& file,
+                             const std::string& run_id) {
+    auto run = archive::read_run(file);
+    if (!run) {
+        return tl::unexpected(run.error());
+    }
+    const std::int64_t now = unix_now_ns();
+    run->start.set_run_id(run_id);
+    board.on_run_start(run->start, now);
+    for (const pb::StateChange& change : run->run_log) {
+        pb::RunEvent event;
+        event.set_run_id(run_id);
+        *event.mutable_change() = change;
+        board.on_run_event(event);
+    }
+    for (std::size_t i = 0; i < run->results.size(); ++i) {
+        transport::ResultMessage message;
+        message.header = std::move(run->results[i]);
+        message.header.set_run_id(run_id);
+        if (i + 1 == run->results.size()) {  // the file keeps the latest curves only
+            for (auto& [kind, values] : run->curves) {
+                pb::CurveDescriptor& curve = *message.header.add_curves();
+                curve.set_kind(kind);
+                curve.set_n_points(values.size() / 3);
+                message.curves.push_back(transport::make_payload(std::move(values)));
+            }
+        }
+        (void)board.on_result(message, now);
+    }
+    if (run->state != "running") {
+        pb::RunEnd end;
+        end.set_run_id(run_id);
+        end.set_reason(run->state == "aborted" ? pb::RUN_END_REASON_ABORTED
+                                               : pb::RUN_END_REASON_COMPLETED);
+        end.set_detail(run->end_detail);
+        board.on_run_end(end, now);
+    }
+    return {};
+}
+
 using Response = http::response<http::string_body>;
 
 // Headers every answer carries: a read-only service that is never framed, sniffed or cached.
@@ -362,6 +407,16 @@ Response answer(Hub& hub, const http::request<http::string_body>& request) {
         if (!run_id || run_id->empty() || run_id->find('/') != std::string::npos) {
             return error(http::status::bad_request, "not_found",
                          fmt::format("bad run id in {}", target));
+        }
+        // A run this gateway did not see live: from its file in archive_dir, if there is one.
+        const std::filesystem::path file = hub.archive_dir / (*run_id + ".nxs");
+        std::error_code exists_ec;
+        if (!hub.board.run(*run_id) && !hub.archive_dir.empty() && run_id->front() != '.' &&
+            std::filesystem::is_regular_file(file, exists_ec)) {
+            if (auto imported = import_archived(hub.board, file, *run_id); !imported) {
+                return error(http::status::internal_server_error, "not_found",
+                             imported.error().message);
+            }
         }
         const auto found = want_result ? hub.board.result(*run_id)
                            : want_cake ? hub.board.image(*run_id)

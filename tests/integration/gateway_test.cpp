@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,6 +26,7 @@
 
 #include "anisoflow/stream/v1/stream.pb.h"
 
+#include "anisoflow/archive/run_archive.hpp"
 #include "anisoflow/runtime/config_loader.hpp"
 #include "anisoflow/testing/test_paths.hpp"
 #include "anisoflow/transport/message.hpp"
@@ -372,6 +374,76 @@ TEST(Gateway, ScrapesTheServicesMetricsIntoThePipelineView) {
     EXPECT_GT(worker["frames_total"].get<double>(), 0.0);
     EXPECT_GT(worker["frames_per_s"].get<double>(), 0.0) << pipeline.dump();
     EXPECT_EQ(pipeline["frames_lost"], 0.0);
+}
+
+// A run the gateway never saw live is read back from its file in archive_dir and shown in the
+// same form: configuration, state, run log, convergence series, latest result and curves.
+TEST(Gateway, ShowsAnArchivedRunFromItsFile) {
+    const fs::path dir = testing::scratch_dir();
+    fs::create_directories(dir / "runs");
+    pb::RunStart start = run_start();
+    start.set_run_id("archived-7");
+    pb::ExperimentConfig& c = *start.mutable_config();
+    c.mutable_geometry()->set_detector_rows(8);
+    c.mutable_geometry()->set_detector_cols(8);
+    c.set_n_chi(4);
+    c.set_q_max_inv_angstrom(10.0);
+    c.set_mode(pb::EXTRACTION_MODE_PN);
+    {
+        archive::ArchiveOptions options;
+        options.store_raw = false;
+        auto file = archive::RunArchive::create(dir / "runs" / "archived-7.nxs", start, options);
+        ASSERT_TRUE(file.has_value()) << file.error().message;
+        for (const double alpha : {1.0e-3, 1.25e-3}) {
+            auto encoded = result_message(alpha, alpha > 1.1e-3 ? 20 : 10, alpha > 1.1e-3);
+            ASSERT_TRUE(encoded.has_value());
+            auto decoded = transport::decode(std::move(*encoded));
+            ASSERT_TRUE(decoded.has_value());
+            auto& message = std::get<transport::ResultMessage>(*decoded);
+            message.header.set_run_id("archived-7");
+            std::vector<std::vector<double>> columns;
+            std::vector<std::span<const double>> curves;
+            for (const auto& part : message.curves) {
+                columns.push_back(transport::copy_values<double>(part));
+            }
+            for (const auto& column : columns) {
+                curves.emplace_back(column);
+            }
+            ASSERT_TRUE(file->append_result(message.header, curves).has_value());
+        }
+        pb::StateChange change;
+        change.set_type(pb::STATE_CHANGE_TYPE_RUN_STARTED);
+        change.set_note("from the file");
+        ASSERT_TRUE(file->append_state_change("archived-7", change).has_value());
+        pb::RunEnd end;
+        end.set_run_id("archived-7");
+        end.set_reason(pb::RUN_END_REASON_ABORTED);
+        end.set_detail("beam lost");
+        ASSERT_TRUE(file->close(end).has_value());
+    }
+    RunningGateway gateway(dir);
+    const nlohmann::json runs = get_json(gateway.port(), "/api/runs");
+    ASSERT_EQ(runs.size(), 1U) << runs.dump();
+    EXPECT_EQ(runs[0]["state"], "archived");
+
+    const nlohmann::json run = get_json(gateway.port(), "/api/runs/archived-7");
+    EXPECT_EQ(run["state"], "aborted");
+    EXPECT_EQ(run["end_detail"], "beam lost");
+    EXPECT_EQ(run["composition"], "Zr52.5Cu17.9Ni14.6Al10Ti5");
+    EXPECT_EQ(run["config"]["n_q"], 1000);
+    ASSERT_EQ(run["history"].size(), 2U);
+    EXPECT_EQ(run["history"][1]["frames_p"], 20);
+    ASSERT_EQ(run["log"].size(), 1U);
+    EXPECT_EQ(run["log"][0]["note"], "from the file");
+    const nlohmann::json result = get_json(gateway.port(), "/api/runs/archived-7/result");
+    EXPECT_DOUBLE_EQ(result["summary"]["alpha"].get<double>(), 1.25e-3);
+    EXPECT_EQ(result["summary"]["mechanism"], "bond-stretching");
+    EXPECT_EQ(result["is_final"], true);
+    EXPECT_EQ(result["curves"]["s0"]["x"], (std::vector<double>{0.5, 1.0, 1.5, 2.0}));
+    EXPECT_DOUBLE_EQ(result["curves"]["g2"]["value"][3].get<double>(), 3 * 1.25e-3);
+    // Names that are not a run file's stay outside.
+    EXPECT_EQ(request(gateway.port(), "/api/runs/..%2Fsecret").status, 400U);
+    EXPECT_EQ(request(gateway.port(), "/api/runs/.hidden").status, 404U);
 }
 
 }  // namespace
