@@ -343,7 +343,8 @@ Result<std::vector<std::pair<std::string, fs::path>>> write_configs(const DemoOp
             return tl::unexpected(added.error());
         }
     }
-    std::string analyze = "recompute_interval_ms = 1000\n" + common_toml("analyze");
+    std::string analyze =
+        fmt::format("recompute_interval_ms = {}\n", o.recompute_ms) + common_toml("analyze");
     analyze += endpoint_toml("reduced_in", "@" + e.reduced);
     analyze += endpoint_toml("control_in", ">" + e.control);
     analyze += endpoint_toml("results_out", "@" + e.results);
@@ -922,6 +923,10 @@ CLI::App* add_demo_command(CLI::App& app, DemoOptions& o) {
     cmd->add_option("--dashboard-dir", o.dashboard_dir,
                     "the dashboard's built files (default: an install's share/anisoflow/dashboard "
                     "or the build tree's web/dist)");
+    cmd->add_option("--recompute-ms", o.recompute_ms,
+                    "analyze publishes a result at most this often while frames arrive, ms")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 3600000));
     cmd->add_option("--linger-s", o.linger_s,
                     "keep the services up this many seconds after the final result (for the "
                     "dashboard or a Prometheus server); Ctrl-C ends sooner")

@@ -43,6 +43,7 @@ struct DemoOptions {
     /// Seconds the chain stays up after the final result (to look at the dashboard, or for a
     /// Prometheus server to scrape); SIGINT/SIGTERM ends it sooner.
     double linger_s = 0.0;
+    unsigned recompute_ms = 1000;  ///< analyze's recompute_interval_ms
 };
 
 CLI::App* add_demo_command(CLI::App& app, DemoOptions& options);

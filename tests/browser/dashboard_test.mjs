@@ -24,7 +24,8 @@ const out = mkdtempSync(join(tmpdir(), "anisoflow-dashboard-"));
 const demo = spawn(
   anisoflow,
   ["--log-level", "warn", "demo", "--out-dir", join(out, "demo"), "--rows", "256", "--cols", "256",
-   "--distance", "0.08", "--frames", "6", "--fps", "3", "--reducers", "2", "--linger-s", "90"],
+   "--distance", "0.08", "--frames", "25", "--fps", "10", "--recompute-ms", "100", "--reducers", "2",
+   "--linger-s", "90"],
   { stdio: ["ignore", "pipe", "pipe"] },
 );
 let stdout = "";
@@ -69,6 +70,15 @@ try {
       problems.push(`HTTP ${response.status()}: ${response.url()}`);
     }
   });
+  // Long tasks (main thread blocked > 50 ms), recorded from the first script on.
+  await page.addInitScript(() => {
+    window.longTasks = [];
+    new PerformanceObserver((list) => {
+      for (const entry of list.getEntries()) {
+        window.longTasks.push(entry.duration);
+      }
+    }).observe({ type: "longtask", buffered: true });
+  });
   await page.goto(url, { waitUntil: "load" });
 
   // The final result of the run: wait for the demo to print it, then for the page to show it.
@@ -98,6 +108,18 @@ try {
       return Object.values(counts).every((n) => n > 0) ? counts : null;
     }),
   );
+  // Responsive at 10 updates/s: the results came at ~10/s and no push held the page up.
+  const stats = await page.evaluate(() => window.anisoflowDashboard.stats);
+  const longTasks = await page.evaluate(() => window.longTasks || []);
+  if (stats.pushes < 15) {
+    fail(`only ${stats.pushes} pushes reached the page (expected ~10/s for 5 s)`);
+  }
+  if (stats.maxPushMs > 100) {
+    fail(`a push took ${stats.maxPushMs.toFixed(1)} ms to show (limit 100 ms)`);
+  }
+  if (longTasks.some((ms) => ms > 500)) {
+    fail(`the page was blocked for ${Math.max(...longTasks).toFixed(0)} ms at a time`);
+  }
   const state = await page.textContent("#run-state");
   await page.screenshot({ path: screenshot, fullPage: true });
   for (const problem of problems) {
@@ -105,7 +127,8 @@ try {
   }
   console.log(
     `dashboard_test: run ${runId}: alpha shown ${text} (${shown}), API ${final.summary.alpha}; ` +
-      `state "${state}"; plot points ${JSON.stringify(points)}; screenshot ${screenshot}; ` +
+      `state "${state}"; plot points ${JSON.stringify(points)}; pushes ${stats.pushes}, longest ` +
+      `${stats.maxPushMs.toFixed(1)} ms, long tasks ${longTasks.length}; screenshot ${screenshot}; ` +
       `${problems.length} page errors`,
   );
 } catch (error) {

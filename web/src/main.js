@@ -18,6 +18,8 @@ const state = {
   charts: {},
   curvesDue: false,
   lastCurves: 0,
+  // How the page keeps up (the browser test reads it): pushes handled and the longest one.
+  stats: { pushes: 0, maxPushMs: 0 },
 };
 
 const $ = (id) => document.getElementById(id);
@@ -340,6 +342,13 @@ async function refreshHealth() {
 }
 
 function onPush(message) {
+  const begin = performance.now();
+  handlePush(message);
+  state.stats.pushes += 1;
+  state.stats.maxPushMs = Math.max(state.stats.maxPushMs, performance.now() - begin);
+}
+
+function handlePush(message) {
   if (message.type === "hello") {
     showRuns(message.runs);
     return;
