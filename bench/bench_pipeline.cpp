@@ -60,7 +60,9 @@
 #include "anisoflow/runtime/config_loader.hpp"
 #include "anisoflow/runtime/service_config.hpp"
 #include "anisoflow/runtime/service_main.hpp"
+#include "anisoflow/runtime/service_thread.hpp"
 #include "anisoflow/sim/frame_renderer.hpp"
+#include "anisoflow/transport/experiment.hpp"
 #include "anisoflow/transport/message.hpp"
 #include "anisoflow/transport/payload.hpp"
 #include "anisoflow/transport/socket.hpp"
@@ -110,38 +112,24 @@ std::int64_t unix_now_ns() {
         .count();
 }
 
-// A service loop on its own thread with its own stop flag and metrics (as in the binaries).
-class ServiceThread {
-  public:
-    ServiceThread(std::string name, std::function<Result<void>(runtime::ServiceContext&)> loop)
-        : stop_(*runtime::StopSource::create()),
-          context_{std::move(name), stop_, registry_, 0},
-          thread_([this, loop = std::move(loop)] { result_ = loop(context_); }) {}
-    ~ServiceThread() { stop(); }
-    ServiceThread(const ServiceThread&) = delete;
-    ServiceThread& operator=(const ServiceThread&) = delete;
-    ServiceThread(ServiceThread&&) = delete;
-    ServiceThread& operator=(ServiceThread&&) = delete;
-
-    void stop() {
-        stop_.request_stop();
-        if (thread_.joinable()) {
-            thread_.join();
-            if (!result_) {
-                std::fprintf(stderr, "bench_pipeline: %s stopped with: %s\n",
-                             context_.service.c_str(), result_.error().message.c_str());
-            }
-        }
+// A service loop on a thread of the benchmark (runtime::ServiceThread); a failure to start or
+// an error at stop is reported, as the benchmark's other failures are.
+std::unique_ptr<runtime::ServiceThread> start_service(const char* name,
+                                                      runtime::ServiceThread::Loop loop) {
+    auto started = runtime::ServiceThread::start(name, std::move(loop));
+    if (!started) {
+        std::fprintf(stderr, "bench_pipeline: %s: %s\n", name, started.error().message.c_str());
+        std::exit(1);
     }
-    [[nodiscard]] std::string metrics() const { return registry_.serialize(); }
+    return std::move(*started);
+}
 
-  private:
-    anisoflow::metrics::Registry registry_;
-    runtime::StopSource stop_;
-    runtime::ServiceContext context_;
-    Result<void> result_;
-    std::thread thread_;
-};
+void stop_service(runtime::ServiceThread& service, const char* name) {
+    if (auto stopped = service.stop(); !stopped) {
+        std::fprintf(stderr, "bench_pipeline: %s stopped with: %s\n", name,
+                     stopped.error().message.c_str());
+    }
+}
 
 // The mission's detector: 200 um pixels, 100 keV, centred beam; 0.35 m puts Q ~ 24 1/A on the
 // corners of 2048 x 2048 (scaled with the detector's size for smaller runs).
@@ -267,16 +255,7 @@ pb::RunStart run_start(const std::string& run_id, const anisoflow::geometry::Pon
     start.set_started_unix_ns(unix_now_ns());
     start.set_source_version("bench_pipeline");
     pb::ExperimentConfig& c = *start.mutable_config();
-    pb::PoniGeometry& g = *c.mutable_geometry();
-    g.set_distance_m(poni.distance_m);
-    g.set_poni1_m(poni.poni1_m);
-    g.set_poni2_m(poni.poni2_m);
-    g.set_wavelength_m(poni.wavelength_m);
-    g.set_pixel1_m(poni.detector.pixel1_m);
-    g.set_pixel2_m(poni.detector.pixel2_m);
-    g.set_detector_rows(static_cast<std::uint32_t>(poni.detector.max_shape.rows));
-    g.set_detector_cols(static_cast<std::uint32_t>(poni.detector.max_shape.cols));
-    g.set_detector_type("Detector");
+    *c.mutable_geometry() = transport::to_message(poni);
     c.set_composition(kComposition);
     c.set_density_per_cubic_angstrom(kDensity);
     c.set_nu(kNu);
@@ -473,17 +452,16 @@ class Chain {
         ingest_.emplace(std::move(*service));
         ingest_stop_.emplace(*runtime::StopSource::create());
         ingest_thread_ = std::thread([this] { ingest_result_ = ingest_->run(*ingest_stop_); });
-        analyze_ = std::make_unique<ServiceThread>("analyze", [this](runtime::ServiceContext& c) {
+        analyze_ = start_service("analyze", [this](runtime::ServiceContext& c) {
             return anisoflow::analyzer::run(analyze_config_, c);
         });
-        archive_ = std::make_unique<ServiceThread>("archive", [this](runtime::ServiceContext& c) {
+        archive_ = start_service("archive", [this](runtime::ServiceContext& c) {
             return anisoflow::archiver::run(archive_config_, c);
         });
         for (const cfg::ReduceConfig& reduce : reduce_configs_) {
-            reducers_.push_back(
-                std::make_unique<ServiceThread>("reduce", [&reduce](runtime::ServiceContext& c) {
-                    return anisoflow::reducer::run(reduce, c);
-                }));
+            reducers_.push_back(start_service("reduce", [&reduce](runtime::ServiceContext& c) {
+                return anisoflow::reducer::run(reduce, c);
+            }));
         }
         auto results = transport::open_socket(context_, zmq::socket_type::sub, connect("results"),
                                               transport::SocketOptions{});
@@ -498,10 +476,10 @@ class Chain {
     ~Chain() {
         detector_.reset();
         for (auto& reducer : reducers_) {
-            reducer->stop();
+            stop_service(*reducer, "reduce");
         }
-        analyze_->stop();
-        archive_->stop();
+        stop_service(*analyze_, "analyze");
+        stop_service(*archive_, "archive");
         ingest_stop_->request_stop();
         ingest_thread_.join();
         if (!ingest_result_) {
@@ -626,9 +604,9 @@ class Chain {
     std::optional<runtime::StopSource> ingest_stop_;
     Result<void> ingest_result_;
     std::thread ingest_thread_;
-    std::unique_ptr<ServiceThread> analyze_;
-    std::unique_ptr<ServiceThread> archive_;
-    std::vector<std::unique_ptr<ServiceThread>> reducers_;
+    std::unique_ptr<runtime::ServiceThread> analyze_;
+    std::unique_ptr<runtime::ServiceThread> archive_;
+    std::vector<std::unique_ptr<runtime::ServiceThread>> reducers_;
     zmq::socket_t results_;
     std::unique_ptr<Detector> detector_;
 };

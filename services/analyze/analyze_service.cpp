@@ -41,14 +41,6 @@ const std::vector<double> kLatencySecondsBuckets = {0.001, 0.002, 0.005, 0.01, 0
                                                     0.5,   1.0,   2.0,   5.0,  10.0, 30.0, 60.0};
 constexpr double kSecondsPerNanosecond = 1e-9;
 
-std::uint64_t size_of(const transport::Multipart& parts) {
-    std::uint64_t bytes = 0;
-    for (const auto& part : parts) {
-        bytes += part.size();
-    }
-    return bytes;
-}
-
 transport::SocketOptions socket_options(const cfg::Socket& socket) {
     transport::SocketOptions options;
     options.send_hwm = static_cast<int>(socket.send_hwm_messages());
@@ -282,7 +274,7 @@ class AnalyzeService {
                 break;
             }
             transport::Multipart& parts = **received;
-            metrics_.bytes_received.increment(static_cast<double>(size_of(parts)));
+            metrics_.bytes_received.increment(static_cast<double>(transport::size_of(parts)));
             std::optional<zmq::message_t> peer;
             if (routed && !parts.empty()) {
                 peer = std::move(parts.front());
@@ -325,7 +317,7 @@ class AnalyzeService {
     }
 
     void forward(transport::Multipart parts) {
-        const std::uint64_t bytes = size_of(parts);
+        const std::uint64_t bytes = transport::size_of(parts);
         auto sent =
             transport::send(archive_, parts, milliseconds(config_.archive_send_timeout_ms()));
         if (!sent || !*sent) {
@@ -398,7 +390,7 @@ class AnalyzeService {
             message.push_back(std::move(part));
         }
         // Never blocks: an unsent receipt costs a duplicate cake later, not a stalled analyze.
-        const std::uint64_t bytes = size_of(message);
+        const std::uint64_t bytes = transport::size_of(message);
         auto sent = transport::try_send(reduced_, message);
         if (sent && *sent) {
             metrics_.bytes_sent.increment(static_cast<double>(bytes));
@@ -541,7 +533,7 @@ class AnalyzeService {
             return false;
         }
         // PUB never blocks: a slow subscriber misses an update, never the archive.
-        const std::uint64_t bytes = size_of(*for_pub);
+        const std::uint64_t bytes = transport::size_of(*for_pub);
         if (auto sent = transport::try_send(results_, *for_pub); sent && *sent) {
             metrics_.bytes_sent.increment(static_cast<double>(bytes));
         }
@@ -657,7 +649,7 @@ class AnalyzeService {
             heartbeat.set_run_id(runs_.begin()->first);
         }
         if (auto parts = transport::encode_control(heartbeat)) {
-            const std::uint64_t bytes = size_of(*parts);
+            const std::uint64_t bytes = transport::size_of(*parts);
             if (auto sent = transport::try_send(results_, *parts); sent && *sent) {
                 metrics_.bytes_sent.increment(static_cast<double>(bytes));
             }
