@@ -53,23 +53,10 @@ pb::Encoding encoding_of(archive::RawCompression compression) {
     return compression == archive::RawCompression::kLz4 ? pb::ENCODING_LZ4 : pb::ENCODING_BSLZ4;
 }
 
+// Bytes per pixel; 0 for an unknown type (never compressed here: append_raw reports it).
 std::size_t element_size_bytes(pb::PixelDtype dtype) {
-    switch (dtype) {
-        case pb::PIXEL_DTYPE_UINT8:
-        case pb::PIXEL_DTYPE_INT8:
-            return 1;
-        case pb::PIXEL_DTYPE_UINT16:
-        case pb::PIXEL_DTYPE_INT16:
-            return 2;
-        case pb::PIXEL_DTYPE_UINT32:
-        case pb::PIXEL_DTYPE_INT32:
-        case pb::PIXEL_DTYPE_FLOAT32:
-            return 4;
-        case pb::PIXEL_DTYPE_FLOAT64:
-            return 8;
-        default:
-            return 0;  // unknown: never compressed here, append_raw reports it
-    }
+    const auto type = transport::to_pixel_type(dtype);
+    return type ? pixel_size_bytes(*type) : 0;
 }
 
 // One raw frame taken off the raw feed: compressed by a CompressionPool thread when it came RAW

@@ -114,6 +114,15 @@ struct FakeReducer {
         return std::nullopt;
     }
 
+    // Serves frames until `n` have come; false if they did not.
+    bool until_frames(std::size_t n) {
+        const auto deadline = Clock::now() + kPatience;
+        while (frames.size() < n && Clock::now() < deadline) {
+            serve(10ms);
+        }
+        return frames.size() >= n;
+    }
+
     // Serves frames and reads control until `n` RunEvents came; false if they did not.
     bool until_events(std::size_t n) {
         const auto deadline = Clock::now() + kPatience;

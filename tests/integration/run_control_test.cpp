@@ -98,10 +98,7 @@ TEST(RunControl, TheAnisoflowRunCommandTagsEveryFrameWithTheStateInForce) {
     FakeReducer reducer(context, ingest.endpoints());
     const RunControlCli run(ingest.endpoints().run_control, dir);
     const auto wait_frames = [&](std::size_t n) {
-        const auto deadline = Clock::now() + kPatience;
-        while (reducer.frames.size() < n && Clock::now() < deadline) {
-            reducer.serve(10ms);
-        }
+        ASSERT_TRUE(reducer.until_frames(n));
         ASSERT_EQ(reducer.frames.size(), n);
     };
 
@@ -442,10 +439,7 @@ TEST(RunControl, AWatchedFolderFeedsTheRunFileByFile) {
     FakeReducer reducer(context, ingest.endpoints());
     const RunControlCli run(ingest.endpoints().run_control, dir);
     const auto wait_frames = [&](std::size_t n) {
-        const auto deadline = Clock::now() + kPatience;
-        while (reducer.frames.size() < n && Clock::now() < deadline) {
-            reducer.serve(10ms);
-        }
+        ASSERT_TRUE(reducer.until_frames(n));
         ASSERT_EQ(reducer.frames.size(), n);
     };
     const auto wait_metric = [&](const std::string& line) {
