@@ -602,9 +602,11 @@ struct GatewayService::State {
                         if (!target.is_string()) {
                             continue;
                         }
-                        scrape.push_back(scrape_one(target.get<std::string>(),
-                                                    labels.value("service", ""),
-                                                    labels.value("instance", ""), timeout));
+                        for (const auto& [address, instance] :
+                             expand(target.get<std::string>(), labels.value("instance", ""))) {
+                            scrape.push_back(scrape_one(address, labels.value("service", ""),
+                                                        instance, timeout));
+                        }
                     }
                 }
             }
@@ -614,6 +616,40 @@ struct GatewayService::State {
             }
         }
         return {};
+    }
+
+    // A target whose host name stands for several machines (compose's `reduce` with --scale,
+    // a headless Kubernetes Service) is every one of them, as Prometheus' DNS discovery does:
+    // one (address, instance) per resolved IPv4 address, the instance suffixed with it.
+    static std::vector<std::pair<std::string, std::string>> expand(const std::string& target,
+                                                                   const std::string& instance) {
+        const auto colon = target.rfind(':');
+        if (colon == std::string::npos) {
+            return {{target, instance}};
+        }
+        const std::string host = target.substr(0, colon);
+        const std::string port = target.substr(colon + 1);
+        net::io_context io;
+        tcp::resolver resolver(io);
+        beast::error_code ec;
+        const auto found = resolver.resolve(tcp::v4(), host, port, ec);
+        std::vector<std::string> addresses;
+        if (!ec) {
+            for (const auto& entry : found) {
+                addresses.push_back(entry.endpoint().address().to_string());
+            }
+        }
+        std::sort(addresses.begin(), addresses.end());
+        addresses.erase(std::unique(addresses.begin(), addresses.end()), addresses.end());
+        if (addresses.size() <= 1) {
+            return {{target, instance}};
+        }
+        std::vector<std::pair<std::string, std::string>> out;
+        for (const std::string& address : addresses) {
+            out.emplace_back(fmt::format("{}:{}", address, port),
+                             fmt::format("{}@{}", instance.empty() ? host : instance, address));
+        }
+        return out;
     }
 
     static live::StageSample scrape_one(const std::string& address, std::string service,
