@@ -645,6 +645,7 @@ struct GatewayService::State {
             return {{target, instance}};
         }
         std::vector<std::pair<std::string, std::string>> out;
+        out.reserve(addresses.size());
         for (const std::string& address : addresses) {
             out.emplace_back(fmt::format("{}:{}", address, port),
                              fmt::format("{}@{}", instance.empty() ? host : instance, address));
