@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
         auto r = atomistic::compute_d2min(*box, reference, deformed_box, deformed, {kCutoff});
         if (!r) {
             std::fprintf(stderr, "bench_md: %s\n", r.error().message.c_str());
-            std::exit(1);
+            std::exit(1);  // NOLINT(concurrency-mt-unsafe): single-threaded benchmark
         }
         sum += r->d2min[0];
     });
@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
         auto r = atomistic::per_atom_g2(deformed_box, deformed, options);
         if (!r) {
             std::fprintf(stderr, "bench_md: %s\n", r.error().message.c_str());
-            std::exit(1);
+            std::exit(1);  // NOLINT(concurrency-mt-unsafe): single-threaded benchmark
         }
         sum += r->g2[0];
     });

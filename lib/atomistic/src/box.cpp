@@ -57,8 +57,8 @@ bool Box::triclinic() const {
 Vec3 Box::perpendicular_widths() const {
     // Row k of H^-1 is the reciprocal vector of face pair k; its length is 1 / width.
     Vec3 w{};
-    for (int k = 0; k < 3; ++k) {
-        const double* row = &h_inv_[static_cast<std::size_t>(3 * k)];
+    for (std::size_t k = 0; k < 3; ++k) {
+        const double* row = &h_inv_[3 * k];
         w[k] = 1.0 / std::sqrt(row[0] * row[0] + row[1] * row[1] + row[2] * row[2]);
     }
     return w;

@@ -84,8 +84,8 @@ Result<D2MinResult> compute_d2min(const Box& reference_box, std::span<const Vec3
         }
         out.d2min[i] = d2;
         Mat3& a = out.affine[i];
-        for (int r = 0; r < 3; ++r) {
-            for (int c = 0; c < 3; ++c) {
+        for (Eigen::Index r = 0; r < 3; ++r) {
+            for (Eigen::Index c = 0; c < 3; ++c) {
                 a[static_cast<std::size_t>(3 * r + c)] = j_mat(r, c);
             }
         }

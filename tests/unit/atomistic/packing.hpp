@@ -15,8 +15,8 @@ struct Packing {
     std::vector<Vec3> position;
 };
 
-/// n_atoms unit-diameter spheres at packing fraction `phi` (below ~0.45: RSA saturates at
-/// 0.547), displaced by a Gaussian of standard deviation `jitter` per coordinate.
+/// n_atoms unit-diameter spheres at packing fraction `phi` (below ~0.36: RSA jams at 0.38 in 3D),
+/// displaced by a Gaussian of standard deviation `jitter` per coordinate.
 Packing random_packing(std::size_t n_atoms, double phi, double jitter, std::uint64_t seed);
 
 /// x' = origin + F (x - origin): the affine image of positions in `box`.
