@@ -190,22 +190,29 @@ std::string last_warning(const fs::path& log) {
     return found;
 }
 
+// The number after `key` in a child's log, searched from `after` ("http=" then ":" for the
+// gateway's "http=127.0.0.1:8080"), or 0.
+std::uint16_t port_in_log(const Child& child, const std::string& key, const std::string& after) {
+    const std::string log = read_file(child.log);
+    const auto from = log.find(after);
+    const auto at = from == std::string::npos ? from : log.find(key, from + after.size());
+    if (at == std::string::npos) {
+        return 0;
+    }
+    const unsigned long port = std::strtoul(log.c_str() + at + key.size(), nullptr, 10);
+    return port > 0 && port <= 65535 ? static_cast<std::uint16_t>(port) : 0;
+}
+
 // The port a service's metrics listen on, from its log's `starting ... metrics_port=N` line
 // (runtime::service_main); the demo asks for port 0, so only the log knows it.
 Result<std::uint16_t> metrics_port(const Child& child) {
-    const std::string log = read_file(child.log);
-    const std::string key = "metrics_port=";
-    const std::size_t at = log.find(key);
-    if (at == std::string::npos) {
-        return fail(ErrorCode::kNotFound, "{}: no metrics_port in {}", child.name,
-                    child.log.string());
-    }
-    const unsigned long port = std::strtoul(log.c_str() + at + key.size(), nullptr, 10);
-    if (port == 0 || port > 65535) {
-        return fail(ErrorCode::kParse, "{}: metrics are off or the port is unreadable in {}",
+    const std::uint16_t port = port_in_log(child, "metrics_port=", "");
+    if (port == 0) {
+        return fail(ErrorCode::kNotFound,
+                    "{}: no metrics_port in {} (metrics off, or the port is unreadable)",
                     child.name, child.log.string());
     }
-    return static_cast<std::uint16_t>(port);
+    return port;
 }
 
 using live::mechanism_name;
@@ -250,19 +257,6 @@ fs::path find_dashboard(const DemoOptions& o, const fs::path& self_dir) {
         }
     }
     return {};
-}
-
-// The number after `key` in a child's log, searched from `after` ("http=" then ":" for the
-// gateway's "http=127.0.0.1:8080"), or 0.
-std::uint16_t port_in_log(const Child& child, const std::string& key, const std::string& after) {
-    const std::string log = read_file(child.log);
-    const auto from = log.find(after);
-    const auto at = from == std::string::npos ? from : log.find(key, from + after.size());
-    if (at == std::string::npos) {
-        return 0;
-    }
-    const unsigned long port = std::strtoul(log.c_str() + at + key.size(), nullptr, 10);
-    return port > 0 && port <= 65535 ? static_cast<std::uint16_t>(port) : 0;
 }
 
 // The TOML quoting of a string value (paths here hold no control characters).

@@ -62,6 +62,26 @@ std::span<const ResultField> result_double_fields();
 /// Number of CurveKind values besides UNSPECIFIED (S0 .. REDUCED_G).
 inline constexpr std::size_t kCurveKinds = 7;
 
+/// The curve groups of /entry/results (docs/archive.md); written by the layout, read back by
+/// read_run().
+struct CurveName {
+    std::string_view group;   // under /entry/results
+    std::string_view x_name;  // "q" or "r"
+    std::string_view x_units;
+    std::string_view value_units;
+};
+
+/// Indexed by CurveKind - 1 (stream.proto).
+inline constexpr std::array<CurveName, kCurveKinds> kCurveNames = {{
+    {"s0", "q", "1/angstrom", ""},
+    {"s2", "q", "1/angstrom", ""},
+    {"g0", "r", "angstrom", ""},
+    {"g2", "r", "angstrom", ""},
+    {"affine_g2", "r", "angstrom", ""},
+    {"eps_r", "r", "angstrom", ""},
+    {"reduced_g", "r", "angstrom", "1/angstrom^2"},
+}};
+
 struct Layout {
     Hid file;
     std::string file_name;

@@ -476,24 +476,6 @@ void create_reduced(Builder& out, Layout& layout, const pb::ExperimentConfig& co
         out.series(group + "/frames_accumulated", H5T_STD_U64LE, {}, kSeriesChunkRows);
 }
 
-struct CurveName {
-    std::string_view group;   // under /entry/results
-    std::string_view x_name;  // "q" or "r"
-    std::string_view x_units;
-    std::string_view value_units;
-};
-
-/// Indexed by CurveKind - 1 (stream.proto).
-constexpr std::array<CurveName, kCurveKinds> kCurveNames = {{
-    {"s0", "q", "1/angstrom", ""},
-    {"s2", "q", "1/angstrom", ""},
-    {"g0", "r", "angstrom", ""},
-    {"g2", "r", "angstrom", ""},
-    {"affine_g2", "r", "angstrom", ""},
-    {"eps_r", "r", "angstrom", ""},
-    {"reduced_g", "r", "angstrom", "1/angstrom^2"},
-}};
-
 void create_results(Builder& out, Layout& layout) {
     const std::string group = "/entry/results";
     out.group(group, "NXcollection");

@@ -18,16 +18,6 @@ namespace {
 
 using detail::Hid;
 
-// The results' curve groups, by CurveKind - 1 (docs/archive.md).
-constexpr std::array<std::pair<std::string_view, std::string_view>, detail::kCurveKinds>
-    kCurveGroups = {{{"s0", "q"},
-                     {"s2", "q"},
-                     {"g0", "r"},
-                     {"g2", "r"},
-                     {"affine_g2", "r"},
-                     {"eps_r", "r"},
-                     {"reduced_g", "r"}}};
-
 class Reader {
   public:
     Reader(hid_t file, std::string name) : file_(file), name_(std::move(name)) {}
@@ -198,8 +188,9 @@ Result<ArchivedRun> read_run(const std::filesystem::path& path) {
         }
     }
 
-    for (std::size_t k = 0; k < kCurveGroups.size(); ++k) {
-        const auto& [group, x_name] = kCurveGroups[k];
+    for (std::size_t k = 0; k < detail::kCurveNames.size(); ++k) {
+        const std::string_view group = detail::kCurveNames[k].group;
+        const std::string_view x_name = detail::kCurveNames[k].x_name;
         const std::string base = results + "/" + std::string(group);
         auto x = in.values<double>(base + "/" + std::string(x_name), H5T_NATIVE_DOUBLE);
         auto value = in.values<double>(base + "/value", H5T_NATIVE_DOUBLE);
