@@ -1,0 +1,1 @@
+// Bond breaking and bond orientation between two configurations (issue 7).

@@ -1,0 +1,1 @@
+// Diffraction from atoms: S(Q, psi) of a configuration (issue 7).

@@ -1,0 +1,1 @@
+// Tests of bond breaking and bond orientation (issue 7).

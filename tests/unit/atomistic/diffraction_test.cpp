@@ -1,0 +1,1 @@
+// Tests of diffraction from atoms (issue 7).
