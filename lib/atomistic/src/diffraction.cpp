@@ -7,8 +7,6 @@
 
 #include "anisoflow/atomistic/diffraction.hpp"
 
-#include <fftw3.h>
-
 #include <algorithm>
 #include <cmath>
 #include <complex>
@@ -16,6 +14,8 @@
 #include <memory>
 #include <mutex>
 #include <numbers>
+
+#include <fftw3.h>
 
 namespace anisoflow::atomistic {
 namespace {
@@ -100,8 +100,8 @@ Result<Checked> check(const Box& box, std::span<const Vec3> positions,
             c.q_of_n[3 * col + row] = 2.0 * std::numbers::pi * h_inv_col[row];
         }
         // n_k = a_k . Q / (2 pi), a_k the k-th edge (column k of H).
-        c.edge_length[col] = std::sqrt(h[col] * h[col] + h[3 + col] * h[3 + col] +
-                                       h[6 + col] * h[6 + col]);
+        c.edge_length[col] =
+            std::sqrt(h[col] * h[col] + h[3 + col] * h[3 + col] + h[6 + col] * h[6 + col]);
         c.n_max[col] = static_cast<int>(
             std::floor(o.q_max * c.edge_length[col] / (2.0 * std::numbers::pi) + 1e-9));
     }
@@ -170,6 +170,14 @@ std::vector<LatticeIntensity> direct_sums(const Checked& c, std::span<const Vec3
         }
     }
     std::vector<std::complex<double>> rho(ns.size());
+    // Table positions n_k + n_max_k of each point.
+    std::vector<std::array<std::size_t, 3>> offset(ns.size());
+    for (std::size_t i = 0; i < ns.size(); ++i) {
+        for (std::size_t k = 0; k < 3; ++k) {
+            const int position = ns[i][k] + c.n_max[k];  // >= 0
+            offset[i][k] = static_cast<std::size_t>(position);
+        }
+    }
     // exp(-2 pi i n s) for n in [-n_max, n_max] per axis, by one sincos per atom and axis and
     // powers (rounding grows ~n eps: 1e-14 at n = 100).
     std::array<std::vector<std::complex<double>>, 3> table;
@@ -189,10 +197,8 @@ std::vector<LatticeIntensity> direct_sums(const Checked& c, std::span<const Vec3
             }
         }
         for (std::size_t i = 0; i < ns.size(); ++i) {
-            const auto& n = ns[i];
-            rho[i] += table[0][static_cast<std::size_t>(n[0] + c.n_max[0])] *
-                      table[1][static_cast<std::size_t>(n[1] + c.n_max[1])] *
-                      table[2][static_cast<std::size_t>(n[2] + c.n_max[2])];
+            const auto& t = offset[i];
+            rho[i] += table[0][t[0]] * table[1][t[1]] * table[2][t[2]];
         }
     }
     const double inv_n = 1.0 / static_cast<double>(reduced.size());
@@ -275,8 +281,8 @@ class FftGrid {
                 const auto base = static_cast<long>(cell) + static_cast<long>(p / 2);
                 const auto mk = static_cast<long>(m_[k]);
                 for (std::size_t i = 0; i < p; ++i) {
-                    index[k][i] = static_cast<std::size_t>(
-                        ((base - static_cast<long>(i)) % mk + mk) % mk);
+                    index[k][i] =
+                        static_cast<std::size_t>(((base - static_cast<long>(i)) % mk + mk) % mk);
                 }
             }
             for (std::size_t i0 = 0; i0 < p; ++i0) {
@@ -298,9 +304,8 @@ class FftGrid {
         const auto wrap = [](int v, std::size_t mk) {
             return static_cast<std::size_t>(v < 0 ? v + static_cast<int>(mk) : v);
         };
-        const fftw_complex& z =
-            spectrum_.get()[(wrap(m0, m_[0]) * m_[1] + wrap(m1, m_[1])) * mc +
-                            static_cast<std::size_t>(m2)];
+        const fftw_complex& z = spectrum_.get()[(wrap(m0, m_[0]) * m_[1] + wrap(m1, m_[1])) * mc +
+                                                static_cast<std::size_t>(m2)];
         const double w = spline_transform(m0 / static_cast<double>(m_[0]), order_) *
                          spline_transform(m1 / static_cast<double>(m_[1]), order_) *
                          spline_transform(m2 / static_cast<double>(m_[2]), order_);
@@ -329,11 +334,11 @@ Result<std::vector<LatticeIntensity>> fft_sums(const Checked& c, std::span<const
     std::array<int, 3> reach{};
     double q_reach = std::numeric_limits<double>::infinity();
     for (std::size_t k = 0; k < 3; ++k) {
-        const auto wanted = static_cast<std::size_t>(
-            std::ceil(2.0 * o.oversampling * std::max(c.n_max[k], 1)));
-        m[k] = std::min(o.max_grid - o.max_grid % 2,
-                        good_fft_size(std::max(wanted, 2 * static_cast<std::size_t>(
-                                                               o.spline_order))));
+        const auto wanted =
+            static_cast<std::size_t>(std::ceil(2.0 * o.oversampling * std::max(c.n_max[k], 1)));
+        m[k] =
+            std::min(o.max_grid - o.max_grid % 2,
+                     good_fft_size(std::max(wanted, 2 * static_cast<std::size_t>(o.spline_order))));
         // Below M / 2, so that +-m are distinct grid frequencies.
         reach[k] = std::min(
             static_cast<int>(std::floor(static_cast<double>(m[k]) / (2.0 * o.oversampling))),

@@ -58,11 +58,11 @@ struct LatticeIntensity {
 /// sphere). Variances from the residual scatter (speckle): var = sigma^2 (X^T X)^-1. Bins with
 /// fewer than kMinPointsPerBin points, or whose directions cannot separate P0 from P2, are NaN.
 struct StructureFactor {
-    physics::QCurve s0;  ///< at the bins' mean |Q|
-    physics::QCurve s2;  ///< SPEC 4: S = S0 + sqrt5 S2 P2(cos psi)
-    std::vector<std::size_t> count;      ///< lattice points (half space) per bin
-    std::vector<int> fold;               ///< the largest folding factor among a bin's points
-    double number_density = 0.0;         ///< N / V
+    physics::QCurve s0;              ///< at the bins' mean |Q|
+    physics::QCurve s2;              ///< SPEC 4: S = S0 + sqrt5 S2 P2(cos psi)
+    std::vector<std::size_t> count;  ///< lattice points (half space) per bin
+    std::vector<int> fold;           ///< the largest folding factor among a bin's points
+    double number_density = 0.0;     ///< N / V
     std::size_t atoms = 0;
 };
 
