@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <future>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -144,10 +145,13 @@ Result<ReduceMetrics> register_metrics(metrics::Registry& registry) {
                          *rejected, *bytes_received, *bytes_sent, *latency};
 }
 
+using LookupResult = Result<std::shared_ptr<const reduce::CakeLookup>>;
+
 // What a worker knows of one run.
 struct RunContext {
     pb::RunStart start;
-    std::unique_ptr<geometry::DetectorGeometry> geometry;
+    std::shared_ptr<const geometry::DetectorGeometry> geometry;
+    std::shared_future<LookupResult> lookup;  // the geometry half of the integrator
     reduce::FrameAverager darks;
     reduce::FrameAverager flats;
     std::shared_ptr<const reduce::CakeIntegrator> integrator;  // null: (re)build before use
@@ -162,6 +166,48 @@ reduce::CakeAxes axes_of(const pb::ExperimentConfig& config) {
     axes.q_max_inv_angstrom = config.q_max_inv_angstrom();
     return axes;
 }
+
+// Cake lookups (the geometry half of an integrator, ~0.5 s of trigonometry for 4 Mpixel) by what
+// they depend on: geometry, cake axes and polarization. A run's lookup starts building on its own
+// thread when the RunStart comes, while the darks and flats are still arriving, and the next run
+// with the same geometry (the usual case during a shift) reuses it: its first frames do not wait
+// for a rebuild (docs/reduction.md, "Lookup and corrections"). The first data frame waits for
+// the build only if it comes sooner than that.
+class LookupCache {
+  public:
+    std::shared_future<LookupResult> get(const pb::RunStart& start,
+                                         std::shared_ptr<const geometry::DetectorGeometry> geometry,
+                                         const reduce::CakeAxes& axes, unsigned threads) {
+        const pb::ExperimentConfig& config = start.config();
+        // The service's corrections: solid angle always, the run's polarization factor.
+        const reduce::GeometricFactors factors{true, config.polarization_factor()};
+        const std::string key = fmt::format("{}|{}|{}|{}|{}|{}", config.geometry().SerializeAsString(),
+                                            axes.n_q, axes.n_chi, axes.q_min_inv_angstrom,
+                                            axes.q_max_inv_angstrom, *factors.polarization_factor);
+        for (const auto& [cached_key, lookup] : entries_) {
+            if (cached_key == key) {
+                return lookup;
+            }
+        }
+        std::shared_future<LookupResult> lookup =
+            std::async(std::launch::async, [geometry = std::move(geometry), axes, factors,
+                                            threads]() -> LookupResult {
+                return reduce::CakeLookup::create(*geometry, axes, reduce::PixelSplitting::kNone,
+                                                  factors, std::max(1U, threads));
+            }).share();
+        entries_.emplace_back(key, lookup);
+        if (entries_.size() > kLookupsKept) {
+            entries_.pop_front();  // integrators built from it keep what they need
+        }
+        return lookup;
+    }
+
+  private:
+    // Two geometries in turn (e.g. two detector distances) without rebuilding; each lookup of a
+    // 4 Mpixel detector holds 32 MB.
+    static constexpr std::size_t kLookupsKept = 2;
+    std::deque<std::pair<std::string, std::shared_future<LookupResult>>> entries_;
+};
 
 // The corrections and integrator of a run as `anisoflow analyze` builds them: mean dark and flat,
 // the integer type's saturation, the run's polarization factor, no pixel splitting.
@@ -215,10 +261,11 @@ Result<std::shared_ptr<const reduce::CakeIntegrator>> build_integrator(const Run
                         *corrections.read_noise_counts, corrections.counts_per_photon);
         }
     }
-    auto integrator = reduce::CakeIntegrator::create(
-        *run.geometry,
-        {axes_of(run.start.config()), reduce::PixelSplitting::kNone, std::max(1U, threads)},
-        std::move(corrections));
+    const LookupResult& lookup = run.lookup.get();  // waits only if still building
+    if (!lookup) {
+        return tl::unexpected(lookup.error());
+    }
+    auto integrator = reduce::CakeIntegrator::create(*lookup, threads, std::move(corrections));
     if (!integrator) {
         return tl::unexpected(integrator.error());
     }
@@ -385,7 +432,8 @@ class ReduceService {
                 fmt::format("run {}: the RunStart's geometry is incomplete", start.run_id()));
             return;
         }
-        run.geometry = std::make_unique<geometry::DetectorGeometry>(transport::to_poni(g));
+        run.geometry = std::make_shared<const geometry::DetectorGeometry>(transport::to_poni(g));
+        run.lookup = lookups_.get(start, run.geometry, axes_of(start.config()), config_.threads());
         spdlog::info("run started run={} detector={}x{} n_q={} n_chi={}", start.run_id(),
                      g.detector_rows(), g.detector_cols(), start.config().n_q(),
                      start.config().n_chi());
@@ -616,6 +664,7 @@ class ReduceService {
     AckQueue acks_;
     // Receive stage only:
     std::map<std::string, RunContext, std::less<>> runs_;
+    LookupCache lookups_;
     std::deque<std::string> ended_;
     std::vector<transport::FrameMessage> pending_;
     std::uint64_t link_bytes_received_ = 0;  // input_'s counts already exported

@@ -387,10 +387,13 @@ Cake CakeAccumulator::finish() const {
     return cake;
 }
 
-Result<CakeIntegrator> CakeIntegrator::create(const geometry::DetectorGeometry& geometry,
-                                              const IntegratorOptions& options,
-                                              DetectorCorrections corrections) {
-    const CakeAxes& axes = options.axes;
+GeometricFactors geometric_factors(const DetectorCorrections& corrections) {
+    return {corrections.correct_solid_angle, corrections.polarization_factor};
+}
+
+Result<std::shared_ptr<const CakeLookup>> CakeLookup::create(
+    const geometry::DetectorGeometry& geometry, const CakeAxes& axes, PixelSplitting splitting,
+    const GeometricFactors& factors, unsigned thread_count) {
     if (axes.n_q == 0 || axes.n_chi == 0) {
         return fail(ErrorCode::kInvalidArgument, "the cake needs at least one Q and one chi bin");
     }
@@ -408,16 +411,77 @@ Result<CakeIntegrator> CakeIntegrator::create(const geometry::DetectorGeometry& 
         return fail(ErrorCode::kInvalidArgument, "detector shape {}x{} is not supported",
                     shape.rows, shape.cols);
     }
+    if (factors.polarization_factor && !std::isfinite(*factors.polarization_factor)) {
+        return fail(ErrorCode::kInvalidArgument, "polarization factor {} is not finite",
+                    *factors.polarization_factor);
+    }
+    // Not make_shared: the constructor is private.
+    std::shared_ptr<CakeLookup> lookup(new CakeLookup());
+    lookup->axes_ = axes;
+    lookup->splitting_ = splitting;
+    lookup->factors_ = factors;
+    lookup->shape_ = shape;
+    lookup->dump_cell_ = static_cast<std::uint32_t>(axes.cell_count());
+    WorkerPool pool(std::max(1U, thread_count));
+    if (splitting == PixelSplitting::kNone) {
+        lookup->build_no_splitting(geometry, pool);
+    } else {
+        lookup->build_bounding_box(geometry, pool);
+    }
+    return std::shared_ptr<const CakeLookup>(std::move(lookup));
+}
+
+std::size_t CakeLookup::size_bytes() const {
+    return geometric_norm_.size() * sizeof(float) +
+           cell_of_pixel_.size() * sizeof(std::uint32_t) +
+           box_of_pixel_.size() * sizeof(LookupBoxRecord) +
+           wide_pixels_.size() * sizeof(std::uint32_t) +
+           wide_offsets_.size() * sizeof(std::uint32_t) +
+           wide_contributions_.size() * sizeof(LookupContribution);
+}
+
+Result<CakeIntegrator> CakeIntegrator::create(const geometry::DetectorGeometry& geometry,
+                                              const IntegratorOptions& options,
+                                              DetectorCorrections corrections) {
+    // The corrections first: a bad mask or dark should not cost a lookup build.
+    if (auto valid = corrections.validate(geometry.shape()); !valid) {
+        return tl::unexpected(valid.error());
+    }
+    auto lookup = CakeLookup::create(geometry, options.axes, options.splitting,
+                                     geometric_factors(corrections), options.thread_count);
+    if (!lookup) {
+        return tl::unexpected(lookup.error());
+    }
+    return create(std::move(*lookup), options.thread_count, std::move(corrections));
+}
+
+Result<CakeIntegrator> CakeIntegrator::create(std::shared_ptr<const CakeLookup> lookup,
+                                              unsigned thread_count,
+                                              DetectorCorrections corrections) {
+    if (!lookup) {
+        return fail(ErrorCode::kInvalidArgument, "no lookup to build the integrator from");
+    }
+    const FrameShape shape = lookup->detector_shape();
     if (auto valid = corrections.validate(shape); !valid) {
         return tl::unexpected(valid.error());
     }
+    if (geometric_factors(corrections) != lookup->factors()) {
+        const auto describe = [](const GeometricFactors& f) {
+            return fmt::format("solid angle {}, polarization {}", f.solid_angle ? "on" : "off",
+                               f.polarization_factor
+                                   ? fmt::format("{}", *f.polarization_factor)
+                                   : std::string("off"));
+        };
+        return fail(ErrorCode::kInvalidArgument,
+                    "the lookup was built for {} but the corrections ask for {}",
+                    describe(lookup->factors()), describe(geometric_factors(corrections)));
+    }
 
     CakeIntegrator integrator;
-    integrator.options_ = options;
-    integrator.options_.thread_count = std::max(1U, options.thread_count);
+    integrator.options_ = {lookup->axes(), lookup->splitting(), std::max(1U, thread_count)};
     integrator.shape_ = shape;
     integrator.corrections_ = std::move(corrections);
-    integrator.dump_cell_ = static_cast<std::uint32_t>(axes.cell_count());
+    integrator.dump_cell_ = lookup->dump_cell_;
     integrator.pool_ = std::make_unique<WorkerPool>(integrator.options_.thread_count);
     integrator.scratch_ = std::make_unique<Scratch>();
     if (integrator.corrections_.mask_negative_after_dark) {
@@ -432,109 +496,101 @@ Result<CakeIntegrator> CakeIntegrator::create(const geometry::DetectorGeometry& 
     if (integrator.corrections_.saturation_counts) {
         integrator.thresholds_.reject_high = *integrator.corrections_.saturation_counts;
     }
-    if (options.splitting == PixelSplitting::kNone) {
-        integrator.build_no_splitting(geometry);
-    } else {
-        integrator.build_bounding_box(geometry);
-    }
+    integrator.apply_corrections(*lookup);
     integrator.build_static_sums();
     return integrator;
 }
 
 namespace {
 
-// Per-pixel normalisation flat * solid angle * polarization, and whether the pixel is usable.
-struct PixelStatics {
-    double norm;
-    bool usable;
-};
-
-PixelStatics pixel_statics(const geometry::DetectorGeometry& geometry,
-                           const DetectorCorrections& corrections, std::size_t row, std::size_t col,
-                           std::size_t pixel, const geometry::ScatteringAngles& angles) {
+// A pixel's flat (1 without one), or 0 where the pixel is excluded: masked, a flat that is not
+// positive and finite, or a dark that is not finite (SPEC 2).
+double corrected_flat(const DetectorCorrections& corrections, std::size_t pixel) {
     if (!corrections.mask.empty() && corrections.mask[pixel] != 0) {
-        return {0.0, false};
-    }
-    double norm = 1.0;
-    if (!corrections.flat.empty()) {
-        const double flat = corrections.flat[pixel];
-        if (!(flat > 0.0) || !std::isfinite(flat)) {
-            return {0.0, false};
-        }
-        norm *= flat;
-    }
-    if (corrections.correct_solid_angle) {
-        norm *= geometry.solid_angle(row, col);
-    }
-    if (corrections.polarization_factor) {
-        norm *= geometry::DetectorGeometry::polarization(angles, *corrections.polarization_factor);
+        return 0.0;
     }
     if (!corrections.dark_counts.empty() && !std::isfinite(corrections.dark_counts[pixel])) {
-        return {0.0, false};
+        return 0.0;
     }
-    return {norm, norm > 0.0};
+    if (corrections.flat.empty()) {
+        return 1.0;
+    }
+    const double flat = corrections.flat[pixel];
+    return flat > 0.0 && std::isfinite(flat) ? flat : 0.0;
+}
+
+// Solid angle x polarization of one pixel centre, as the lookup stores it.
+double geometric_norm(const geometry::DetectorGeometry& geometry, const GeometricFactors& factors,
+                      std::size_t row, std::size_t col, const geometry::ScatteringAngles& angles) {
+    double norm = 1.0;
+    if (factors.solid_angle) {
+        norm *= geometry.solid_angle(row, col);
+    }
+    if (factors.polarization_factor) {
+        norm *= geometry::DetectorGeometry::polarization(angles, *factors.polarization_factor);
+    }
+    return norm;
 }
 
 }  // namespace
 
-void CakeIntegrator::build_no_splitting(const geometry::DetectorGeometry& geometry) {
-    const CakeAxes& axes = options_.axes;
+void CakeLookup::build_no_splitting(const geometry::DetectorGeometry& geometry, WorkerPool& pool) {
     const std::size_t pixels = shape_.pixel_count();
     cell_of_pixel_.assign(pixels, dump_cell_);
-    pixel_norm_.assign(pixels, 0.0F);
+    geometric_norm_.assign(pixels, 0.0F);
     const double q_scale =
-        static_cast<double>(axes.n_q) / (axes.q_max_inv_angstrom - axes.q_min_inv_angstrom);
-    const double chi_scale = static_cast<double>(axes.n_chi) / 360.0;
+        static_cast<double>(axes_.n_q) / (axes_.q_max_inv_angstrom - axes_.q_min_inv_angstrom);
+    const double chi_scale = static_cast<double>(axes_.n_chi) / 360.0;
     parallel_rows(
-        *pool_, shape_.rows, [&](std::size_t row_begin, std::size_t row_end, unsigned /*chunk*/) {
+        pool, shape_.rows, [&](std::size_t row_begin, std::size_t row_end, unsigned /*chunk*/) {
             for (std::size_t row = row_begin; row < row_end; ++row) {
                 for (std::size_t col = 0; col < shape_.cols; ++col) {
                     const std::size_t pixel = row * shape_.cols + col;
                     const auto angles = geometry.pixel_centre(row, col);
-                    const PixelStatics statics =
-                        pixel_statics(geometry, corrections_, row, col, pixel, angles);
-                    if (!statics.usable) {
+                    const double norm = geometric_norm(geometry, factors_, row, col, angles);
+                    if (!(norm > 0.0)) {
                         continue;
                     }
                     const double q = geometry.q_inv_angstrom(angles.two_theta_rad);
-                    const double fq = (q - axes.q_min_inv_angstrom) * q_scale;
-                    if (!(fq >= 0.0) || !(fq < static_cast<double>(axes.n_q))) {
+                    const double fq = (q - axes_.q_min_inv_angstrom) * q_scale;
+                    if (!(fq >= 0.0) || !(fq < static_cast<double>(axes_.n_q))) {
                         continue;
                     }
                     // chi is in (-180, 180]: +180 joins the last bin, as in pyFAI's inclusive
                     // range.
                     const auto ichi = std::min(
                         static_cast<std::size_t>((angles.chi_rad * kRadToDeg + 180.0) * chi_scale),
-                        axes.n_chi - 1U);
+                        axes_.n_chi - 1U);
                     cell_of_pixel_[pixel] =
-                        static_cast<std::uint32_t>(ichi * axes.n_q + static_cast<std::size_t>(fq));
-                    pixel_norm_[pixel] = static_cast<float>(statics.norm);
+                        static_cast<std::uint32_t>(ichi * axes_.n_q + static_cast<std::size_t>(fq));
+                    geometric_norm_[pixel] = static_cast<float>(norm);
                 }
             }
         });
 }
 
-void CakeIntegrator::build_bounding_box(const geometry::DetectorGeometry& geometry) {
-    const CakeAxes& axes = options_.axes;
+void CakeLookup::build_bounding_box(const geometry::DetectorGeometry& geometry, WorkerPool& pool) {
+    const CakeAxes& axes = axes_;
     const std::size_t rows = shape_.rows;
     const std::size_t cols = shape_.cols;
     const std::size_t pixels = shape_.pixel_count();
-    const BoxRecord excluded{pack_cell_and_spans(dump_cell_, 1, 1), {0, 0, 0, 0}};
+    const LookupBoxRecord excluded{pack_cell_and_spans(dump_cell_, 1, 1), {0, 0, 0, 0}};
     box_of_pixel_.assign(pixels, excluded);
-    pixel_norm_.assign(pixels, 0.0F);
+    geometric_norm_.assign(pixels, 0.0F);
     const double q_scale =
         static_cast<double>(axes.n_q) / (axes.q_max_inv_angstrom - axes.q_min_inv_angstrom);
     const double chi_scale = static_cast<double>(axes.n_chi) / 360.0;
+    constexpr std::uint32_t kDirectQBins = CakeIntegrator::kDirectQBins;
 
     // Explicit contributions of pixels whose box is too wide for a compact record, per chunk.
     struct WideList {
         std::vector<std::uint32_t> pixels;
         std::vector<std::uint32_t> counts;
-        std::vector<Contribution> contributions;
+        std::vector<LookupContribution> contributions;
     };
-    std::vector<WideList> wide(options_.thread_count);
+    std::vector<WideList> wide(pool.size());
 
-    parallel_rows(*pool_, rows, [&](std::size_t row_begin, std::size_t row_end, unsigned chunk) {
+    parallel_rows(pool, rows, [&](std::size_t row_begin, std::size_t row_end, unsigned chunk) {
         // Corner angles of one row of pixel corners (cols + 1 of them), two rows at a time.
         std::vector<double> q_top(cols + 1);
         std::vector<double> chi_top(cols + 1);
@@ -555,9 +611,8 @@ void CakeIntegrator::build_bounding_box(const geometry::DetectorGeometry& geomet
             for (std::size_t col = 0; col < cols; ++col) {
                 const std::size_t pixel = row * cols + col;
                 const auto angles = geometry.pixel_centre(row, col);
-                const PixelStatics statics =
-                    pixel_statics(geometry, corrections_, row, col, pixel, angles);
-                if (!statics.usable) {
+                const double norm = geometric_norm(geometry, factors_, row, col, angles);
+                if (!(norm > 0.0)) {
                     continue;
                 }
                 // pyFAI's bounding box: centre +- the largest distance to a corner, with chi
@@ -585,11 +640,11 @@ void CakeIntegrator::build_bounding_box(const geometry::DetectorGeometry& geomet
                 if (qs.span == 0 || cs.span == 0) {
                     continue;
                 }
-                pixel_norm_[pixel] = static_cast<float>(statics.norm);
+                geometric_norm_[pixel] = static_cast<float>(norm);
                 const std::uint32_t first_cell =
                     cs.first_bin * static_cast<std::uint32_t>(axes.n_q) + qs.first_bin;
                 if (cs.span == 1 && qs.span <= kDirectQBins) {
-                    BoxRecord record{pack_cell_and_spans(first_cell, qs.span, 1), {0, 0, 0, 0}};
+                    LookupBoxRecord record{pack_cell_and_spans(first_cell, qs.span, 1), {0, 0, 0, 0}};
                     for (std::uint32_t k = 0; k < qs.span; ++k) {
                         record.weights[k] = quantise_weight(axis_weight(qs, k));
                     }
@@ -597,7 +652,7 @@ void CakeIntegrator::build_bounding_box(const geometry::DetectorGeometry& geomet
                     continue;
                 }
                 if (qs.span <= kMaxCompactSpan && cs.span <= kMaxCompactSpan) {
-                    box_of_pixel_[pixel] = BoxRecord{
+                    box_of_pixel_[pixel] = LookupBoxRecord{
                         pack_cell_and_spans(first_cell, qs.span, cs.span),
                         {quantise_weight(qs.first_weight), quantise_weight(qs.last_weight),
                          quantise_weight(cs.first_weight), quantise_weight(cs.last_weight)}};
@@ -610,7 +665,7 @@ void CakeIntegrator::build_bounding_box(const geometry::DetectorGeometry& geomet
                 list.counts.push_back(qs.span * cs.span);
                 for (std::uint32_t a = 0; a < cs.span; ++a) {
                     for (std::uint32_t b = 0; b < qs.span; ++b) {
-                        list.contributions.push_back(Contribution{
+                        list.contributions.push_back(LookupContribution{
                             first_cell + a * static_cast<std::uint32_t>(axes.n_q) + b,
                             static_cast<float>(axis_weight(cs, a) * axis_weight(qs, b))});
                     }
@@ -633,6 +688,52 @@ void CakeIntegrator::build_bounding_box(const geometry::DetectorGeometry& geomet
             offset += list.counts[k];
             wide_offsets_.push_back(static_cast<std::uint32_t>(wide_contributions_.size()));
         }
+    }
+}
+
+
+void CakeIntegrator::apply_corrections(const CakeLookup& lookup) {
+    const std::size_t pixels = shape_.pixel_count();
+    const bool split = options_.splitting == PixelSplitting::kBoundingBox;
+    pixel_norm_.assign(pixels, 0.0F);
+    if (split) {
+        box_of_pixel_ = lookup.box_of_pixel_;
+    } else {
+        cell_of_pixel_ = lookup.cell_of_pixel_;
+    }
+    const BoxRecord excluded{pack_cell_and_spans(dump_cell_, 1, 1), {0, 0, 0, 0}};
+    parallel_rows(*pool_, shape_.rows,
+                  [&](std::size_t row_begin, std::size_t row_end, unsigned /*chunk*/) {
+                      for (std::size_t pixel = row_begin * shape_.cols;
+                           pixel < row_end * shape_.cols; ++pixel) {
+                          const double norm = static_cast<double>(lookup.geometric_norm_[pixel]) *
+                                              corrected_flat(corrections_, pixel);
+                          if (norm > 0.0) {
+                              pixel_norm_[pixel] = static_cast<float>(norm);
+                          } else if (split) {
+                              box_of_pixel_[pixel] = excluded;
+                          } else {
+                              cell_of_pixel_[pixel] = dump_cell_;
+                          }
+                      }
+                  });
+    // The wide pixels that survive the corrections, in the lookup's (increasing) order.
+    wide_pixels_.clear();
+    wide_contributions_.clear();
+    wide_offsets_.assign(1, 0);
+    for (std::size_t k = 0; k < lookup.wide_pixels_.size(); ++k) {
+        const std::uint32_t pixel = lookup.wide_pixels_[k];
+        if (pixel_norm_[pixel] <= 0.0F) {
+            continue;
+        }
+        wide_pixels_.push_back(pixel);
+        wide_contributions_.insert(
+            wide_contributions_.end(),
+            lookup.wide_contributions_.begin() +
+                static_cast<std::ptrdiff_t>(lookup.wide_offsets_[k]),
+            lookup.wide_contributions_.begin() +
+                static_cast<std::ptrdiff_t>(lookup.wide_offsets_[k + 1]));
+        wide_offsets_.push_back(static_cast<std::uint32_t>(wide_contributions_.size()));
     }
 }
 

@@ -372,6 +372,75 @@ TEST(PixelSplitting, ParsesTheNamesTheCommandLineUses) {
     EXPECT_THAT(bad.error().message, HasSubstr("none, bbox"));
 }
 
+// A lookup is built once per geometry and shared by the integrators of many runs (the reduce
+// service keeps it across runs): each run's mask, dark and flat must act on its own integrator
+// only, and an integrator from a shared lookup must equal one built from the geometry.
+TEST_P(BothSplittings, IntegratorsSharingOneLookupKeepTheirOwnCorrections) {
+    const SmallDetector setup;
+    DetectorCorrections masked = setup.corrections();
+    masked.mask.assign(setup.shape().pixel_count(), 0);
+    for (std::size_t i = 0; i < masked.mask.size(); i += 5) {
+        masked.mask[i] = 1;
+    }
+    masked.mask[(setup.shape().rows / 2) * setup.shape().cols + setup.shape().cols / 2] = 1;
+    DetectorCorrections flattened = setup.corrections();
+    flattened.flat.assign(setup.shape().pixel_count(), 1.0F);
+    for (std::size_t i = 0; i < flattened.flat.size(); i += 3) {
+        flattened.flat[i] = i % 2 == 0 ? 0.0F : 1.25F;  // 0: excluded (SPEC 2)
+    }
+    auto lookup = CakeLookup::create(setup.geometry, setup.axes, GetParam(),
+                                     geometric_factors(masked), 3);
+    ASSERT_TRUE(lookup.has_value()) << lookup.error().message;
+    EXPECT_EQ((*lookup)->detector_shape().pixel_count(), setup.shape().pixel_count());
+    EXPECT_GT((*lookup)->size_bytes(), setup.shape().pixel_count() * sizeof(float));
+
+    const auto frame = Frame::from_vector(setup.shape(), setup.flat_image());
+    for (const DetectorCorrections& corrections : {masked, flattened, masked}) {
+        auto shared = CakeIntegrator::create(*lookup, 2, corrections);
+        ASSERT_TRUE(shared.has_value()) << shared.error().message;
+        const auto own = setup.make(GetParam(), corrections, 1);
+        EXPECT_EQ(shared->contributing_pixel_count(), own.contributing_pixel_count());
+        const auto a = *shared->integrate(frame.view());
+        const auto b = *own.integrate(frame.view());
+        ASSERT_EQ(a.intensity.size(), b.intensity.size());
+        for (std::size_t c = 0; c < a.intensity.size(); ++c) {
+            EXPECT_EQ(a.count[c], b.count[c]) << "cell " << c;
+            if (a.count[c] > 0.0) {
+                EXPECT_NEAR(a.intensity[c], b.intensity[c], kExactTolerance * kLevel)
+                    << "cell " << c;
+            }
+        }
+    }
+    // The masked integrators do not see the pixels the flat excluded, and the other way round.
+    const auto first = CakeIntegrator::create(*lookup, 1, masked);
+    const auto second = CakeIntegrator::create(*lookup, 1, flattened);
+    EXPECT_NE(first->contributing_pixel_count(), second->contributing_pixel_count());
+}
+
+TEST(CakeLookup, RefusesCorrectionsWithOtherGeometricFactors) {
+    const SmallDetector setup;
+    auto lookup = CakeLookup::create(setup.geometry, setup.axes, PixelSplitting::kNone,
+                                     GeometricFactors{true, 0.99});
+    ASSERT_TRUE(lookup.has_value()) << lookup.error().message;
+    DetectorCorrections corrections;
+    corrections.polarization_factor = 0.95;
+    const auto wrong = CakeIntegrator::create(*lookup, 1, corrections);
+    ASSERT_FALSE(wrong.has_value());
+    EXPECT_THAT(wrong.error().message, HasSubstr("polarization 0.99"));
+    EXPECT_THAT(wrong.error().message, HasSubstr("polarization 0.95"));
+    corrections.polarization_factor = 0.99;
+    corrections.correct_solid_angle = false;
+    EXPECT_FALSE(CakeIntegrator::create(*lookup, 1, corrections).has_value());
+    corrections.correct_solid_angle = true;
+    EXPECT_TRUE(CakeIntegrator::create(*lookup, 1, corrections).has_value());
+    EXPECT_FALSE(CakeIntegrator::create(nullptr, 1, corrections).has_value());
+    CakeAxes empty = setup.axes;
+    empty.n_chi = 0;
+    EXPECT_FALSE(
+        CakeLookup::create(setup.geometry, empty, PixelSplitting::kNone, GeometricFactors{}));
+}
+
+
 INSTANTIATE_TEST_SUITE_P(Splittings, BothSplittings,
                          ::testing::Values(PixelSplitting::kNone, PixelSplitting::kBoundingBox),
                          [](const auto& param_info) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -76,6 +77,74 @@ struct PixelThresholds {
     double reject_high = std::numeric_limits<double>::infinity();
 };
 
+/// How a pixel's share of one cell is stored (the bounding-box lookup; see CakeIntegrator).
+struct LookupContribution {
+    std::uint32_t cell;
+    float weight;
+};
+
+/// Compact bounding-box record (12 bytes): first cell and spans packed in 32 bits, and four
+/// 16-bit fixed-point weights. A pixel in one chi bin and at most kDirectQBins Q bins (97 % of
+/// them) stores its Q weights directly, zero past its span, so the hot loop updates four cells
+/// without a branch; others store the first/last weight along Q and chi and the weights in
+/// between follow from the sum being 1 (docs/reduction.md).
+struct LookupBoxRecord {
+    std::uint32_t first_cell_and_spans;
+    std::uint16_t weights[4];  ///< direct: Q bins 0..3; else: q first, q last, chi first, chi last
+};
+
+/// The geometric factors a lookup folds into each pixel's normalisation (SPEC 2): they depend
+/// on the geometry alone, unlike the mask, dark and flat.
+struct GeometricFactors {
+    bool solid_angle = true;
+    std::optional<double> polarization_factor;
+
+    friend bool operator==(const GeometricFactors&, const GeometricFactors&) = default;
+};
+
+/// The factors `corrections` asks for.
+GeometricFactors geometric_factors(const DetectorCorrections& corrections);
+
+/// The geometry half of an integrator: every pixel's cell (or bounding-box cells and weights)
+/// and its solid-angle x polarization factor, for one geometry, cake layout and splitting, with
+/// no mask, dark or flat applied. Building it is the costly part (trigonometry per pixel centre
+/// and corner: about 0.5 s for 4 Mpixel on one core); applying the corrections is one cheap pass
+/// (CakeIntegrator::create from a lookup). A service builds it when a run is announced, before
+/// its darks arrive, and every run with the same geometry reuses it (docs/reduction.md).
+/// Immutable once built, so integrators on any thread share it.
+class CakeLookup {
+  public:
+    static Result<std::shared_ptr<const CakeLookup>> create(
+        const geometry::DetectorGeometry& geometry, const CakeAxes& axes,
+        PixelSplitting splitting, const GeometricFactors& factors, unsigned thread_count = 1);
+
+    [[nodiscard]] const CakeAxes& axes() const { return axes_; }
+    [[nodiscard]] PixelSplitting splitting() const { return splitting_; }
+    [[nodiscard]] const GeometricFactors& factors() const { return factors_; }
+    [[nodiscard]] FrameShape detector_shape() const { return shape_; }
+    /// Bytes the lookup holds (the integrators built from it hold their own corrected copy).
+    [[nodiscard]] std::size_t size_bytes() const;
+
+  private:
+    friend class CakeIntegrator;
+    CakeLookup() = default;
+    void build_no_splitting(const geometry::DetectorGeometry& geometry, WorkerPool& pool);
+    void build_bounding_box(const geometry::DetectorGeometry& geometry, WorkerPool& pool);
+
+    CakeAxes axes_;
+    PixelSplitting splitting_ = PixelSplitting::kNone;
+    GeometricFactors factors_;
+    FrameShape shape_;
+    std::uint32_t dump_cell_ = 0;  ///< index past the last cell: pixels outside the Q range
+    /// Solid angle x polarization (or 1) per pixel; 0 for pixels that reach no cell.
+    std::vector<float> geometric_norm_;
+    std::vector<std::uint32_t> cell_of_pixel_;  ///< kNone, dump_cell_ outside the Q range
+    std::vector<LookupBoxRecord> box_of_pixel_;       ///< kBoundingBox
+    std::vector<std::uint32_t> wide_pixels_;          ///< pixels with explicit contributions
+    std::vector<std::uint32_t> wide_offsets_;         ///< CSR offsets into wide_contributions_
+    std::vector<LookupContribution> wide_contributions_;
+};
+
 /// Owns the lookup and static corrections for one geometry and cake layout, and the threads and
 /// scratch that integrate one frame. Safe to call from several threads; frames are then
 /// integrated one after another (each with all the integrator's threads).
@@ -87,9 +156,15 @@ class CakeIntegrator {
     CakeIntegrator& operator=(const CakeIntegrator&) = delete;
     ~CakeIntegrator();
 
+    /// Builds the lookup and applies the corrections (CakeLookup::create, then the overload
+    /// below): for one-off integrators, where no lookup is worth keeping.
     static Result<CakeIntegrator> create(const geometry::DetectorGeometry& geometry,
                                          const IntegratorOptions& options,
                                          DetectorCorrections corrections);
+    /// Applies the corrections (mask, dark, flat) to a lookup built earlier; its geometric
+    /// factors must be the ones the corrections ask for. One linear pass over the pixels.
+    static Result<CakeIntegrator> create(std::shared_ptr<const CakeLookup> lookup,
+                                         unsigned thread_count, DetectorCorrections corrections);
 
     /// Integrates one frame; the frame must have the detector's shape.
     [[nodiscard]] Result<Cake> integrate(const FrameView& frame) const;
@@ -106,23 +181,10 @@ class CakeIntegrator {
     /// Pixels that contribute to at least one cell (not masked, inside the Q range).
     [[nodiscard]] std::size_t contributing_pixel_count() const { return contributing_pixels_; }
 
-    // One pixel's share of one cell; the bounding-box lookup stores these only for pixels whose
-    // box spans more cells than the compact record holds (near the beam centre).
-    struct Contribution {
-        std::uint32_t cell;
-        float weight;
-    };
-    // Compact bounding-box record (12 bytes): first cell and spans packed in 32 bits, and four
-    // 16-bit fixed-point weights. A pixel in one chi bin and at most kDirectQBins Q bins (97 %
-    // of them) stores its Q weights directly, zero past its span, so the hot loop updates four
-    // cells without a branch; others store the first/last weight along Q and chi and the weights
-    // in between follow from the sum being 1 (docs/reduction.md).
+    // One pixel's share of one cell, and the compact bounding-box record (see CakeLookup).
+    using Contribution = LookupContribution;
+    using BoxRecord = LookupBoxRecord;
     static constexpr std::uint32_t kDirectQBins = 4;
-    struct BoxRecord {
-        std::uint32_t first_cell_and_spans;
-        std::uint16_t
-            weights[4];  ///< direct: Q bins 0..3; else: q first, q last, chi first, chi last
-    };
 
   private:
     struct Scratch;
@@ -146,8 +208,8 @@ class CakeIntegrator {
     template <class Visit>
     void for_each_contribution(std::size_t pixel, Visit&& visit) const;
 
-    void build_no_splitting(const geometry::DetectorGeometry& geometry);
-    void build_bounding_box(const geometry::DetectorGeometry& geometry);
+    // The lookup's cells and norms with this integrator's excluded pixels taken out.
+    void apply_corrections(const CakeLookup& lookup);
     void build_static_sums();
 
     IntegratorOptions options_;
