@@ -127,8 +127,8 @@ int main(int argc, char** argv) {
                 memcpy_stats.median_ms, memcpy_stats.min_ms, memcpy_stats.max_ms);
     // The build in its two halves (docs/reduction.md, "Lookup and corrections"): the geometry
     // lookup, which services build once per geometry, and the per-run corrections pass.
-    std::printf("%-6s %7s %10s %10s %9s %9s %9s %11s %12s %10s\n", "split", "threads",
-                "lookup_s", "correct_s", "median_ms", "min_ms", "max_ms", "frames/s", "x memcpy", "lut B/px");
+    std::printf("%-6s %7s %10s %10s %9s %9s %9s %11s %12s %10s\n", "split", "threads", "lookup_s",
+                "correct_s", "median_ms", "min_ms", "max_ms", "frames/s", "x memcpy", "lut B/px");
 
     anisoflow::reduce::DetectorCorrections corrections;
     corrections.dark_counts.assign(pixels.size(), 100.0F);
@@ -173,8 +173,7 @@ int main(int argc, char** argv) {
             const Stats s = summarise(ms);
             std::printf("%-6s %7u %10.3f %10.3f %9.3f %9.3f %9.3f %11.1f %12.2f %10.2f\n",
                         std::string(to_string(splitting)).c_str(), threads, lookup_s, correct_s,
-                        s.median_ms,
-                        s.min_ms, s.max_ms, 1000.0 / s.median_ms,
+                        s.median_ms, s.min_ms, s.max_ms, 1000.0 / s.median_ms,
                         s.median_ms / memcpy_stats.median_ms,
                         static_cast<double>(integrator->lookup_size_bytes()) /
                             static_cast<double>(pixels.size()));

@@ -181,20 +181,22 @@ class LookupCache {
         const pb::ExperimentConfig& config = start.config();
         // The service's corrections: solid angle always, the run's polarization factor.
         const reduce::GeometricFactors factors{true, config.polarization_factor()};
-        const std::string key = fmt::format("{}|{}|{}|{}|{}|{}", config.geometry().SerializeAsString(),
-                                            axes.n_q, axes.n_chi, axes.q_min_inv_angstrom,
-                                            axes.q_max_inv_angstrom, *factors.polarization_factor);
+        const std::string key = fmt::format(
+            "{}|{}|{}|{}|{}|{}", config.geometry().SerializeAsString(), axes.n_q, axes.n_chi,
+            axes.q_min_inv_angstrom, axes.q_max_inv_angstrom, *factors.polarization_factor);
         for (const auto& [cached_key, lookup] : entries_) {
             if (cached_key == key) {
                 return lookup;
             }
         }
         std::shared_future<LookupResult> lookup =
-            std::async(std::launch::async, [geometry = std::move(geometry), axes, factors,
-                                            threads]() -> LookupResult {
-                return reduce::CakeLookup::create(*geometry, axes, reduce::PixelSplitting::kNone,
-                                                  factors, std::max(1U, threads));
-            }).share();
+            std::async(std::launch::async,
+                       [geometry = std::move(geometry), axes, factors, threads]() -> LookupResult {
+                           return reduce::CakeLookup::create(*geometry, axes,
+                                                             reduce::PixelSplitting::kNone, factors,
+                                                             std::max(1U, threads));
+                       })
+                .share();
         entries_.emplace_back(key, lookup);
         if (entries_.size() > kLookupsKept) {
             entries_.pop_front();  // integrators built from it keep what they need

@@ -432,8 +432,7 @@ Result<std::shared_ptr<const CakeLookup>> CakeLookup::create(
 }
 
 std::size_t CakeLookup::size_bytes() const {
-    return geometric_norm_.size() * sizeof(float) +
-           cell_of_pixel_.size() * sizeof(std::uint32_t) +
+    return geometric_norm_.size() * sizeof(float) + cell_of_pixel_.size() * sizeof(std::uint32_t) +
            box_of_pixel_.size() * sizeof(LookupBoxRecord) +
            wide_pixels_.size() * sizeof(std::uint32_t) +
            wide_offsets_.size() * sizeof(std::uint32_t) +
@@ -468,9 +467,8 @@ Result<CakeIntegrator> CakeIntegrator::create(std::shared_ptr<const CakeLookup> 
     if (geometric_factors(corrections) != lookup->factors()) {
         const auto describe = [](const GeometricFactors& f) {
             return fmt::format("solid angle {}, polarization {}", f.solid_angle ? "on" : "off",
-                               f.polarization_factor
-                                   ? fmt::format("{}", *f.polarization_factor)
-                                   : std::string("off"));
+                               f.polarization_factor ? fmt::format("{}", *f.polarization_factor)
+                                                     : std::string("off"));
         };
         return fail(ErrorCode::kInvalidArgument,
                     "the lookup was built for {} but the corrections ask for {}",
@@ -644,7 +642,8 @@ void CakeLookup::build_bounding_box(const geometry::DetectorGeometry& geometry, 
                 const std::uint32_t first_cell =
                     cs.first_bin * static_cast<std::uint32_t>(axes.n_q) + qs.first_bin;
                 if (cs.span == 1 && qs.span <= kDirectQBins) {
-                    LookupBoxRecord record{pack_cell_and_spans(first_cell, qs.span, 1), {0, 0, 0, 0}};
+                    LookupBoxRecord record{pack_cell_and_spans(first_cell, qs.span, 1),
+                                           {0, 0, 0, 0}};
                     for (std::uint32_t k = 0; k < qs.span; ++k) {
                         record.weights[k] = quantise_weight(axis_weight(qs, k));
                     }
@@ -691,7 +690,6 @@ void CakeLookup::build_bounding_box(const geometry::DetectorGeometry& geometry, 
     }
 }
 
-
 void CakeIntegrator::apply_corrections(const CakeLookup& lookup) {
     const std::size_t pixels = shape_.pixel_count();
     const bool split = options_.splitting == PixelSplitting::kBoundingBox;
@@ -727,12 +725,11 @@ void CakeIntegrator::apply_corrections(const CakeLookup& lookup) {
             continue;
         }
         wide_pixels_.push_back(pixel);
-        wide_contributions_.insert(
-            wide_contributions_.end(),
-            lookup.wide_contributions_.begin() +
-                static_cast<std::ptrdiff_t>(lookup.wide_offsets_[k]),
-            lookup.wide_contributions_.begin() +
-                static_cast<std::ptrdiff_t>(lookup.wide_offsets_[k + 1]));
+        wide_contributions_.insert(wide_contributions_.end(),
+                                   lookup.wide_contributions_.begin() +
+                                       static_cast<std::ptrdiff_t>(lookup.wide_offsets_[k]),
+                                   lookup.wide_contributions_.begin() +
+                                       static_cast<std::ptrdiff_t>(lookup.wide_offsets_[k + 1]));
         wide_offsets_.push_back(static_cast<std::uint32_t>(wide_contributions_.size()));
     }
 }

@@ -388,8 +388,8 @@ TEST_P(BothSplittings, IntegratorsSharingOneLookupKeepTheirOwnCorrections) {
     for (std::size_t i = 0; i < flattened.flat.size(); i += 3) {
         flattened.flat[i] = i % 2 == 0 ? 0.0F : 1.25F;  // 0: excluded (SPEC 2)
     }
-    auto lookup = CakeLookup::create(setup.geometry, setup.axes, GetParam(),
-                                     geometric_factors(masked), 3);
+    auto lookup =
+        CakeLookup::create(setup.geometry, setup.axes, GetParam(), geometric_factors(masked), 3);
     ASSERT_TRUE(lookup.has_value()) << lookup.error().message;
     EXPECT_EQ((*lookup)->detector_shape().pixel_count(), setup.shape().pixel_count());
     EXPECT_GT((*lookup)->size_bytes(), setup.shape().pixel_count() * sizeof(float));
@@ -439,7 +439,6 @@ TEST(CakeLookup, RefusesCorrectionsWithOtherGeometricFactors) {
     EXPECT_FALSE(
         CakeLookup::create(setup.geometry, empty, PixelSplitting::kNone, GeometricFactors{}));
 }
-
 
 INSTANTIATE_TEST_SUITE_P(Splittings, BothSplittings,
                          ::testing::Values(PixelSplitting::kNone, PixelSplitting::kBoundingBox),

@@ -115,8 +115,8 @@ GeometricFactors geometric_factors(const DetectorCorrections& corrections);
 class CakeLookup {
   public:
     static Result<std::shared_ptr<const CakeLookup>> create(
-        const geometry::DetectorGeometry& geometry, const CakeAxes& axes,
-        PixelSplitting splitting, const GeometricFactors& factors, unsigned thread_count = 1);
+        const geometry::DetectorGeometry& geometry, const CakeAxes& axes, PixelSplitting splitting,
+        const GeometricFactors& factors, unsigned thread_count = 1);
 
     [[nodiscard]] const CakeAxes& axes() const { return axes_; }
     [[nodiscard]] PixelSplitting splitting() const { return splitting_; }
@@ -138,10 +138,10 @@ class CakeLookup {
     std::uint32_t dump_cell_ = 0;  ///< index past the last cell: pixels outside the Q range
     /// Solid angle x polarization (or 1) per pixel; 0 for pixels that reach no cell.
     std::vector<float> geometric_norm_;
-    std::vector<std::uint32_t> cell_of_pixel_;  ///< kNone, dump_cell_ outside the Q range
-    std::vector<LookupBoxRecord> box_of_pixel_;       ///< kBoundingBox
-    std::vector<std::uint32_t> wide_pixels_;          ///< pixels with explicit contributions
-    std::vector<std::uint32_t> wide_offsets_;         ///< CSR offsets into wide_contributions_
+    std::vector<std::uint32_t> cell_of_pixel_;   ///< kNone, dump_cell_ outside the Q range
+    std::vector<LookupBoxRecord> box_of_pixel_;  ///< kBoundingBox
+    std::vector<std::uint32_t> wide_pixels_;     ///< pixels with explicit contributions
+    std::vector<std::uint32_t> wide_offsets_;    ///< CSR offsets into wide_contributions_
     std::vector<LookupContribution> wide_contributions_;
 };
 
