@@ -230,8 +230,20 @@ StrainedStructure StrainedStructure::harmonic(HardSphereStructure structure, Har
     return model;
 }
 
+StrainedStructure StrainedStructure::tabulated(HarmonicTable s0_minus_one, HarmonicTable s2) {
+    StrainedStructure model(Kind::kTabulated, HardSphereStructure{});
+    model.s0_minus_one_ = std::move(s0_minus_one);
+    model.s2_ = std::move(s2);
+    return model;
+}
+
 double StrainedStructure::s(double q_inv_angstrom, double cos_psi) const {
     switch (kind_) {
+        case Kind::kTabulated: {
+            const double p2 = 0.5 * (3.0 * cos_psi * cos_psi - 1.0);
+            return 1.0 + s0_minus_one_.at(q_inv_angstrom) +
+                   std::sqrt(5.0) * s2_.at(q_inv_angstrom) * p2;
+        }
         case Kind::kAffine:
             return affine_structure_factor(structure_, q_inv_angstrom, cos_psi, strain_);
         case Kind::kHarmonic: {

@@ -100,7 +100,7 @@ Result<HarmonicTable> bond_rotation_s2(const IsotropicPairDistribution& g0,
 /// loading axis (SPEC 3-4).
 class StrainedStructure {
   public:
-    enum class Kind { kIsotropic, kAffine, kHarmonic };
+    enum class Kind { kIsotropic, kAffine, kHarmonic, kTabulated };
 
     /// No strain: S(Q).
     static StrainedStructure isotropic(HardSphereStructure structure);
@@ -108,13 +108,19 @@ class StrainedStructure {
     static StrainedStructure affine(HardSphereStructure structure, UniaxialStrain strain);
     /// First-order model: S0(Q) + sqrt5 S2(Q) P2(cos psi), S0 the isotropic S.
     static StrainedStructure harmonic(HardSphereStructure structure, HarmonicTable s2);
+    /// Both harmonics tabulated (e.g. diffraction from atoms, tabulated_structure.hpp):
+    /// S = 1 + [S0 - 1](Q) + sqrt5 S2(Q) P2(cos psi). S0 - 1 and S2 are even in Q and 0 beyond
+    /// their tables (S -> 1). isotropic_structure() is then a default HardSphereStructure.
+    static StrainedStructure tabulated(HarmonicTable s0_minus_one, HarmonicTable s2);
 
     [[nodiscard]] Kind kind() const { return kind_; }
     [[nodiscard]] const HardSphereStructure& isotropic_structure() const { return structure_; }
     /// S(Q, cos psi).
     [[nodiscard]] double s(double q_inv_angstrom, double cos_psi) const;
-    /// The tabulated S2 (kHarmonic only; empty otherwise).
+    /// The tabulated S2 (kHarmonic and kTabulated; empty otherwise).
     [[nodiscard]] const HarmonicTable& s2_table() const { return s2_; }
+    /// The tabulated S0 - 1 (kTabulated only; empty otherwise).
+    [[nodiscard]] const HarmonicTable& s0_minus_one_table() const { return s0_minus_one_; }
 
   private:
     StrainedStructure(Kind kind, HardSphereStructure structure)
@@ -124,6 +130,7 @@ class StrainedStructure {
     HardSphereStructure structure_;
     UniaxialStrain strain_;
     HarmonicTable s2_;
+    HarmonicTable s0_minus_one_;
 };
 
 }  // namespace anisoflow::sim
