@@ -80,20 +80,35 @@ TEST(Diffraction, FftLatticeSumsEqualDirectSumsInOrthogonalAndTriclinicBoxes) {
 }
 
 TEST(Diffraction, RefusesBadOptions) {
-    const auto& p = shared_packing();
+    const auto p = testing::random_packing(200, 0.33, 0.05, 3);
     DiffractionOptions o;
-    o.loading_axis = {0.0, 0.0, 0.0};
-    EXPECT_FALSE(structure_factor(p.box, p.position, o));
-    o = DiffractionOptions{};
-    o.spline_order = 5;
-    EXPECT_FALSE(structure_factor(p.box, p.position, o));
-    o = DiffractionOptions{};
-    o.oversampling = 1.0;
-    EXPECT_FALSE(structure_factor(p.box, p.position, o));
-    o = DiffractionOptions{};
-    o.q_max = 0.1;  // below 2 pi / L: no lattice point
-    EXPECT_FALSE(structure_factor(p.box, p.position, o));
-    EXPECT_FALSE(structure_factor(p.box, {}, DiffractionOptions{}));
+    o.q_max = 8.0;
+    ASSERT_TRUE(structure_factor(p.box, p.position, o));
+    for (const auto& bad : std::vector<DiffractionOptions (*)(DiffractionOptions)>{
+             [](DiffractionOptions d) {
+                 d.loading_axis = {0.0, 0.0, 0.0};
+                 return d;
+             },
+             [](DiffractionOptions d) {
+                 d.spline_order = 5;  // odd: the centred spline would sit between grid points
+                 return d;
+             },
+             [](DiffractionOptions d) {
+                 d.oversampling = 1.0;  // the grid's edge aliases fully
+                 return d;
+             },
+             [](DiffractionOptions d) {
+                 d.q_max = 0.1;  // below 2 pi / L: no lattice point
+                 return d;
+             },
+             [](DiffractionOptions d) {
+                 d.q_bin_width = 0.0;
+                 return d;
+             },
+         }) {
+        EXPECT_FALSE(structure_factor(p.box, p.position, bad(o)));
+    }
+    EXPECT_FALSE(structure_factor(p.box, {}, o));
 }
 
 // The l = 0 and l = 2 forward transforms of pair histograms (SPEC 4 normalisation; the l = 2 one
