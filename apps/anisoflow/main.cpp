@@ -14,6 +14,7 @@
 #include "command_support.hpp"
 #include "demo_command.hpp"
 #include "integrate_command.hpp"
+#include "md_command.hpp"
 #include "run_command.hpp"
 #include "simulate_command.hpp"
 
@@ -39,6 +40,8 @@ int run(int argc, char** argv) {
     CLI::App* demo_command = anisoflow::app::add_demo_command(app, demo);
     anisoflow::app::RunOptions run_control;
     CLI::App* run_command = anisoflow::app::add_run_command(app, run_control);
+    anisoflow::app::MdOptions md;
+    CLI::App* md_command = anisoflow::app::add_md_command(app, md);
 
     std::vector<std::string> arguments(argv + 1, argv + argc);
     auto with_config = anisoflow::app::arguments_with_config(arguments, *analyze_command);
@@ -70,6 +73,9 @@ int run(int argc, char** argv) {
     }
     if (run_command->parsed()) {
         return anisoflow::app::run_run(*run_command, run_control);
+    }
+    if (md_command->parsed()) {
+        return anisoflow::app::run_md(md);
     }
     return 0;
 }
