@@ -508,6 +508,7 @@ class ReduceService {
             return;
         }
         if (!run.integrator || run.integrator_type != *type) {
+            const auto build_start = Clock::now();
             auto built = build_integrator(run, *type, config_.threads());
             if (!built) {
                 reject_frame(frame, "bad_run_start",
@@ -516,6 +517,11 @@ class ReduceService {
             }
             run.integrator = std::move(*built);
             run.integrator_type = *type;
+            // What a run's first data frame waited here (docs/reduction.md).
+            spdlog::info(
+                "integrator ready run={} darks={} flats={} ms={:.1f}", run_id,
+                run.darks.frame_count(), run.flats.frame_count(),
+                std::chrono::duration<double, std::milli>(Clock::now() - build_start).count());
         }
         jobs_.push(Job{run.integrator, std::move(frame), Clock::now()}, stop);
     }

@@ -10,11 +10,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <limits>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include <fcntl.h>  // sync_file_range, posix_fadvise (Linux)
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -195,8 +197,49 @@ Result<std::vector<std::byte>> frame_lz4_block(std::span<const std::byte> block,
 
 }  // namespace
 
+// Streams a growing file's written bytes to disk and out of the page cache, a fixed lag behind
+// the end of the file (docs/archive.md, "Page cache"). Advisory: a failed call loses nothing
+// (the pages stay cached and are written back as usual), so errors are ignored.
+class PageCacheRelease {
+  public:
+    PageCacheRelease(int fd, std::uint64_t step_bytes) : fd_(fd), step_bytes_(step_bytes) {}
+
+    // The file now ends at `end_bytes`: start writing back what came since the last step, and
+    // drop the steps older than kLagSteps once their writeback is done.
+    void advance(std::uint64_t end_bytes) {
+        if (fd_ < 0 || end_bytes < started_ + step_bytes_) {
+            return;
+        }
+        (void)::sync_file_range(fd_, static_cast<off_t>(started_),
+                                static_cast<off_t>(end_bytes - started_), SYNC_FILE_RANGE_WRITE);
+        steps_.emplace_back(started_, end_bytes);
+        started_ = end_bytes;
+        while (steps_.size() > kLagSteps) {
+            const auto [begin, end] = steps_.front();
+            steps_.pop_front();
+            // Waits for the step's writeback, which bounds the dirty data this run holds (a disk
+            // slower than the detector shows as archive backpressure, not as host memory).
+            (void)::sync_file_range(
+                fd_, static_cast<off_t>(begin), static_cast<off_t>(end - begin),
+                SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+            (void)::posix_fadvise(fd_, static_cast<off_t>(begin), static_cast<off_t>(end - begin),
+                                  POSIX_FADV_DONTNEED);
+        }
+    }
+
+  private:
+    // Two steps behind (32 MB each by default): the kernel has time to write a step back before
+    // it is waited for, and what HDF5 rewrites near the end of the file stays cached.
+    static constexpr std::size_t kLagSteps = 2;
+    int fd_ = -1;
+    std::uint64_t step_bytes_ = 0;
+    std::uint64_t started_ = 0;
+    std::deque<std::pair<std::uint64_t, std::uint64_t>> steps_;
+};
+
 struct RunArchive::State {
     Layout layout;
+    PageCacheRelease page_release{-1, 0};
     pb::RunStart start;
     ArchiveOptions options;
     std::filesystem::path path;
@@ -325,6 +368,16 @@ Result<RunArchive> RunArchive::create(const std::filesystem::path& path, const p
     state->start = start;
     state->options = options;
     state->path = path;
+    if (options.release_written_pages && options.store_raw) {
+        // The sec2 driver's descriptor (the default driver, which create_layout uses).
+        void* handle = nullptr;
+        if (H5Fget_vfd_handle(state->layout.file.get(), H5P_DEFAULT, &handle) >= 0 &&
+            handle != nullptr) {
+            state->page_release =
+                PageCacheRelease(*static_cast<int*>(handle),
+                                 std::max<std::uint64_t>(options.page_release_step_bytes, 4096));
+        }
+    }
     return RunArchive(std::move(state));
 }
 
@@ -488,9 +541,16 @@ Result<void> RunArchive::append_raw(const pb::FrameHeader& header,
     }
     s.raw_frames = index + 1;
     ++s.archived[count_column(header.kind(), header.orientation())];
-    return flush(layout, {&layout.raw_data, &layout.raw_orientation, &layout.raw_kind,
-                          &layout.raw_encoding, &layout.raw_acquired, &layout.raw_sent,
-                          &layout.raw_exposure, &layout.raw_sequence});
+    auto flushed = flush(layout, {&layout.raw_data, &layout.raw_orientation, &layout.raw_kind,
+                                  &layout.raw_encoding, &layout.raw_acquired, &layout.raw_sent,
+                                  &layout.raw_exposure, &layout.raw_sequence});
+    if (flushed) {
+        hsize_t end_bytes = 0;
+        if (H5Fget_filesize(layout.file.get(), &end_bytes) >= 0) {
+            s.page_release.advance(end_bytes);
+        }
+    }
+    return flushed;
 }
 
 Result<void> RunArchive::append_reduced(const pb::ReducedFrame& frame,

@@ -2,6 +2,7 @@
 
 #include "anisoflow/archive/run_archive.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <csignal>
@@ -12,9 +13,11 @@
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -178,6 +181,60 @@ TEST_P(RawCompressionTest, StoresRawFramesCompressedAsChunksThatDecodeExactly) {
     EXPECT_EQ(file.ints("/entry/data/acquired_unix_ns")[3], 1715941863000013000);
     EXPECT_EQ(file.ints("/entry/data/sent_unix_ns")[0], 1715941863000010500);
     EXPECT_EQ(file.uints("/entry/frames_archived"), (std::vector<std::uint64_t>{2, 1, 1, 0, 0}));
+}
+
+// The fraction of `path`'s pages in the page cache (mincore on a read-only mapping).
+double resident_fraction(const std::filesystem::path& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    EXPECT_GE(fd, 0) << path;
+    const auto size = static_cast<std::size_t>(std::filesystem::file_size(path));
+    void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+    ::close(fd);
+    EXPECT_NE(map, MAP_FAILED);
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    std::vector<unsigned char> resident((size + page - 1) / page);
+    EXPECT_EQ(::mincore(map, size, resident.data()), 0);
+    ::munmap(map, size);
+    const auto in_cache = std::count_if(resident.begin(), resident.end(),
+                                        [](unsigned char r) { return (r & 1U) != 0; });
+    return static_cast<double>(in_cache) / static_cast<double>(resident.size());
+}
+
+// Raw frames go to disk and out of the page cache as the file grows (docs/archive.md, "Page
+// cache"); the frames read back intact either way.
+TEST(RunArchive, ReleasesWrittenRawFramesFromThePageCacheAndKeepsThemIntact) {
+    constexpr std::size_t kFrames = 400;  // 300 kB of raw pixels: ~18 steps of 16 kB
+    for (const bool release : {true, false}) {
+        const auto path = testing::scratch_dir() / (release ? "released.h5" : "cached.h5");
+        std::vector<std::vector<std::uint16_t>> frames;
+        {
+            ArchiveOptions options;
+            options.raw_compression = RawCompression::kNone;
+            options.release_written_pages = release;
+            options.page_release_step_bytes = 16 * 1024;
+            auto archive = RunArchive::create(path, s::run_start(), options);
+            ASSERT_TRUE(archive.has_value()) << archive.error().message;
+            for (std::size_t i = 0; i < kFrames; ++i) {
+                frames.push_back(s::pixels(i + 1));
+                ASSERT_TRUE(
+                    append_raw(*archive, i, pb::FRAME_KIND_DATA, pb::ORIENTATION_P, frames.back()));
+            }
+            ASSERT_TRUE(archive->close(run_end(pb::RUN_END_REASON_COMPLETED)).has_value());
+        }
+        const double resident = resident_fraction(path);
+        if (release) {
+            EXPECT_LT(resident, 0.5) << "the written frames stayed in the page cache";
+        } else {
+            EXPECT_GT(resident, 0.9) << "a file just written should be cached (memory pressure?)";
+        }
+        s::FileReader file(path);
+        ASSERT_TRUE(file.ok());
+        for (std::size_t i = 0; i < kFrames; i += 37) {
+            std::uint32_t mask = 0;
+            EXPECT_EQ(decode(file.chunk("/entry/data/data", i, &mask), mask), frames[i])
+                << "frame " << i;
+        }
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Options, RawCompressionTest,
