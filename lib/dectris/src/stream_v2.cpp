@@ -501,9 +501,58 @@ Result<Message> decode_image(const CborMap& map) {
     return image;
 }
 
+/// libcbor allocates a definite array or map for the count its header declares before it reads
+/// a single element, so a message of a few bytes could ask for gigabytes. Every element takes at
+/// least one byte (a map entry two), so a count beyond the bytes that follow its header is a
+/// corrupt message, refused before cbor_load sees it. Malformed CBOR is left to cbor_load.
+Result<void> check_declared_counts(ByteSpan message) {
+    struct Scan {
+        std::size_t bytes_left = 0;  // from the header being decoded to the end of the message
+        std::size_t declared = 0;
+        bool too_many = false;
+    };
+    cbor_callbacks callbacks = cbor_empty_callbacks;
+    callbacks.array_start = [](void* context, std::size_t count) {
+        auto& scan = *static_cast<Scan*>(context);
+        if (count > scan.bytes_left - 1) {  // the header's byte, then count items
+            scan.too_many = true;
+            scan.declared = count;
+        }
+    };
+    callbacks.map_start = [](void* context, std::size_t count) {
+        auto& scan = *static_cast<Scan*>(context);
+        if (count > (scan.bytes_left - 1) / 2) {  // the header's byte, then count pairs
+            scan.too_many = true;
+            scan.declared = count;
+        }
+    };
+    Scan scan;
+    const auto* data = reinterpret_cast<cbor_data>(message.data());
+    std::size_t position = 0;
+    while (position < message.size()) {
+        scan.bytes_left = message.size() - position;
+        const cbor_decoder_result result =
+            cbor_stream_decode(data + position, scan.bytes_left, &callbacks, &scan);
+        if (scan.too_many) {
+            return fail(ErrorCode::kCorrupt,
+                        "stream v2: the array or map at byte {} declares {} items but only {} "
+                        "bytes follow",
+                        position, scan.declared, scan.bytes_left);
+        }
+        if (result.status != CBOR_DECODER_FINISHED || result.read == 0) {
+            break;
+        }
+        position += result.read;
+    }
+    return {};
+}
+
 }  // namespace
 
 Result<Message> decode_v2(ByteSpan message) {
+    if (auto counts = check_declared_counts(message); !counts) {
+        return tl::unexpected(counts.error());
+    }
     cbor_load_result result{};
     CborPtr root(cbor_load(reinterpret_cast<cbor_data>(message.data()), message.size(), &result));
     if (!root) {

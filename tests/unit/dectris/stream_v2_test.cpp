@@ -259,5 +259,32 @@ TEST(StreamV2Malformed, ACorruptBslz4PayloadFailsWhenDecodingPixels) {
     EXPECT_EQ(pixels.error().code, ErrorCode::kCorrupt);
 }
 
+// Found by fuzz_dectris_v2 (docs/fuzzing.md): an array header claiming 2^33 items made libcbor
+// allocate 64 GiB before reading a single item. Counts beyond the message are refused first.
+TEST(StreamV2Malformed, RejectsAnArrayOrMapLongerThanTheMessage) {
+    const std::vector<std::uint8_t> array_claim = {0xd9, 0xd9, 0xf7,  // self-describe tag
+                                                   0xa1, 0x64, 't',  'y',  'p',  'e',  // {"type":
+                                                   0x9b, 0x00, 0x00, 0x00, 0x02, 0x00,
+                                                   0x00, 0x00, 0x00,  // array of 2^33 items
+                                                   0x01};
+    auto decoded = decode_v2(std::as_bytes(std::span(array_claim)));
+    ASSERT_FALSE(decoded);
+    EXPECT_EQ(decoded.error().code, ErrorCode::kCorrupt);
+    EXPECT_THAT(decoded.error().message,
+                HasSubstr("the array or map at byte 9 declares 8589934592 items but only 10 bytes "
+                          "follow"));
+
+    const std::vector<std::uint8_t> map_claim = {0x82, 0x01, 0xba, 0x7f, 0xff, 0xff, 0xff, 0x01};
+    decoded = decode_v2(std::as_bytes(std::span(map_claim)));
+    ASSERT_FALSE(decoded);
+    EXPECT_THAT(decoded.error().message, HasSubstr("at byte 2 declares 2147483647 items"));
+
+    // A definite array that does fit is still decoded (and then refused for what it is).
+    const std::vector<std::uint8_t> small = {0x83, 0x01, 0x02, 0x03};
+    decoded = decode_v2(std::as_bytes(std::span(small)));
+    ASSERT_FALSE(decoded);
+    EXPECT_THAT(decoded.error().message, HasSubstr("expected a map"));
+}
+
 }  // namespace
 }  // namespace anisoflow::dectris
