@@ -150,6 +150,46 @@ std::string field_names(const pb::Descriptor& type) {
     return names;
 }
 
+// Whether `text` is well-formed UTF-8 (RFC 3629: no overlong forms, surrogates or values past
+// U+10FFFF). Protobuf string fields must be, or every peer fails to parse the message.
+bool is_utf8(std::string_view text) {
+    std::size_t i = 0;
+    while (i < text.size()) {
+        const auto lead = static_cast<unsigned char>(text[i]);
+        std::size_t length = 0;
+        unsigned char low = 0x80;
+        unsigned char high = 0xBF;
+        if (lead < 0x80) {
+            ++i;
+            continue;
+        }
+        if (lead >= 0xC2 && lead <= 0xDF) {
+            length = 2;
+        } else if (lead >= 0xE0 && lead <= 0xEF) {
+            length = 3;
+            low = lead == 0xE0 ? 0xA0 : 0x80;
+            high = lead == 0xED ? 0x9F : 0xBF;
+        } else if (lead >= 0xF0 && lead <= 0xF4) {
+            length = 4;
+            low = lead == 0xF0 ? 0x90 : 0x80;
+            high = lead == 0xF4 ? 0x8F : 0xBF;
+        } else {
+            return false;
+        }
+        if (text.size() - i < length) {
+            return false;
+        }
+        for (std::size_t k = 1; k < length; ++k) {
+            const auto byte = static_cast<unsigned char>(text[i + k]);
+            if (byte < (k == 1 ? low : 0x80) || byte > (k == 1 ? high : 0xBF)) {
+                return false;
+            }
+        }
+        i += length;
+    }
+    return true;
+}
+
 void merge_table(pb::Message& message, const toml::table& table, const std::string& prefix,
                  Context& context);
 
@@ -501,6 +541,11 @@ Result<void> apply_override(pb::Message& message, std::string_view assignment) {
                          field->cpp_type() == pb::FieldDescriptor::CPPTYPE_ENUM;
     const bool quoted = !value.empty() && (value.front() == '"' || value.front() == '\'');
     if (textual && !field->is_repeated() && !quoted) {
+        // TOML text is UTF-8 by the time toml++ hands it over; a bare word is taken as it came.
+        if (!is_utf8(value)) {
+            context.add({}, path, "the value is not valid UTF-8 text");
+            return finish(context);
+        }
         set_field(*holder, *field, toml::value<std::string>(value), path, context);
         return finish(context);
     }
@@ -532,8 +577,15 @@ Result<void> merge_defaults(pb::Message& message) {
 }
 
 std::string to_toml(const pb::Message& message) {
+    // Basic strings only, so every control character is escaped (found by fuzz_config_toml):
+    // toml++ writes a string holding a newline as a literal '...' (where control characters are
+    // not allowed) or as a multi-line """...""" (where a newline right after the quotes is
+    // dropped), and either way it did not read back.
+    constexpr auto kFlags =
+        toml::toml_formatter::default_flags &
+        ~(toml::format_flags::allow_literal_strings | toml::format_flags::allow_multi_line_strings);
     std::ostringstream out;
-    out << message_to_table(message) << '\n';
+    out << toml::toml_formatter(message_to_table(message), kFlags) << '\n';
     return out.str();
 }
 

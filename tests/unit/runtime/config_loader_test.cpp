@@ -215,6 +215,32 @@ TEST(ApplyOverride, RejectsUnknownPathsWrongTypesAndTables) {
     EXPECT_EQ(outer.count(), 0U);  // failures leave the field alone
 }
 
+// Found by fuzz_config_toml (docs/fuzzing.md): a bare word is taken as it came, so bytes that are
+// not UTF-8 reached a Protobuf string field, which peers then fail to parse and to_toml() prints
+// as a file that does not load. They are refused, naming the key.
+TEST(ApplyOverride, RejectsABareWordThatIsNotUtf8) {
+    t::Outer outer;
+    auto invalid = apply_override(outer, "label=[\"Z\x8e\xdd\xd3\xdf\xdd\xbc\x8a\xdd]");
+    ASSERT_FALSE(invalid);
+    EXPECT_NE(invalid.error().message.find("label: the value is not valid UTF-8 text"),
+              std::string::npos)
+        << invalid.error().message;
+    EXPECT_FALSE(apply_override(outer, "label=\xc0\xaf"));          // overlong '/'
+    EXPECT_FALSE(apply_override(outer, "label=\xed\xa0\x80"));      // a UTF-16 surrogate
+    EXPECT_FALSE(apply_override(outer, "label=\xf4\x90\x80\x80"));  // past U+10FFFF
+    EXPECT_FALSE(apply_override(outer, "label=ab\xe2\x82"));        // cut short
+    EXPECT_TRUE(outer.label().empty());
+    ASSERT_TRUE(apply_override(outer,
+                               "label=Zr\xe2\x82\x85\xe2\x82\x82"
+                               "Cu \xf0\x9f\x94\xac"));
+    EXPECT_EQ(outer.label(),
+              "Zr\xe2\x82\x85\xe2\x82\x82"
+              "Cu \xf0\x9f\x94\xac");
+    t::Outer back;
+    ASSERT_TRUE(merge_toml(back, to_toml(outer), "printed"));
+    EXPECT_EQ(back.label(), outer.label());
+}
+
 TEST(ToToml, PrintsEveryFieldSoThatItLoadsBackToTheSameMessage) {
     t::Outer outer;
     outer.set_offset(-1);
@@ -227,13 +253,28 @@ TEST(ToToml, PrintsEveryFieldSoThatItLoadsBackToTheSameMessage) {
     outer.add_colours(t::COLOUR_RED);
     outer.add_items()->set_name("item");
     const std::string text = to_toml(outer);
-    EXPECT_NE(text.find("colour = 'dark_blue'"), std::string::npos) << text;
+    EXPECT_NE(text.find("colour = \"dark_blue\""), std::string::npos) << text;
     EXPECT_NE(text.find("enabled = false"), std::string::npos) << text;  // zero values too
 
     t::Outer back;
     auto merged = merge_toml(back, text, "printed");
     ASSERT_TRUE(merged) << merged.error().message << "\n" << text;
     EXPECT_EQ(back.SerializeAsString(), outer.SerializeAsString()) << text;
+}
+
+// Found by fuzz_config_toml (docs/fuzzing.md): toml++ printed a string holding a newline as a
+// multi-line """ string, and TOML drops a newline right after the opening quotes, so a value
+// that started with one came back without it. to_toml() writes "\n" escapes instead.
+TEST(ToToml, AStringStartingWithANewlineLoadsBackUnchanged) {
+    t::Outer outer;
+    ASSERT_TRUE(apply_override(outer, "label=\npolarization_factor  =0.99\n"));
+    ASSERT_EQ(outer.label(), "\npolarization_factor  =0.99\n");
+    const std::string text = to_toml(outer);
+    EXPECT_EQ(text.find("\"\"\""), std::string::npos) << text;
+    t::Outer back;
+    auto merged = merge_toml(back, text, "printed");
+    ASSERT_TRUE(merged) << merged.error().message << "\n" << text;
+    EXPECT_EQ(back.label(), outer.label()) << text;
 }
 
 }  // namespace
