@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <numbers>
@@ -13,6 +14,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "anisoflow/atomistic/diffraction.hpp"
+#include "anisoflow/atomistic/lammps_dump.hpp"
 #include "anisoflow/geometry/detector_geometry.hpp"
 #include "anisoflow/io/frame_stack_writer.hpp"
 #include "anisoflow/io/poni_file.hpp"
@@ -21,6 +24,7 @@
 #include "anisoflow/sim/pair_distribution.hpp"
 #include "anisoflow/sim/strained_structure.hpp"
 #include "anisoflow/sim/structure_model.hpp"
+#include "anisoflow/sim/tabulated_structure.hpp"
 #include "anisoflow/transport/experiment.hpp"
 #include "anisoflow/transport/message.hpp"
 #include "anisoflow/transport/payload.hpp"
@@ -79,6 +83,9 @@ Result<void> write_stack(const std::filesystem::path& path, const std::vector<Fr
 // short-ranged, docs/physics-simulator.md) and past where a radial step or a rotation taper
 // settles.
 constexpr double kMinPairGridAngstrom = sim::PairGrid{}.r_max_angstrom;
+
+// The first peak of S (which --counts-at-peak scales to) is sought below this Q.
+constexpr double kPeakSearchMaxInvAngstrom = 6.0;
 
 // The bond-rotation taper: g2 follows g0 - 1 over the first shells, gone by the fourth.
 constexpr double kRotationTaperStartAngstrom = 7.0;
@@ -166,6 +173,121 @@ Result<StrainModel> strain_model(const SimulateOptions& o, const sim::HardSphere
                        std::move(parameters),
                        fmt::format("bond rotation beta={:.5g} (as strong as affine eps={} x {})",
                                    rotation.beta, o.eps, o.rotation_amplitude)};
+}
+
+// --md-axis: x, y, z or three comma-separated components.
+Result<atomistic::Vec3> parse_md_axis(const std::string& text) {
+    if (text == "x" || text == "y" || text == "z") {
+        atomistic::Vec3 axis{};
+        axis[static_cast<std::size_t>(text[0] - 'x')] = 1.0;
+        return axis;
+    }
+    atomistic::Vec3 axis{};
+    std::size_t start = 0;
+    for (std::size_t k = 0; k < 3; ++k) {
+        const std::size_t end = k < 2 ? text.find(',', start) : text.size();
+        if (end == std::string::npos) {
+            break;
+        }
+        const std::string part = text.substr(start, end - start);
+        char* stop = nullptr;
+        axis[k] = std::strtod(part.c_str(), &stop);
+        if (part.empty() || stop != part.c_str() + part.size()) {
+            return fail(ErrorCode::kInvalidArgument,
+                        "--md-axis {}: not x, y, z or three numbers ax,ay,az", text);
+        }
+        if (k == 2) {
+            return axis;
+        }
+        start = end + 1;
+    }
+    return fail(ErrorCode::kInvalidArgument, "--md-axis {}: not x, y, z or three numbers ax,ay,az",
+                text);
+}
+
+struct MdStructure {
+    StrainModel model;
+    atomistic::StructureFactor s;  ///< of the (deformed) configuration, S2 as rendered
+};
+
+// --from-md: S0/S2 of the atoms by diffraction (atomistic/diffraction.hpp) up to the detector's
+// largest Q, tabulated for the renderer. Positions are taken in A (LAMMPS metal or real units);
+// every atom scatters alike (the composition's mean form factors, as for the built-in modes).
+Result<MdStructure> md_structure(const SimulateOptions& o, double q_max_inv_angstrom) {
+    if (o.md_dumps.empty() || o.md_dumps.size() > 2) {
+        return fail(ErrorCode::kInvalidArgument,
+                    "--from-md takes REF.dump [DEF.dump], not {} files", o.md_dumps.size());
+    }
+    auto axis = parse_md_axis(o.md_axis);
+    if (!axis) {
+        return tl::unexpected(axis.error());
+    }
+    atomistic::DiffractionOptions options;
+    options.loading_axis = *axis;
+    options.q_max = q_max_inv_angstrom;
+    options.q_bin_width = o.md_q_bin;
+    options.max_grid = o.md_max_grid;
+    std::vector<atomistic::Snapshot> last;
+    std::vector<atomistic::StructureFactor> factors;
+    for (const std::string& path : o.md_dumps) {
+        auto snapshots = atomistic::read_lammps_dump(path);
+        if (!snapshots) {
+            return tl::unexpected(snapshots.error().with_context("--from-md"));
+        }
+        if (snapshots->empty()) {
+            return fail(ErrorCode::kInvalidArgument, "--from-md {}: no snapshot", path);
+        }
+        last.push_back(std::move(snapshots->back()));
+        auto s = atomistic::structure_factor(last.back().box, last.back().position, options);
+        if (!s) {
+            return tl::unexpected(s.error().with_context("--from-md " + path));
+        }
+        spdlog::info("diffraction from atoms file={} timestep={} atoms={} q_max={:.3g}", path,
+                     last.back().timestep, last.back().size(), q_max_inv_angstrom);
+        factors.push_back(std::move(*s));
+    }
+    const bool change = factors.size() == 2;
+    if (change && last[0].size() != last[1].size()) {
+        return fail(ErrorCode::kInvalidArgument,
+                    "--from-md: the reference has {} atoms, the deformed configuration {}",
+                    last[0].size(), last[1].size());
+    }
+    atomistic::StructureFactor s = factors.back();
+    if (change) {
+        // Bin by bin (both binned on the same |Q| edges): the deformed S2 less the reference's.
+        for (std::size_t k = 0; k < s.s2.size(); ++k) {
+            s.s2.value[k] -= factors[0].s2.value[k];
+            s.s2.variance[k] += factors[0].s2.variance[k];
+        }
+    }
+    sim::HarmonicSamples samples{s.s0.q_inv_angstrom, s.s0.value, s.s2.value};
+    auto structure = sim::tabulated_structure(samples, q_max_inv_angstrom);
+    if (!structure) {
+        return tl::unexpected(structure.error().with_context("--from-md"));
+    }
+    const atomistic::Box& box = last.back().box;
+    const auto& h = box.edges();
+    nlohmann::json parameters = {
+        {"dumps", o.md_dumps},
+        {"timesteps", nlohmann::json::array()},
+        {"atoms", last.back().size()},
+        {"number_density_per_cubic_angstrom", s.number_density},
+        {"box_edges_angstrom", {{h[0], h[3], h[6]}, {h[1], h[4], h[7]}, {h[2], h[5], h[8]}}},
+        {"loading_axis", *axis},
+        {"q_bin_inv_angstrom", o.md_q_bin},
+        {"q_max_inv_angstrom", q_max_inv_angstrom},
+        {"method", fmt::format("FFT lattice sums, B-spline order {}, oversampling {}, grid {}",
+                               options.spline_order, options.oversampling, options.max_grid)},
+        {"s2", change ? "deformed minus reference (last snapshots)" : "of the last snapshot"},
+    };
+    for (const auto& snapshot : last) {
+        parameters["timesteps"].push_back(snapshot.timestep);
+    }
+    StrainModel model{
+        std::move(*structure), 0.0, std::move(parameters),
+        fmt::format("diffraction from {} atoms of {}{}", last.back().size(), o.md_dumps.back(),
+                    change ? fmt::format(" (S2 less that of {})", o.md_dumps[0]) : std::string())};
+    return MdStructure{std::move(model), std::move(s)};
 }
 
 namespace pb = ::anisoflow::stream::v1;
@@ -420,13 +542,30 @@ CLI::App* add_simulate_command(CLI::App& app, SimulateOptions& o) {
                   "--keep-negative)");
     cmd->add_option("--seed", o.seed, "random seed (frames are reproducible)")
         ->capture_default_str();
+    cmd->add_option("--from-md", o.md_dumps,
+                    "REF.dump [DEF.dump]: frames of atoms (LAMMPS text dumps, A; last snapshot of "
+                    "each) instead of --mode: S0 and S2 by diffraction from atoms; with two "
+                    "dumps S2 is DEF's less REF's")
+        ->expected(1, 2)
+        ->check(CLI::ExistingFile);
+    cmd->add_option("--md-axis", o.md_axis,
+                    "--from-md: the loading axis in the box: x, y, z or ax,ay,az")
+        ->capture_default_str();
+    cmd->add_option("--md-q-bin", o.md_q_bin, "--from-md: |Q| bin width of S0 and S2, 1/A")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    cmd->add_option("--md-grid", o.md_max_grid,
+                    "--from-md: FFT grid points per axis (memory: grid^3 doubles; beyond its "
+                    "reach, folded grids sample every 2nd, 4th, ... lattice point)")
+        ->capture_default_str();
     return cmd;
 }
 
 int run_simulate(const SimulateOptions& o) {
     // Checked here rather than by CLI11, so that a bad mode is a named error with exit status 1
     // like every other bad value.
-    if (o.mode != "affine" && o.mode != "radial" && o.mode != "rotation" && o.mode != "none") {
+    if (o.md_dumps.empty() && o.mode != "affine" && o.mode != "radial" && o.mode != "rotation" &&
+        o.mode != "none") {
         return report(
             Error{ErrorCode::kInvalidArgument,
                   fmt::format("--mode {} is not one of affine, radial, rotation, none", o.mode)});
@@ -482,22 +621,36 @@ int run_simulate(const SimulateOptions& o) {
         atomic.mean_squared_f.push_back(averages.mean_squared_f);
         atomic.compton.push_back(averages.compton);
     }
+    // S2 tables reach past the detector's largest Q.
+    const bool from_md = !o.md_dumps.empty();
+    auto model = from_md ? [&]() -> Result<StrainModel> {
+        // Past the first-peak search below as well, whatever the detector reaches.
+        auto md =
+            md_structure(o, std::max(range.max_inv_angstrom, kPeakSearchMaxInvAngstrom) + 0.1);
+        if (!md) {
+            return tl::unexpected(md.error());
+        }
+        return std::move(md->model);
+    }()
+        : strain_model(o, *structure, range.max_inv_angstrom + 0.1);
+    if (!model) {
+        return report(model.error());
+    }
+    // S0 of what is rendered: the hard-sphere S, or the atoms' S at the magic angle (P2 = 0).
+    const double magic_cos_psi = 1.0 / std::sqrt(3.0);
+    const auto s0_of = [&](double q) {
+        return from_md ? model->structure.s(q, magic_cos_psi) : structure->s(q);
+    };
     // Scale K so that the first peak of S holds --counts-at-peak counts per pixel.
     double q_peak = 0.0;
-    for (double q = 0.5; q < 6.0; q += 0.001) {
-        if (structure->s(q) > structure->s(q_peak)) {
+    for (double q = 0.5; q < kPeakSearchMaxInvAngstrom; q += 0.001) {
+        if (s0_of(q) > s0_of(q_peak)) {
             q_peak = q;
         }
     }
     const auto at_peak = factors->at(q_peak);
-    const double per_atom_at_peak = at_peak.mean_f_squared * (structure->s(q_peak) - 1.0) +
-                                    at_peak.mean_squared_f + at_peak.compton;
-
-    // S2 tables reach past the detector's largest Q.
-    auto model = strain_model(o, *structure, range.max_inv_angstrom + 0.1);
-    if (!model) {
-        return report(model.error());
-    }
+    const double per_atom_at_peak =
+        at_peak.mean_f_squared * (s0_of(q_peak) - 1.0) + at_peak.mean_squared_f + at_peak.compton;
 
     const std::vector<float> flat = synthetic_flat(geometry.shape(), o.flat_variation);
     auto renderer = sim::FrameRenderer::create(geometry, atomic, flat);
@@ -652,17 +805,34 @@ int run_simulate(const SimulateOptions& o) {
         {"pixel_type", o.float_frames ? "float32 (expected counts, unclipped)" : "uint16"},
         {"seed", o.seed},
     };
-    if (!model->parameters.empty()) {
+    if (from_md) {
+        // No strain is known of atoms: the analysis' alpha is what they say. The hard-sphere
+        // parameters did not enter the frames.
+        record["mode"] = "md";
+        record["eps"] = nullptr;
+        record["eps_aff"] = nullptr;
+        record["alpha_expected"] = nullptr;
+        for (const char* key : {"packing_fraction", "debye_waller_angstrom",
+                                "hard_sphere_diameter_angstrom", "density_per_cubic_angstrom"}) {
+            record.erase(key);
+        }
+        record["md"] = model->parameters;
+    } else if (!model->parameters.empty()) {
         record[o.mode] = model->parameters;
     }
     std::ofstream json(dir / "simulation.json");
     json << record.dump(2) << "\n";
+    // Atoms carry their own density, which `analyze --density` needs; a mode its alpha.
+    const std::string model_text =
+        from_md ? fmt::format("{}, rho0={:.6g} /A^3", model->summary,
+                              model->parameters["number_density_per_cubic_angstrom"].get<double>())
+                : fmt::format("{}, nu={} (alpha={:.6g})", model->summary, o.nu, alpha);
     std::printf(
-        "anisoflow simulate: %s, nu=%g (alpha=%.6g), %zu frames per "
+        "anisoflow simulate: %s, %zu frames per "
         "orientation of %zux%zu, first peak at Q = %.3f 1/A with ~%.0f counts\n"
         "  wrote %s/{p.h5, n.h5, dark.h5, flat.h5, geometry.poni, simulation.json}\n",
-        model->summary.c_str(), o.nu, alpha, o.frames_per_orientation, geometry.shape().rows,
-        geometry.shape().cols, q_peak, o.counts_at_peak, o.out_dir.c_str());
+        model_text.c_str(), o.frames_per_orientation, geometry.shape().rows, geometry.shape().cols,
+        q_peak, o.counts_at_peak, o.out_dir.c_str());
     return 0;
 }
 

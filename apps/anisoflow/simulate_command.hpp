@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -45,6 +46,13 @@ struct SimulateOptions {
     /// rounded or clipped, so a first-order model's S(Q, psi) < 0 reaches the analysis intact.
     bool float_frames = false;
     std::uint64_t seed = 1;
+    /// --from-md REF.dump [DEF.dump]: frames of atoms instead of --mode (docs/atomistic-
+    /// diffraction.md). One dump: S0 and S2 of its last snapshot; two: S0 of DEF's last snapshot
+    /// and S2 its change from REF's, which removes the configuration's own l = 2 fluctuation.
+    std::vector<std::string> md_dumps;
+    std::string md_axis = "z";  ///< --md-axis: the loading axis in the box: x, y, z or "ax,ay,az"
+    double md_q_bin = 0.05;     ///< --md-q-bin: |Q| bin width of S0/S2, 1/A
+    std::size_t md_max_grid = 192;  ///< --md-grid: FFT grid points per axis (memory M^3 doubles)
 };
 
 CLI::App* add_simulate_command(CLI::App& app, SimulateOptions& options);
