@@ -153,10 +153,8 @@ void expect_close(const std::vector<double>& actual, const std::vector<double>& 
 }
 
 std::vector<double> sqrt_of(const std::vector<double>& v) {
-    std::vector<double> out;
-    for (const double x : v) {
-        out.push_back(std::sqrt(x));
-    }
+    std::vector<double> out(v.size());
+    std::transform(v.begin(), v.end(), out.begin(), [](double x) { return std::sqrt(x); });
     return out;
 }
 
@@ -305,8 +303,9 @@ TEST(MdCli, WritesTheFixtureAnalysisAsTheLibraryComputesIt) {
                  "bond_fraction");
     const auto affine = read_doubles(file, "/entry/atoms/affine");
     ASSERT_EQ(affine.size(), 9 * e.ref.size());
+    constexpr std::size_t kAtom = 7;
     for (std::size_t k = 0; k < 9; ++k) {
-        EXPECT_NEAR(affine[9 * 7 + k], e.d2.affine[7][k], kSameDouble);
+        EXPECT_NEAR(affine[9 * kAtom + k], e.d2.affine[kAtom][k], kSameDouble);
     }
 
     // Global g0/g2 and the change of g2.

@@ -181,6 +181,7 @@ TEST(BondBreaking, ShearInclusionBreaksBondsAtItsSurfaceAndTheFractionRisesWithD
 
 TEST(BinValues, QuantileBinsHoldEqualNumbersAndUniformBinsEqualWidths) {
     std::vector<double> v;
+    v.reserve(101);
     for (int i = 0; i < 100; ++i) {
         v.push_back(std::exp(0.1 * i));  // heavy-tailed, as D2_min is
     }
