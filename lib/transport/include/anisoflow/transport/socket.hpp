@@ -11,9 +11,18 @@
 #include <zmq.hpp>
 
 #include "anisoflow/core/result.hpp"
+#include "anisoflow/transport/curve.hpp"
 #include "anisoflow/transport/message.hpp"
 
 namespace anisoflow::transport {
+
+/// CURVE keys of one socket (docs/security.md). A bound socket is the CURVE server and uses
+/// `own`; a connecting one is the client and also needs the public key of the server it
+/// connects to.
+struct CurveSocketKeys {
+    CurveKeyPair own;
+    std::string server_public_key;  ///< connect only: the bound peer's public key (Z85)
+};
 
 /// Socket options the services set; defaults suit frames of a few MB.
 struct SocketOptions {
@@ -23,6 +32,8 @@ struct SocketOptions {
     /// SUB sockets only: topic prefix; "" subscribes to everything (our part 0 is a Protobuf
     /// envelope, so topics are not used to filter).
     std::string subscribe;
+    /// CURVE authentication and encryption; none: a plain socket (loopback, trusted networks).
+    std::optional<CurveSocketKeys> curve;
 };
 
 /// Binds ("@tcp://*:5555", "@inproc://frames") or connects (">tcp://ingest:5555") `socket`, the
