@@ -36,7 +36,7 @@ Mat3 uniaxial(double eps, double nu) {
     return {1.0 + nu * eps, 0.0, 0.0, 0.0, 1.0 + nu * eps, 0.0, 0.0, 0.0, 1.0 - eps};
 }
 
-Vec3 apply(const Mat3& f, const Vec3& d) {
+Vec3 map_by(const Mat3& f, const Vec3& d) {
     return {f[0] * d[0] + f[1] * d[1] + f[2] * d[2], f[3] * d[0] + f[4] * d[1] + f[5] * d[2],
             f[6] * d[0] + f[7] * d[1] + f[8] * d[2]};
 }
@@ -82,7 +82,7 @@ TEST(BondBreaking, AffineStrainBreaksExactlyTheBondsItStretchesAcrossTheCutoff) 
     ASSERT_TRUE(bonds);
     std::size_t expected = 0;
     for (const Vec3& d : bonds->separation) {
-        if (length(apply(f, d)) >= kCutoff) {
+        if (length(map_by(f, d)) >= kCutoff) {
             ++expected;
             EXPECT_GE(length(d), kCutoff / (1.0 + kNu * kEps));
         }
@@ -100,6 +100,46 @@ TEST(BondBreaking, AffineStrainBreaksExactlyTheBondsItStretchesAcrossTheCutoff) 
                                         {kCutoff, 1.0 + kNu * kEps + 1e-9});
     ASSERT_TRUE(margin);
     EXPECT_EQ(margin->total_broken, 0U);
+}
+
+TEST(BondBreaking, WrappedPositionsInATiltedBoxAreFollowedAsTheAffineImage) {
+    // Simple shear F = 1 + 0.08 e_x e_z: the deformed box is triclinic and positions are wrapped
+    // back into it, so many bonds cross its boundary differently than in the reference. Every
+    // followed separation must still be F d, and only bonds F stretches past the cutoff break.
+    const auto& p = packing();
+    constexpr double kGamma = 0.08;
+    const Mat3 f{1.0, 0.0, kGamma, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0};
+    const Box box = p.box.deformed(f);
+    ASSERT_TRUE(box.triclinic());
+    auto deformed = testing::deform(p.box, p.position, f);
+    for (Vec3& x : deformed) {
+        Vec3 s = box.to_reduced(x);
+        for (double& v : s) {
+            v -= std::floor(v);
+        }
+        x = box.from_reduced(s);
+    }
+    auto bonds = find_bonds(p.box, p.position, kCutoff);
+    ASSERT_TRUE(bonds);
+    auto followed = follow_bonds(p.box, *bonds, box, deformed);
+    ASSERT_TRUE(followed) << followed.error().message;
+    std::size_t stretched = 0;
+    for (std::size_t k = 0; k < bonds->size(); ++k) {
+        const Vec3 expected = map_by(f, bonds->separation[k]);
+        for (std::size_t c = 0; c < 3; ++c) {
+            ASSERT_NEAR((*followed)[k][c], expected[c], 1e-9) << "bond " << k;
+        }
+        stretched += length(expected) >= kCutoff ? 1 : 0;
+    }
+    auto result = compute_bond_breaking(p.box, p.position, box, deformed, {kCutoff, 1.0});
+    ASSERT_TRUE(result);
+    EXPECT_EQ(result->total_broken, stretched);
+    EXPECT_GT(stretched, 0U);
+    // The largest principal stretch of a simple shear: gamma / 2 + sqrt(1 + gamma^2 / 4).
+    const double stretch = kGamma / 2.0 + std::sqrt(1.0 + kGamma * kGamma / 4.0);
+    auto none = compute_bond_breaking(p.box, p.position, box, deformed, {kCutoff, stretch});
+    ASSERT_TRUE(none);
+    EXPECT_EQ(none->total_broken, 0U);
 }
 
 // Background compression, a sphere of radius 5 sheared by gamma inside it (reference
