@@ -232,6 +232,9 @@ Result<std::unique_ptr<FrameSource>> open_hdf5_source(const std::filesystem::pat
     const bool is_stack = dims.size() == 3;
     const FrameShape shape{dims[dims.size() - 2], dims[dims.size() - 1]};
     const std::size_t frame_count = is_stack ? dims[0] : 1;
+    if (auto size = check_frame_bytes(shape, type->pixel_type, label); !size) {
+        return tl::unexpected(size.error());
+    }
     if (shape.pixel_count() == 0) {
         return fail(ErrorCode::kCorrupt, "{}: frames are empty (shape {})", label,
                     format_dims(dims));

@@ -3,9 +3,23 @@
 #include <variant>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "sources.hpp"
 
 namespace anisoflow::io::detail {
+
+Result<void> check_frame_bytes(FrameShape shape, PixelType type, const std::string& label) {
+    const std::uint64_t element = pixel_size_bytes(type);
+    // Divisions, not a product: rows x cols x element may not fit 64 bits.
+    if (shape.cols > kMaxFrameBytes / element ||
+        (shape.cols > 0 && shape.rows > kMaxFrameBytes / element / shape.cols)) {
+        return fail(ErrorCode::kUnsupported,
+                    "{}: frame shape {}x{} of {} is larger than the {} bytes a frame may take",
+                    label, shape.rows, shape.cols, to_string(type), kMaxFrameBytes);
+    }
+    return {};
+}
 
 PixelBuffer allocate_pixels(PixelType type, std::size_t count) {
     switch (type) {

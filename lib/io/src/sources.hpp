@@ -23,6 +23,10 @@ Result<std::unique_ptr<FrameSource>> open_hdf5_source(const std::filesystem::pat
 Result<std::unique_ptr<FrameSource>> open_tiff_source(const std::filesystem::path& file);
 Result<std::unique_ptr<FrameSource>> open_ge_source(const std::filesystem::path& file);
 
+/// Checks that a frame of `shape` and `type` fits kMaxFrameBytes before anything is allocated
+/// (the product of a corrupt file's dimensions may also overflow); the error names `label`.
+Result<void> check_frame_bytes(FrameShape shape, PixelType type, const std::string& label);
+
 /// A zero-filled buffer of `count` pixels of `type`.
 PixelBuffer allocate_pixels(PixelType type, std::size_t count);
 

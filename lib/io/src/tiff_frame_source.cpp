@@ -268,6 +268,9 @@ Result<std::unique_ptr<FrameSource>> open_tiff_source(const std::filesystem::pat
     if (!first) {
         return tl::unexpected(first.error().with_context(label));
     }
+    if (auto size = check_frame_bytes(first->shape, first->type, label); !size) {
+        return tl::unexpected(size.error());
+    }
     std::size_t pages = 1;
     while (true) {
         messages->error.clear();

@@ -314,6 +314,39 @@ TEST(Hdf5FrameSource, RejectsRankOneAndNonNumericDatasets) {
     EXPECT_THAT(text.error().message, HasSubstr("unsupported string data type"));
 }
 
+// Found while writing fuzz_io_hdf5 (docs/fuzzing.md): a dataset's dimensions are only a
+// declaration (a chunked dataset never written costs nothing), so a small file could make
+// read_frame() allocate terabytes, or wrap rows x cols to a small buffer that HDF5 then overruns.
+// Frames beyond kMaxFrameBytes are refused when the file is opened.
+TEST(Hdf5FrameSource, RefusesAFrameLargerThanTheBoundBeforeAllocatingIt) {
+    const fs::path file = testing::scratch_dir() / "huge.h5";
+    const hid_t h5 = H5Fcreate(file.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    ASSERT_GE(h5, 0);
+    const hsize_t dims[2] = {hsize_t{1} << 20, hsize_t{1} << 20};  // 4 TiB of uint32
+    const hsize_t chunk[2] = {1, 1024};
+    const hid_t space = H5Screate_simple(2, dims, nullptr);
+    const hid_t create = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(create, 2, chunk);
+    const hid_t dataset =
+        H5Dcreate2(h5, "/huge", H5T_STD_U32LE, space, H5P_DEFAULT, create, H5P_DEFAULT);
+    ASSERT_GE(dataset, 0);
+    H5Dclose(dataset);
+    H5Pclose(create);
+    H5Sclose(space);
+    H5Fclose(h5);
+    ASSERT_LT(fs::file_size(file), 1U << 20);
+
+    auto source = open_frame_source(file.string() + "::/huge");
+    ASSERT_FALSE(source.has_value());
+    EXPECT_EQ(source.error().code, ErrorCode::kUnsupported);
+    EXPECT_THAT(source.error().message,
+                HasSubstr("huge.h5::/huge: frame shape 1048576x1048576 of uint32 is larger than "
+                          "the 1073741824 bytes a frame may take"));
+    auto mask = read_mask(file.string() + "::/huge", {1U << 20, 1U << 20});
+    ASSERT_FALSE(mask.has_value());
+    EXPECT_THAT(mask.error().message, HasSubstr("larger than"));
+}
+
 TEST(FrameShapeCheck, NamesSourceAndBothShapes) {
     const fs::path file = testing::scratch_dir() / "frames.h5";
     ASSERT_TRUE(fixtures::write_hdf5<std::uint16_t>(file, "/entry/data/data", {1024, 1024},

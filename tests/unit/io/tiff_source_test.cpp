@@ -154,6 +154,20 @@ TEST(TiffFrameSource, ReportsMissingSecondDirectoryOfTruncatedStack) {
     EXPECT_THAT(source.error().message, HasSubstr("cut_stack.tif: cannot read page 1"));
 }
 
+// Found while writing fuzz_io_tiff (docs/fuzzing.md): a 122-byte file declaring a
+// 65536 x 65536 image made read_frame() allocate 8 GiB before libtiff found no pixel data.
+// Frames beyond kMaxFrameBytes are refused when the file is opened.
+TEST(TiffFrameSource, RefusesAFrameLargerThanTheBoundBeforeAllocatingIt) {
+    const fs::path file = testing::scratch_dir() / "huge.tif";
+    ASSERT_TRUE(fixtures::write_directory_first_tiff(file, 1U << 16, 1U << 16, {}));
+    auto source = open_frame_source(file.string());
+    ASSERT_FALSE(source.has_value());
+    EXPECT_EQ(source.error().code, ErrorCode::kUnsupported);
+    EXPECT_THAT(source.error().message,
+                HasSubstr("huge.tif: frame shape 65536x65536 of uint16 is larger than the "
+                          "1073741824 bytes a frame may take"));
+}
+
 TEST(TiffFrameSource, ReportsTruncatedAndNonTiffFiles) {
     const fs::path dir = testing::scratch_dir();
     const fs::path file = dir / "cut.tif";

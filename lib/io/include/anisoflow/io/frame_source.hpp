@@ -4,6 +4,7 @@
 // any size never has to fit in memory.
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -22,6 +23,9 @@ inline constexpr std::string_view kCountTimeDataset = "/entry/instrument/detecto
 /// GE raw files (.ge .ge2 .ge3 .ge5): a fixed header, then little-endian uint16 frames.
 inline constexpr std::size_t kGeHeaderBytes = 8192;
 inline constexpr FrameShape kGeFrameShape{2048, 2048};
+/// Largest frame a reader allocates, bytes: 1 GiB, 16x a 4k x 4k float32 frame (the bound of
+/// transport::kMaxFrameBytes). A file that declares a larger frame is refused when it is opened.
+inline constexpr std::uint64_t kMaxFrameBytes = std::uint64_t{1} << 30;
 
 /// A sequence of frames of one shape and one pixel type, read on demand. A source is not
 /// thread-safe (HDF5 and libtiff handles are not): give each reading thread its own.
