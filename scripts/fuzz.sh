@@ -11,6 +11,8 @@ shift || true
 jobs="${ANISOFLOW_FUZZ_JOBS:-2}"
 build=build/fuzz
 work="$build/run"
+# Leaks inside third-party libraries are not findings (tests/fuzz/lsan.supp says which).
+export LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0"
 
 cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz -j "$jobs"
@@ -60,14 +62,15 @@ printf '%s\n' "${targets[@]}" |
 elapsed=$(( $(date +%s) - start ))
 
 # 3. The table, and the crash inputs.
-printf '%-24s %12s %8s %14s %8s\n' target runs "runs/s" "corpus" crashes
+printf '%-24s %12s %8s %16s %8s\n' target runs "runs/s" "corpus files/size" crashes
 crashes_total=0
 for target in "${targets[@]}"; do
   log="$work/$target/log"
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   runs="${runs:-0}"
   files=$(find "$work/$target/corpus" -type f | wc -l)
-  kib=$(( $(du -sk "$work/$target/corpus" | cut -f1) ))
+  bytes=$(find "$work/$target/corpus" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+  kib=$(( (bytes + 1023) / 1024 ))
   mapfile -t found < <(find "$work/$target/artifacts" -type f \
     \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | sort)
   crashes="${#found[@]}"
@@ -76,7 +79,7 @@ for target in "${targets[@]}"; do
     crashes=1
     found=("$log (no statistics: the target did not finish)")
   fi
-  printf '%-24s %12s %8s %14s %8s\n' "$target" "$runs" "$((runs / seconds))" \
+  printf '%-24s %12s %8s %16s %8s\n' "$target" "$runs" "$((runs / seconds))" \
     "$files/${kib}KiB" "$crashes"
   for input in "${found[@]}"; do
     echo "  crash input: $input (log: $log)"

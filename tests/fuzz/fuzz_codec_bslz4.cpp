@@ -12,6 +12,8 @@
 
 #include "fuzz_support.hpp"
 
+// libFuzzer's entry point, named by libFuzzer.
+// NOLINTNEXTLINE(readability-identifier-naming)
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     using namespace anisoflow;  // NOLINT(google-build-using-namespace)
     if (size == 0) {
@@ -37,16 +39,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         case 1: {
             // Header-less blocks of a size chosen by the input (up to 255 elements x 64).
             const std::size_t count = payload.empty() ? 0 : std::size_t{data[1]} * 64 / element;
-            const std::size_t block = (data[0] >> 4U) * 8;
+            const std::size_t block = (std::size_t{data[0]} >> 4U) * 8;
             std::vector<std::byte> out(count * element);
             (void)codec::bslz4_decompress_blocks_into(
                 payload.empty() ? payload : payload.subspan(1), element, block, out);
             break;
         }
         default: {
-            auto plain = codec::bitunshuffle(payload, element, (data[0] >> 4U) * 8);
+            auto plain = codec::bitunshuffle(payload, element, (std::size_t{data[0]} >> 4U) * 8);
             if (plain) {
-                auto shuffled = codec::bitshuffle(*plain, element, (data[0] >> 4U) * 8);
+                auto shuffled =
+                    codec::bitshuffle(*plain, element, (std::size_t{data[0]} >> 4U) * 8);
                 if (!shuffled || shuffled->size() != payload.size() ||
                     !std::equal(shuffled->begin(), shuffled->end(), payload.begin())) {
                     __builtin_trap();  // the transpose is its own inverse

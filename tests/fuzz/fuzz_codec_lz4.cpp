@@ -10,6 +10,8 @@
 
 #include "fuzz_support.hpp"
 
+// libFuzzer's entry point, named by libFuzzer.
+// NOLINTNEXTLINE(readability-identifier-naming)
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     using namespace anisoflow;  // NOLINT(google-build-using-namespace)
     if (size == 0) {

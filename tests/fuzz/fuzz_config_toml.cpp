@@ -67,6 +67,8 @@ void check(const google::protobuf::Message& message) {
 
 }  // namespace
 
+// libFuzzer's entry point, named by libFuzzer.
+// NOLINTNEXTLINE(readability-identifier-naming)
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size == 0) {
         return 0;

@@ -9,6 +9,8 @@
 
 #include "fuzz_support.hpp"
 
+// libFuzzer's entry point, named by libFuzzer.
+// NOLINTNEXTLINE(readability-identifier-naming)
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     using namespace anisoflow;  // NOLINT(google-build-using-namespace)
     auto message = dectris::decode_v2(fuzz::as_bytes(data, size));

@@ -15,6 +15,8 @@ bool same(double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)
 
 }  // namespace
 
+// libFuzzer's entry point, named by libFuzzer.
+// NOLINTNEXTLINE(readability-identifier-naming)
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     using namespace anisoflow;  // NOLINT(google-build-using-namespace)
     const std::string_view text(reinterpret_cast<const char*>(data), size);

@@ -46,6 +46,8 @@ void use_frame(const transport::FrameMessage& message) {
 
 }  // namespace
 
+// libFuzzer's entry point, named by libFuzzer.
+// NOLINTNEXTLINE(readability-identifier-naming)
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     transport::Multipart parts;
     for (const auto part : fuzz::split_parts(fuzz::as_bytes(data, size))) {
