@@ -867,6 +867,19 @@ int run_md(const MdOptions& o) {
     }
     r.pd_reference = std::move(*pd_ref);
     r.pd_deformed = std::move(*pd_def);
+    // A fit range given by hand must lie on the histogram (a default one that cannot be fitted
+    // only leaves alpha out, below).
+    const double grid_lo = r.pd_deformed.g0.r_angstrom.front();
+    const double grid_hi = r.pd_deformed.g0.r_angstrom.back();
+    const double fit_lo = o.r_fit_min.value_or(grid_lo);
+    const double fit_hi = o.r_fit_max.value_or(grid_hi);
+    if ((o.r_fit_min || o.r_fit_max) && (!(fit_lo < fit_hi) || fit_lo < grid_lo - 0.5 * o.r_step ||
+                                         fit_hi > grid_hi + 0.5 * o.r_step)) {
+        return report(Error{ErrorCode::kInvalidArgument,
+                            fmt::format("--r-fit-min/--r-fit-max: [{}, {}] is not an interval "
+                                        "inside the histogram's bin centres [{}, {}] (--r-max)",
+                                        fit_lo, fit_hi, grid_lo, grid_hi)});
+    }
     // The first minimum on bins of at least 0.04 mean spacings (rho^-1/3): a finer histogram of
     // a few thousand atoms has dips of noise deeper than the 5-bin smoothing removes.
     const double spacing = std::cbrt(ref.box.volume() / static_cast<double>(ref.size()));
@@ -958,6 +971,8 @@ int run_md(const MdOptions& o) {
     fit_options.nu = o.nu;
     fit_options.r_fit_min = r.r_fit_min;
     fit_options.r_fit_max = r.r_fit_max;
+    // Like the bond fit, an alpha that cannot be fitted is reported (NaN and the reason in the
+    // files, a warning here), not fatal: the per-atom and bond results still stand.
     if (auto alpha =
             physics::fit_alpha(r.pd_deformed.g0, r.delta_g2, fit_options, r.r_fit_min, r.r_fit_max);
         alpha) {
@@ -965,7 +980,8 @@ int run_md(const MdOptions& o) {
         r.eps_aff = physics::eps_aff_from_alpha(alpha->slope, o.nu);
         r.eps_aff_stderr = std::abs(physics::eps_aff_from_alpha(alpha->stderr_value, o.nu));
     } else {
-        return report(alpha.error().with_context("--r-fit-min/--r-fit-max"));
+        r.alpha_error = "--r-fit-min/--r-fit-max: " + alpha.error().message;
+        std::fprintf(stderr, "anisoflow md: warning: no alpha: %s\n", r.alpha_error.c_str());
     }
 
     const fs::path dir(o.out_dir);
@@ -1016,9 +1032,14 @@ int run_md(const MdOptions& o) {
         std::sqrt(ori.delta_p_variance.front()), ori.reference.phi_edges_deg[1], ori.delta_p.back(),
         std::sqrt(ori.delta_p_variance.back()),
         ori.reference.phi_edges_deg[ori.reference.phi_edges_deg.size() - 2]);
-    std::printf("  alpha = %.4g +- %.2g over [%.3g, %.3g]; eps_aff = %.4g +- %.2g (nu = %.3g)\n",
-                r.alpha.slope, r.alpha.stderr_value, r.r_fit_min, r.r_fit_max, r.eps_aff,
-                r.eps_aff_stderr, o.nu);
+    if (r.alpha_error.empty()) {
+        std::printf(
+            "  alpha = %.4g +- %.2g over [%.3g, %.3g]; eps_aff = %.4g +- %.2g (nu = %.3g)\n",
+            r.alpha.slope, r.alpha.stderr_value, r.r_fit_min, r.r_fit_max, r.eps_aff,
+            r.eps_aff_stderr, o.nu);
+    } else {
+        std::printf("  alpha: no fit (%s)\n", r.alpha_error.c_str());
+    }
     std::printf("  wrote %s and %zu CSV files (%s_*.csv)\n", nxs.string().c_str(), csvs->size(),
                 (dir / name).string().c_str());
     return 0;

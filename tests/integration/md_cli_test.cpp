@@ -437,6 +437,7 @@ TEST(MdCli, RefusesBadInputNamingTheFileOrTheOption) {
         {{"md", ref, def, "--nu", "0.3", "--cutoff", "30", "--out", out}, "--cutoff"},
         {{"md", ref, def, "--nu", "0.3", "--break-factor", "0.5", "--out", out}, "--break-factor"},
         {{"md", ref, def, "--nu", "0.7", "--out", out}, "--nu"},
+        {{"md", ref, def, "--nu", "0.3", "--r-fit-max", "40", "--out", out}, "--r-fit-max"},
         {{"md", ref, "--nu", "0.3", "--out", out}, "one snapshot"},
         {{"md", ref, def, "--nu", "0.3", "--deformed-frame", "2", "--out", out},
          "--deformed-frame"},
