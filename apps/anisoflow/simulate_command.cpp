@@ -214,7 +214,7 @@ struct MdStructure {
 // largest Q, tabulated for the renderer. Positions are taken in A (LAMMPS metal or real units);
 // every atom scatters alike (the composition's mean form factors, as for the built-in modes).
 Result<MdStructure> md_structure(const SimulateOptions& o, double q_max_inv_angstrom) {
-    if (o.md_dumps.empty() || o.md_dumps.size() > 2) {
+    if (o.md_dumps.empty() || o.md_dumps.size() > 2) {  // CLI11 checks this too
         return fail(ErrorCode::kInvalidArgument,
                     "--from-md takes REF.dump [DEF.dump], not {} files", o.md_dumps.size());
     }
@@ -229,6 +229,7 @@ Result<MdStructure> md_structure(const SimulateOptions& o, double q_max_inv_angs
     options.max_grid = o.md_max_grid;
     std::vector<atomistic::Snapshot> last;
     std::vector<atomistic::StructureFactor> factors;
+    std::vector<std::size_t> averaged;  // snapshots per dump
     for (const std::string& path : o.md_dumps) {
         auto snapshots = atomistic::read_lammps_dump(path);
         if (!snapshots) {
@@ -237,14 +238,45 @@ Result<MdStructure> md_structure(const SimulateOptions& o, double q_max_inv_angs
         if (snapshots->empty()) {
             return fail(ErrorCode::kInvalidArgument, "--from-md {}: no snapshot", path);
         }
-        last.push_back(std::move(snapshots->back()));
-        auto s = atomistic::structure_factor(last.back().box, last.back().position, options);
-        if (!s) {
-            return tl::unexpected(s.error().with_context("--from-md " + path));
+        const std::size_t first = o.md_all_snapshots ? 0 : snapshots->size() - 1;
+        std::optional<atomistic::StructureFactor> mean;
+        for (std::size_t i = first; i < snapshots->size(); ++i) {
+            const atomistic::Snapshot& snapshot = (*snapshots)[i];
+            auto s = atomistic::structure_factor(snapshot.box, snapshot.position, options);
+            if (!s) {
+                return tl::unexpected(s.error().with_context(
+                    fmt::format("--from-md {} (timestep {})", path, snapshot.timestep)));
+            }
+            spdlog::info("diffraction from atoms file={} timestep={} atoms={} q_max={:.3g}", path,
+                         snapshot.timestep, snapshot.size(), q_max_inv_angstrom);
+            if (!mean) {
+                mean = std::move(*s);
+                continue;
+            }
+            // Sums here, means below; all snapshots are binned on the same |Q| edges.
+            for (std::size_t k = 0; k < mean->s0.size(); ++k) {
+                for (auto [sum, add] :
+                     {std::pair{&mean->s0, &s->s0}, std::pair{&mean->s2, &s->s2}}) {
+                    sum->q_inv_angstrom[k] += add->q_inv_angstrom[k];
+                    sum->value[k] += add->value[k];
+                    sum->variance[k] += add->variance[k];
+                }
+                mean->count[k] += s->count[k];
+            }
+            mean->number_density += s->number_density;
         }
-        spdlog::info("diffraction from atoms file={} timestep={} atoms={} q_max={:.3g}", path,
-                     last.back().timestep, last.back().size(), q_max_inv_angstrom);
-        factors.push_back(std::move(*s));
+        const auto n = static_cast<double>(snapshots->size() - first);
+        for (std::size_t k = 0; k < mean->s0.size(); ++k) {
+            for (physics::QCurve* c : {&mean->s0, &mean->s2}) {
+                c->q_inv_angstrom[k] /= n;
+                c->value[k] /= n;
+                c->variance[k] /= n * n;  // of the mean of independent snapshots
+            }
+        }
+        mean->number_density /= n;
+        averaged.push_back(snapshots->size() - first);
+        last.push_back(std::move(snapshots->back()));
+        factors.push_back(std::move(*mean));
     }
     const bool change = factors.size() == 2;
     if (change && last[0].size() != last[1].size()) {
@@ -269,7 +301,7 @@ Result<MdStructure> md_structure(const SimulateOptions& o, double q_max_inv_angs
     const auto& h = box.edges();
     nlohmann::json parameters = {
         {"dumps", o.md_dumps},
-        {"timesteps", nlohmann::json::array()},
+        {"timesteps", nlohmann::json::array()},  // of the last snapshot of each dump
         {"atoms", last.back().size()},
         {"number_density_per_cubic_angstrom", s.number_density},
         {"box_edges_angstrom", {{h[0], h[3], h[6]}, {h[1], h[4], h[7]}, {h[2], h[5], h[8]}}},
@@ -283,6 +315,7 @@ Result<MdStructure> md_structure(const SimulateOptions& o, double q_max_inv_angs
     for (const auto& snapshot : last) {
         parameters["timesteps"].push_back(snapshot.timestep);
     }
+    parameters["snapshots_averaged"] = averaged;
     StrainModel model{
         std::move(*structure), 0.0, std::move(parameters),
         fmt::format("diffraction from {} atoms of {}{}", last.back().size(), o.md_dumps.back(),
@@ -548,6 +581,9 @@ CLI::App* add_simulate_command(CLI::App& app, SimulateOptions& o) {
                     "dumps S2 is DEF's less REF's")
         ->expected(1, 2)
         ->check(CLI::ExistingFile);
+    cmd->add_flag("--md-all-snapshots", o.md_all_snapshots,
+                  "--from-md: average S0 and S2 over every snapshot of each dump (less speckle "
+                  "than the last one alone)");
     cmd->add_option("--md-axis", o.md_axis,
                     "--from-md: the loading axis in the box: x, y, z or ax,ay,az")
         ->capture_default_str();

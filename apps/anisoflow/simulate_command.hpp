@@ -53,6 +53,9 @@ struct SimulateOptions {
     std::string md_axis = "z";  ///< --md-axis: the loading axis in the box: x, y, z or "ax,ay,az"
     double md_q_bin = 0.05;     ///< --md-q-bin: |Q| bin width of S0/S2, 1/A
     std::size_t md_max_grid = 192;  ///< --md-grid: FFT grid points per axis (memory M^3 doubles)
+    /// --md-all-snapshots: S0 and S2 of each dump averaged over all its snapshots (less speckle
+    /// than one configuration), not of its last one.
+    bool md_all_snapshots = false;
 };
 
 CLI::App* add_simulate_command(CLI::App& app, SimulateOptions& options);
