@@ -252,14 +252,24 @@ double spline_transform(double xi, int p) {
 
 class FftGrid {
   public:
-    FftGrid(std::array<std::size_t, 3> m, int order) : m_(m), order_(order) {
+    // Error when the grid cannot be allocated or planned (a --md-grid too large for memory).
+    static Result<FftGrid> create(std::array<std::size_t, 3> m, int order) {
+        FftGrid grid(m, order);
         const std::size_t mc = m[2] / 2 + 1;
-        real_.reset(fftw_alloc_real(m[0] * m[1] * m[2]));
-        spectrum_.reset(fftw_alloc_complex(m[0] * m[1] * mc));
-        const std::lock_guard lock(planner_mutex());
-        plan_.reset(fftw_plan_dft_r2c_3d(static_cast<int>(m[0]), static_cast<int>(m[1]),
-                                         static_cast<int>(m[2]), real_.get(), spectrum_.get(),
-                                         FFTW_ESTIMATE));
+        grid.real_.reset(fftw_alloc_real(m[0] * m[1] * m[2]));
+        grid.spectrum_.reset(fftw_alloc_complex(m[0] * m[1] * mc));
+        if (grid.real_ != nullptr && grid.spectrum_ != nullptr) {
+            const std::lock_guard lock(planner_mutex());
+            grid.plan_.reset(fftw_plan_dft_r2c_3d(static_cast<int>(m[0]), static_cast<int>(m[1]),
+                                                  static_cast<int>(m[2]), grid.real_.get(),
+                                                  grid.spectrum_.get(), FFTW_ESTIMATE));
+        }
+        if (grid.plan_ == nullptr) {
+            return fail(ErrorCode::kInvalidArgument,
+                        "diffraction: cannot allocate or plan an FFT grid of {} x {} x {} ({} MB)",
+                        m[0], m[1], m[2], 16 * m[0] * m[1] * m[2] / 1000000);
+        }
+        return grid;
     }
 
     // Spreads the atoms, folded by k (s -> frac(k s)), and transforms: spectrum(m) = sum_j
@@ -313,6 +323,8 @@ class FftGrid {
     }
 
   private:
+    FftGrid(std::array<std::size_t, 3> m, int order) : m_(m), order_(order) {}
+
     struct FreeReal {
         void operator()(double* p) const { fftw_free(p); }
     };
@@ -352,7 +364,11 @@ Result<std::vector<LatticeIntensity>> fft_sums(const Checked& c, std::span<const
         q_reach = std::min(q_reach, 2.0 * std::numbers::pi * reach[k] / c.edge_length[k]);
     }
     const double inv_n = 1.0 / static_cast<double>(reduced.size());
-    FftGrid grid(m, o.spline_order);
+    auto created = FftGrid::create(m, o.spline_order);
+    if (!created) {
+        return tl::unexpected(created.error());
+    }
+    FftGrid& grid = *created;
     std::vector<LatticeIntensity> out;
     double q_done = 0.0;  // points with |Q| <= q_done came from a finer grid
     for (int fold = 1; q_done < o.q_max; fold *= 2) {
