@@ -38,9 +38,10 @@ struct DiffractionOptions {
     /// per axis after deconvolution: 3^-8 = 1.5e-4 at the defaults.
     int spline_order = 8;
     double oversampling = 2.0;  ///< kFft: grid points per axis over twice the largest |n| used
-    /// kFft: the largest grid per axis (memory: M^3 doubles; 192^3 = 57 MB). Lattice points
-    /// beyond its reach come from folded grids, every k-th lattice point (k = 2, 4, ...): a
-    /// high-Q bin then holds k^3 fewer points, so its shot noise grows by k^1.5.
+    /// kFft: the largest grid per axis (memory: M^3 doubles and as much for the spectrum, 2 x
+    /// 57 MB at 192). Lattice points beyond its reach come from folded grids, every k-th lattice
+    /// point (k = 2, 4, ...): a high-Q bin then holds k^3 fewer points, so its shot noise grows
+    /// by k^1.5.
     std::size_t max_grid = 192;
 };
 
