@@ -584,6 +584,11 @@ CLI::App* add_simulate_command(CLI::App& app, SimulateOptions& o) {
     cmd->add_flag("--md-all-snapshots", o.md_all_snapshots,
                   "--from-md: average S0 and S2 over every snapshot of each dump (less speckle "
                   "than the last one alone)");
+    cmd->add_option("--md-q-max", o.md_q_max,
+                    "--from-md: S0 and S2 from the atoms up to this Q, S = 1 beyond (where S - 1 "
+                    "has died out, one configuration's speckle is all that is left), 1/A; "
+                    "default: the detector's largest Q")
+        ->check(CLI::NonNegativeNumber);
     cmd->add_option("--md-axis", o.md_axis,
                     "--from-md: the loading axis in the box: x, y, z or ax,ay,az")
         ->capture_default_str();
@@ -661,8 +666,8 @@ int run_simulate(const SimulateOptions& o) {
     const bool from_md = !o.md_dumps.empty();
     auto model = from_md ? [&]() -> Result<StrainModel> {
         // Past the first-peak search below as well, whatever the detector reaches.
-        auto md =
-            md_structure(o, std::max(range.max_inv_angstrom, kPeakSearchMaxInvAngstrom) + 0.1);
+        const double q_max = o.md_q_max > 0.0 ? o.md_q_max : range.max_inv_angstrom + 0.1;
+        auto md = md_structure(o, std::max(q_max, kPeakSearchMaxInvAngstrom + 0.1));
         if (!md) {
             return tl::unexpected(md.error());
         }

@@ -56,6 +56,9 @@ struct SimulateOptions {
     /// --md-all-snapshots: S0 and S2 of each dump averaged over all its snapshots (less speckle
     /// than one configuration), not of its last one.
     bool md_all_snapshots = false;
+    /// --md-q-max: S0/S2 from the atoms up to this Q, S = 1 beyond (a single configuration's
+    /// speckle is all that is left where S - 1 has died out); 0: the detector's largest Q.
+    double md_q_max = 0.0;
 };
 
 CLI::App* add_simulate_command(CLI::App& app, SimulateOptions& options);
