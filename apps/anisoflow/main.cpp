@@ -14,6 +14,7 @@
 #include "command_support.hpp"
 #include "demo_command.hpp"
 #include "integrate_command.hpp"
+#include "keys_command.hpp"
 #include "md_command.hpp"
 #include "run_command.hpp"
 #include "simulate_command.hpp"
@@ -42,6 +43,8 @@ int run(int argc, char** argv) {
     CLI::App* run_command = anisoflow::app::add_run_command(app, run_control);
     anisoflow::app::MdOptions md;
     CLI::App* md_command = anisoflow::app::add_md_command(app, md);
+    anisoflow::app::KeysOptions keys;
+    CLI::App* keys_command = anisoflow::app::add_keys_command(app, keys);
 
     std::vector<std::string> arguments(argv + 1, argv + argc);
     auto with_config = anisoflow::app::arguments_with_config(arguments, *analyze_command);
@@ -76,6 +79,9 @@ int run(int argc, char** argv) {
     }
     if (md_command->parsed()) {
         return anisoflow::app::run_md(md);
+    }
+    if (keys_command->parsed()) {
+        return anisoflow::app::run_keys(keys);
     }
     return 0;
 }

@@ -15,6 +15,7 @@
 #include "anisoflow/metrics/metrics.hpp"
 #include "anisoflow/transport/payload.hpp"
 #include "anisoflow/transport/socket.hpp"
+#include "anisoflow/transport/socket_security.hpp"
 
 namespace anisoflow::analyzer {
 
@@ -181,19 +182,26 @@ class AnalyzeService {
         if (config_.archive_send_timeout_ms() == 0) {
             return fail(ErrorCode::kInvalidArgument, "archive_send_timeout_ms: 0; at least 1 ms");
         }
+        auto security = transport::SocketSecurity::load(config_.security());
+        if (!security) {
+            return tl::unexpected(security.error());
+        }
+        security_ = std::move(*security);
+        if (auto started = security_.start(zmq_); !started) {
+            return tl::unexpected(started.error().with_context("security"));
+        }
         // A ROUTER, not a PULL: each ReducedFrame is answered with a receipt on its pipe.
         auto reduced =
-            transport::open_socket(zmq_, zmq::socket_type::router, endpoints.reduced_in().address(),
-                                   socket_options(endpoints.reduced_in()));
-        auto control =
-            transport::open_socket(zmq_, zmq::socket_type::sub, endpoints.control_in().address(),
-                                   socket_options(endpoints.control_in()));
+            security_.open(zmq_, zmq::socket_type::router, endpoints.reduced_in().address(),
+                           socket_options(endpoints.reduced_in()));
+        auto control = security_.open(zmq_, zmq::socket_type::sub, endpoints.control_in().address(),
+                                      socket_options(endpoints.control_in()));
         auto results =
-            transport::open_socket(zmq_, zmq::socket_type::pub, endpoints.results_out().address(),
-                                   socket_options(endpoints.results_out()));
+            security_.open(zmq_, zmq::socket_type::pub, endpoints.results_out().address(),
+                           socket_options(endpoints.results_out()));
         auto archive =
-            transport::open_socket(zmq_, zmq::socket_type::push, endpoints.archive_out().address(),
-                                   socket_options(endpoints.archive_out()));
+            security_.open(zmq_, zmq::socket_type::push, endpoints.archive_out().address(),
+                           socket_options(endpoints.archive_out()));
         for (const auto* opened : {&reduced, &control, &results, &archive}) {
             if (!*opened) {
                 return tl::unexpected(opened->error());
@@ -662,6 +670,7 @@ class AnalyzeService {
     runtime::ServiceContext& context_;
     AnalyzeMetrics metrics_;
     zmq::context_t zmq_;
+    transport::SocketSecurity security_;  // after the context it serves, before the sockets
     zmq::socket_t reduced_;
     zmq::socket_t control_;
     zmq::socket_t results_;

@@ -30,6 +30,7 @@
 #include "anisoflow/transport/message.hpp"
 #include "anisoflow/transport/payload.hpp"
 #include "anisoflow/transport/socket.hpp"
+#include "anisoflow/transport/socket_security.hpp"
 
 namespace anisoflow::archiver {
 
@@ -222,6 +223,14 @@ class ArchiveService {
         if (ec) {
             return fail(ErrorCode::kIo, "archive_dir {}: {}", config_.archive_dir(), ec.message());
         }
+        auto security = transport::SocketSecurity::load(config_.security());
+        if (!security) {
+            return tl::unexpected(security.error());
+        }
+        security_ = std::move(*security);
+        if (auto started = security_.start(zmq_); !started) {
+            return tl::unexpected(started.error().with_context("security"));
+        }
         auto feed = open_pull(in, "endpoints.archive_in");
         if (!feed) {
             return tl::unexpected(feed.error());
@@ -299,8 +308,7 @@ class ArchiveService {
         transport::SocketOptions options;
         options.send_hwm = static_cast<int>(socket.send_hwm_messages());
         options.receive_hwm = static_cast<int>(socket.receive_hwm_messages());
-        auto opened =
-            transport::open_socket(zmq_, zmq::socket_type::pull, socket.address(), options);
+        auto opened = security_.open(zmq_, zmq::socket_type::pull, socket.address(), options);
         if (!opened) {
             return tl::unexpected(opened.error().with_context(key));
         }
@@ -655,8 +663,9 @@ class ArchiveService {
     runtime::ServiceContext& context_;
     ArchiveMetrics metrics_;
     zmq::context_t zmq_;
-    zmq::socket_t socket_;  // analyze's archive feed
-    zmq::socket_t raw_;     // ingest's raw frame feed, when raw_enabled_
+    transport::SocketSecurity security_;  // after the context it serves, before the sockets
+    zmq::socket_t socket_;                // analyze's archive feed
+    zmq::socket_t raw_;                   // ingest's raw frame feed, when raw_enabled_
     bool raw_enabled_ = false;
     archive::RawCompression raw_compression_ = archive::RawCompression::kBslz4;
     // RAW frames are compressed on these threads when raw_compression is lz4 or bslz4.

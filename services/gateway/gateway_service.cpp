@@ -35,6 +35,7 @@
 #include "anisoflow/transport/message.hpp"
 #include "anisoflow/transport/payload.hpp"
 #include "anisoflow/transport/socket.hpp"
+#include "anisoflow/transport/socket_security.hpp"
 
 namespace anisoflow::gateway {
 
@@ -546,6 +547,7 @@ struct GatewayService::State {
     net::io_context io{1};
     tcp::acceptor acceptor;
     zmq::context_t context;
+    transport::SocketSecurity security;  // after the context it serves, before the sockets
     zmq::socket_t results;
     zmq::socket_t control;
 
@@ -763,11 +765,19 @@ Result<GatewayService> GatewayService::create(const cfg::GatewayConfig& config,
         return fail(ErrorCode::kIo, "http.bind_address \"{}\": {}", bind, ec.message());
     }
 
+    auto security = transport::SocketSecurity::load(config.security());
+    if (!security) {
+        return tl::unexpected(security.error());
+    }
+    state->security = std::move(*security);
+    if (auto started = state->security.start(state->context); !started) {
+        return tl::unexpected(started.error().with_context("security"));
+    }
     const auto open_sub = [&](const cfg::Socket& socket, const char* key) -> Result<zmq::socket_t> {
         transport::SocketOptions options;
         options.receive_hwm = static_cast<int>(socket.receive_hwm_messages());
-        auto opened = transport::open_socket(state->context, zmq::socket_type::sub,
-                                             socket.address(), options);
+        auto opened =
+            state->security.open(state->context, zmq::socket_type::sub, socket.address(), options);
         if (!opened) {
             return tl::unexpected(opened.error().with_context(key));
         }

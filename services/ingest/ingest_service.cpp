@@ -29,6 +29,7 @@
 #include "anisoflow/transport/message.hpp"
 #include "anisoflow/transport/payload.hpp"
 #include "anisoflow/transport/socket.hpp"
+#include "anisoflow/transport/socket_security.hpp"
 
 #include "run_control.hpp"
 
@@ -744,6 +745,7 @@ struct IngestService::State {
     cfg::IngestConfig config;
     cfg::DectrisRun dectris_run;  // kind dectris_stream: read from source.dectris_run_file
     zmq::context_t context;
+    transport::SocketSecurity security;  // before the sockets, after the context it serves
     std::optional<transport::Dispatcher> dispatcher;
     zmq::socket_t control;
     zmq::socket_t source;
@@ -1105,6 +1107,14 @@ Result<IngestService> IngestService::create(const cfg::IngestConfig& config,
         return tl::unexpected(registered.error());
     }
     auto state = std::make_unique<State>(config, *registered);
+    if (auto security = transport::SocketSecurity::load(config.security()); !security) {
+        return tl::unexpected(security.error());
+    } else {
+        state->security = std::move(*security);
+    }
+    if (auto started = state->security.start(state->context); !started) {
+        return tl::unexpected(started.error().with_context("security"));
+    }
     const cfg::Socket& run_control = config.endpoints().run_control();
     if (!run_control.address().empty() && source.kind() == cfg::SOURCE_KIND_ANISOFLOW_STREAM) {
         return fail(ErrorCode::kUnsupported,
@@ -1146,6 +1156,11 @@ Result<IngestService> IngestService::create(const cfg::IngestConfig& config,
     options.worker_timeout = milliseconds(config.worker_timeout_ms());
     options.send_hwm = static_cast<int>(config.endpoints().frames_out().send_hwm_messages());
     options.receive_hwm = static_cast<int>(config.endpoints().frames_out().receive_hwm_messages());
+    if (auto keys = state->security.keys_for(config.endpoints().frames_out().address()); !keys) {
+        return tl::unexpected(keys.error().with_context("endpoints.frames_out"));
+    } else {
+        options.curve = std::move(*keys);
+    }
     auto dispatcher = transport::Dispatcher::open(
         state->context, config.endpoints().frames_out().address(), options);
     if (!dispatcher) {
@@ -1161,8 +1176,12 @@ Result<IngestService> IngestService::create(const cfg::IngestConfig& config,
         static_cast<int>(config.endpoints().control_out().receive_hwm_messages());
     control_options.linger = kControlLinger;
     const std::string& control_address = config.endpoints().control_out().address();
+    auto control_secured = state->security.secure(control_address, control_options);
+    if (!control_secured) {
+        return tl::unexpected(control_secured.error().with_context("endpoints.control_out"));
+    }
     auto control = transport::open_socket(state->context, zmq::socket_type::pub, control_address,
-                                          control_options);
+                                          *control_secured);
     if (!control) {
         return tl::unexpected(control.error().with_context("endpoints.control_out"));
     }
@@ -1178,8 +1197,12 @@ Result<IngestService> IngestService::create(const cfg::IngestConfig& config,
         raw_options.send_hwm = static_cast<int>(raw_out.send_hwm_messages());
         raw_options.receive_hwm = static_cast<int>(raw_out.receive_hwm_messages());
         raw_options.linger = kControlLinger;
+        auto raw_secured = state->security.secure(raw_out.address(), raw_options);
+        if (!raw_secured) {
+            return tl::unexpected(raw_secured.error().with_context("endpoints.raw_out"));
+        }
         auto raw = transport::open_socket(state->context, zmq::socket_type::push, raw_out.address(),
-                                          raw_options);
+                                          *raw_secured);
         if (!raw) {
             return tl::unexpected(raw.error().with_context("endpoints.raw_out"));
         }
@@ -1191,8 +1214,12 @@ Result<IngestService> IngestService::create(const cfg::IngestConfig& config,
         transport::SocketOptions rep_options;
         rep_options.send_hwm = static_cast<int>(run_control.send_hwm_messages());
         rep_options.receive_hwm = static_cast<int>(run_control.receive_hwm_messages());
+        auto rep_secured = state->security.secure(run_control.address(), rep_options);
+        if (!rep_secured) {
+            return tl::unexpected(rep_secured.error().with_context("endpoints.run_control"));
+        }
         auto rep = transport::open_socket(state->context, zmq::socket_type::rep,
-                                          run_control.address(), rep_options);
+                                          run_control.address(), *rep_secured);
         if (!rep) {
             return tl::unexpected(rep.error().with_context("endpoints.run_control"));
         }
@@ -1209,8 +1236,12 @@ Result<IngestService> IngestService::create(const cfg::IngestConfig& config,
     const std::string& source_address = source.kind() == cfg::SOURCE_KIND_DECTRIS_STREAM
                                             ? source.dectris_address()
                                             : source.stream_address();
+    auto pull_secured = state->security.secure(source_address, source_options);
+    if (!pull_secured) {
+        return tl::unexpected(pull_secured.error().with_context("source"));
+    }
     auto pull = transport::open_socket(state->context, zmq::socket_type::pull, source_address,
-                                       source_options);
+                                       *pull_secured);
     if (!pull) {
         return tl::unexpected(pull.error().with_context("source"));
     }

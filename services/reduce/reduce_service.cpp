@@ -26,6 +26,7 @@
 #include "anisoflow/transport/experiment.hpp"
 #include "anisoflow/transport/payload.hpp"
 #include "anisoflow/transport/socket.hpp"
+#include "anisoflow/transport/socket_security.hpp"
 
 namespace anisoflow::reducer {
 
@@ -281,19 +282,20 @@ std::vector<double> copy_span(std::span<const double> values) {
 class ReduceService {
   public:
     ReduceService(const cfg::ReduceConfig& config, runtime::ServiceContext& context,
-                  zmq::context_t& zmq_context, std::unique_ptr<FrameInput> input,
-                  ReduceMetrics metrics)
+                  zmq::context_t& zmq_context, const transport::SocketSecurity& security,
+                  std::unique_ptr<FrameInput> input, ReduceMetrics metrics)
         : config_(config),
           context_(context),
           zmq_(zmq_context),
+          security_(security),
           input_(std::move(input)),
           metrics_(std::move(metrics)),
           jobs_(std::max<std::size_t>(1, config.queue_capacity_frames()), kPollInterval) {}
 
     Result<void> run() {
-        auto control = transport::open_socket(zmq_, zmq::socket_type::sub,
-                                              config_.endpoints().control_in().address(),
-                                              socket_options(config_.endpoints().control_in()));
+        auto control =
+            security_.open(zmq_, zmq::socket_type::sub, config_.endpoints().control_in().address(),
+                           socket_options(config_.endpoints().control_in()));
         if (!control) {
             return tl::unexpected(control.error().with_context("endpoints.control_in"));
         }
@@ -301,9 +303,9 @@ class ReduceService {
         std::vector<std::unique_ptr<runtime::StageThread>> workers;
         for (std::size_t i = 0; i < kWorkerStages; ++i) {
             // A DEALER, not a PUSH: analyze's receipts come back on it (docs/protocol.md).
-            auto reduced = transport::open_socket(
-                zmq_, zmq::socket_type::dealer, config_.endpoints().reduced_out().address(),
-                socket_options(config_.endpoints().reduced_out()));
+            auto reduced = security_.open(zmq_, zmq::socket_type::dealer,
+                                          config_.endpoints().reduced_out().address(),
+                                          socket_options(config_.endpoints().reduced_out()));
             if (!reduced) {
                 return tl::unexpected(reduced.error().with_context("endpoints.reduced_out"));
             }
@@ -665,6 +667,7 @@ class ReduceService {
     const cfg::ReduceConfig& config_;
     runtime::ServiceContext& context_;
     zmq::context_t& zmq_;
+    const transport::SocketSecurity& security_;
     std::unique_ptr<FrameInput> input_;
     ReduceMetrics metrics_;
     zmq::socket_t control_;
@@ -759,8 +762,14 @@ Result<Frame> decode_pixels(const transport::FrameMessage& message) {
 }
 
 Result<std::unique_ptr<FrameInput>> open_worker_link(zmq::context_t& context,
-                                                     const cfg::ReduceConfig& config) {
+                                                     const cfg::ReduceConfig& config,
+                                                     const transport::SocketSecurity& security) {
     transport::WorkerLinkOptions options;
+    if (auto keys = security.keys_for(config.endpoints().frames_in().address()); !keys) {
+        return tl::unexpected(keys.error().with_context("endpoints.frames_in"));
+    } else {
+        options.curve = std::move(*keys);
+    }
     options.heartbeat_interval = milliseconds(config.heartbeat_interval_ms());
     options.send_timeout = milliseconds(config.send_timeout_ms());
     options.send_hwm = static_cast<int>(config.endpoints().frames_in().send_hwm_messages());
@@ -775,22 +784,31 @@ Result<std::unique_ptr<FrameInput>> open_worker_link(zmq::context_t& context,
 }
 
 Result<void> run_with_input(const cfg::ReduceConfig& config, runtime::ServiceContext& context,
-                            zmq::context_t& zmq_context, std::unique_ptr<FrameInput> input) {
+                            zmq::context_t& zmq_context, const transport::SocketSecurity& security,
+                            std::unique_ptr<FrameInput> input) {
     auto metrics = register_metrics(context.metrics);
     if (!metrics) {
         return tl::unexpected(metrics.error());
     }
-    ReduceService service(config, context, zmq_context, std::move(input), std::move(*metrics));
+    ReduceService service(config, context, zmq_context, security, std::move(input),
+                          std::move(*metrics));
     return service.run();
 }
 
 Result<void> run(const cfg::ReduceConfig& config, runtime::ServiceContext& context) {
     zmq::context_t zmq_context;
-    auto input = open_worker_link(zmq_context, config);
+    auto security = transport::SocketSecurity::load(config.security());
+    if (!security) {
+        return tl::unexpected(security.error());
+    }
+    if (auto started = security->start(zmq_context); !started) {
+        return tl::unexpected(started.error().with_context("security"));
+    }
+    auto input = open_worker_link(zmq_context, config, *security);
     if (!input) {
         return tl::unexpected(input.error());
     }
-    return run_with_input(config, context, zmq_context, std::move(*input));
+    return run_with_input(config, context, zmq_context, *security, std::move(*input));
 }
 
 }  // namespace anisoflow::reducer

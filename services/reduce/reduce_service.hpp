@@ -21,6 +21,7 @@
 #include "anisoflow/core/result.hpp"
 #include "anisoflow/runtime/service_main.hpp"
 #include "anisoflow/transport/message.hpp"
+#include "anisoflow/transport/socket_security.hpp"
 
 namespace anisoflow::reducer {
 
@@ -52,8 +53,9 @@ class FrameInput {
 
 /// The production input: a transport::WorkerLink on endpoints.frames_in, named `instance`,
 /// announcing queue_capacity_frames credits.
-[[nodiscard]] Result<std::unique_ptr<FrameInput>> open_worker_link(zmq::context_t& context,
-                                                                   const cfg::ReduceConfig& config);
+[[nodiscard]] Result<std::unique_ptr<FrameInput>> open_worker_link(
+    zmq::context_t& context, const cfg::ReduceConfig& config,
+    const transport::SocketSecurity& security);
 
 /// The pixels of a frame message, decompressed (RAW, LZ4 plain or HDF5-framed, BSLZ4) and
 /// checked against the header's shape and dtype. The exposure is the header's (0 = unknown).
@@ -66,6 +68,7 @@ class FrameInput {
 [[nodiscard]] Result<void> run_with_input(const cfg::ReduceConfig& config,
                                           runtime::ServiceContext& context,
                                           zmq::context_t& zmq_context,
+                                          const transport::SocketSecurity& security,
                                           std::unique_ptr<FrameInput> input);
 
 }  // namespace anisoflow::reducer

@@ -24,6 +24,7 @@
 #include "anisoflow/transport/dispatch.hpp"
 #include "anisoflow/transport/payload.hpp"
 #include "anisoflow/transport/socket.hpp"
+#include "anisoflow/transport/socket_security.hpp"
 
 #include "dectris_emulator.hpp"
 #include "ingest_service.hpp"
@@ -89,11 +90,19 @@ struct ReceivedFrame {
 
 // A reduce worker that acknowledges every data frame, and a control subscriber.
 struct FakeReducer {
-    FakeReducer(zmq::context_t& context, const IngestEndpoints& endpoints) {
-        auto link = transport::WorkerLink::open(context, ">" + endpoints.frames, "reduce-test", 3);
+    // `security`: CURVE keys for both sockets (docs/security.md); plain by default.
+    FakeReducer(zmq::context_t& context, const IngestEndpoints& endpoints,
+                const transport::SocketSecurity& security = {},
+                const std::string& instance = "reduce-test") {
+        transport::WorkerLinkOptions options;
+        auto keys = security.keys_for(">" + endpoints.frames);
+        EXPECT_TRUE(keys) << keys.error().message;
+        options.curve = keys ? *keys : std::nullopt;
+        auto link =
+            transport::WorkerLink::open(context, ">" + endpoints.frames, instance, 3, options);
         EXPECT_TRUE(link) << link.error().message;
         link_.emplace(std::move(*link));
-        auto sub = transport::open_socket(context, zmq::socket_type::sub, ">" + endpoints.control);
+        auto sub = security.open(context, zmq::socket_type::sub, ">" + endpoints.control);
         EXPECT_TRUE(sub) << sub.error().message;
         control_ = std::move(*sub);
     }

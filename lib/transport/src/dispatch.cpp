@@ -370,6 +370,11 @@ Result<Dispatcher> Dispatcher::open(zmq::context_t& context, std::string_view ad
     } catch (const zmq::error_t& error) {
         return fail(ErrorCode::kIo, "dispatcher socket for '{}': {}", address, error.what());
     }
+    if (options.curve) {
+        if (auto secured = apply_curve(state->socket, address, *options.curve); !secured) {
+            return tl::unexpected(secured.error());
+        }
+    }
     auto endpoint = bind_or_connect(state->socket, address);
     if (!endpoint) {
         return tl::unexpected(endpoint.error());
@@ -565,6 +570,11 @@ Result<WorkerLink> WorkerLink::open(zmq::context_t& context, std::string_view ad
         socket.set(zmq::sockopt::linger, 0);
     } catch (const zmq::error_t& error) {
         return fail(ErrorCode::kIo, "worker link socket for '{}': {}", address, error.what());
+    }
+    if (options.curve) {
+        if (auto secured = apply_curve(socket, address, *options.curve); !secured) {
+            return tl::unexpected(secured.error());
+        }
     }
     if (auto endpoint = bind_or_connect(socket, address); !endpoint) {
         return tl::unexpected(endpoint.error());

@@ -13,33 +13,6 @@ Error zmq_failure(std::string_view what, const zmq::error_t& error) {
     return Error{ErrorCode::kIo, fmt::format("{}: {} (errno {})", what, error.what(), error.num())};
 }
 
-// CURVE on `socket` before it binds or connects (the mechanism is fixed at the handshake).
-Result<void> set_curve(zmq::socket_t& socket, std::string_view address,
-                       const CurveSocketKeys& keys) {
-    if (!is_curve_key(keys.own.public_key) || !is_curve_key(keys.own.secret_key)) {
-        return fail(ErrorCode::kInvalidArgument,
-                    "'{}': CURVE needs this service's key pair (40-character Z85 keys)", address);
-    }
-    if (!address.empty() && address.front() == '@') {
-        socket.set(zmq::sockopt::curve_server, 1);
-        socket.set(zmq::sockopt::curve_secretkey, keys.own.secret_key);
-        // libzmq asks the context's ZAP handler (CurveAuthenticator) about every client; with
-        // no handler bound it admits any client that knows the server key, so a service starts
-        // its authenticator before its first CURVE socket.
-        socket.set(zmq::sockopt::zap_domain, "anisoflow");
-        return {};
-    }
-    if (!is_curve_key(keys.server_public_key)) {
-        return fail(ErrorCode::kInvalidArgument,
-                    "'{}': a CURVE client needs the public key of the service it connects to",
-                    address);
-    }
-    socket.set(zmq::sockopt::curve_serverkey, keys.server_public_key);
-    socket.set(zmq::sockopt::curve_publickey, keys.own.public_key);
-    socket.set(zmq::sockopt::curve_secretkey, keys.own.secret_key);
-    return {};
-}
-
 }  // namespace
 
 Result<std::string> bind_or_connect(zmq::socket_t& socket, std::string_view address) {
@@ -64,6 +37,36 @@ Result<std::string> bind_or_connect(zmq::socket_t& socket, std::string_view addr
     }
 }
 
+Result<void> apply_curve(zmq::socket_t& socket, std::string_view address,
+                         const CurveSocketKeys& keys) {
+    if (!is_curve_key(keys.own.public_key) || !is_curve_key(keys.own.secret_key)) {
+        return fail(ErrorCode::kInvalidArgument,
+                    "'{}': CURVE needs this service's key pair (40-character Z85 keys)", address);
+    }
+    try {
+        if (!address.empty() && address.front() == '@') {
+            socket.set(zmq::sockopt::curve_server, 1);
+            socket.set(zmq::sockopt::curve_secretkey, keys.own.secret_key);
+            // libzmq asks the context's ZAP handler (CurveAuthenticator) about every client; with
+            // no handler bound it admits any client that knows the server key, so a service starts
+            // its authenticator before its first CURVE socket.
+            socket.set(zmq::sockopt::zap_domain, "anisoflow");
+            return {};
+        }
+        if (!is_curve_key(keys.server_public_key)) {
+            return fail(ErrorCode::kInvalidArgument,
+                        "'{}': a CURVE client needs the public key of the service it connects to",
+                        address);
+        }
+        socket.set(zmq::sockopt::curve_serverkey, keys.server_public_key);
+        socket.set(zmq::sockopt::curve_publickey, keys.own.public_key);
+        socket.set(zmq::sockopt::curve_secretkey, keys.own.secret_key);
+        return {};
+    } catch (const zmq::error_t& error) {
+        return tl::unexpected(zmq_failure(fmt::format("CURVE keys for '{}'", address), error));
+    }
+}
+
 Result<zmq::socket_t> open_socket(zmq::context_t& context, zmq::socket_type type,
                                   std::string_view address, const SocketOptions& options) {
     try {
@@ -75,7 +78,7 @@ Result<zmq::socket_t> open_socket(zmq::context_t& context, zmq::socket_type type
             socket.set(zmq::sockopt::subscribe, options.subscribe);
         }
         if (options.curve) {
-            if (auto secured = set_curve(socket, address, *options.curve); !secured) {
+            if (auto secured = apply_curve(socket, address, *options.curve); !secured) {
                 return tl::unexpected(secured.error());
             }
         }

@@ -20,6 +20,7 @@
 
 #include "anisoflow/core/result.hpp"
 #include "anisoflow/transport/message.hpp"
+#include "anisoflow/transport/socket.hpp"
 
 namespace anisoflow::transport {
 
@@ -32,6 +33,7 @@ struct DispatcherOptions {
     /// pipe is full is treated as dead.
     int send_hwm = 10000;
     int receive_hwm = 10000;
+    std::optional<CurveSocketKeys> curve;  ///< docs/security.md; none: plain
 };
 
 /// Counts since the Dispatcher was opened (the ingest service exports them as metrics).
@@ -141,6 +143,7 @@ struct WorkerLinkOptions {
     std::chrono::milliseconds send_timeout{5000};
     int send_hwm = 1000;
     int receive_hwm = 1000;
+    std::optional<CurveSocketKeys> curve;  ///< docs/security.md; none: plain
 };
 
 /// A reduce worker's side of the frames socket: a DEALER whose routing id is `instance`.

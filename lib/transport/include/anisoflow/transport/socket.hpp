@@ -41,6 +41,12 @@ struct SocketOptions {
 /// for "@tcp://127.0.0.1:*" the port the system chose. Errors name the address.
 [[nodiscard]] Result<std::string> bind_or_connect(zmq::socket_t& socket, std::string_view address);
 
+/// Sets CURVE on `socket` before it binds or connects to `address` (the mechanism is fixed at
+/// the handshake): server for "@...", client for ">..." (which needs the server's key). Errors
+/// name the address and the missing key.
+[[nodiscard]] Result<void> apply_curve(zmq::socket_t& socket, std::string_view address,
+                                       const CurveSocketKeys& keys);
+
 /// A socket of `type` with `options` set, bound or connected to `address` (bind_or_connect()).
 [[nodiscard]] Result<zmq::socket_t> open_socket(zmq::context_t& context, zmq::socket_type type,
                                                 std::string_view address,
