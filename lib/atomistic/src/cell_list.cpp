@@ -17,9 +17,9 @@ Result<CellList> CellList::build(const Box& box, std::span<const Vec3> positions
     const double w_min = std::min({w[0], w[1], w[2]});
     if (cutoff >= 0.5 * w_min) {
         return fail(ErrorCode::kInvalidArgument,
-                    "cutoff {} is not below half the smallest box width {} (minimum image "
+                    "cutoff {} is not below {}, half the smallest box width {} (minimum image "
                     "ambiguous); use a larger configuration or a smaller cutoff",
-                    cutoff, w_min);
+                    cutoff, 0.5 * w_min, w_min);
     }
     if (positions.size() >= std::numeric_limits<std::uint32_t>::max()) {
         return fail(ErrorCode::kInvalidArgument, "{} atoms: more than 2^32 - 1", positions.size());

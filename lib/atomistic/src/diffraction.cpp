@@ -17,6 +17,8 @@
 
 #include <fftw3.h>
 
+#include "anisoflow/physics/fftw_planner.hpp"
+
 namespace anisoflow::atomistic {
 namespace {
 
@@ -27,12 +29,9 @@ constexpr int kMaxSplineOrder = 12;
 // directions that sample P2 symmetrically about its mean, 0 when every point has one psi).
 constexpr double kMinDesignSpread = 1e-6;
 
-// FFTW's planner is not thread-safe; every plan of this module is made and destroyed under
-// this mutex (lib/physics keeps its own for its plans).
-std::mutex& planner_mutex() {
-    static std::mutex mutex;
-    return mutex;
-}
+// FFTW's planner is not thread-safe: every plan of this module is made and destroyed under the
+// process' one planner mutex, which lib/physics' transforms hold too.
+std::mutex& planner_mutex() { return physics::fftw_planner_mutex(); }
 
 struct PlanDestroy {
     void operator()(fftw_plan_s* plan) const {

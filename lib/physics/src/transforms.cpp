@@ -15,6 +15,8 @@
 
 #include <fftw3.h>
 
+#include "anisoflow/physics/fftw_planner.hpp"
+
 namespace anisoflow::physics {
 namespace {
 
@@ -170,12 +172,8 @@ Result<RCurve> transform_direct(Order order, const QCurve& s, const std::vector<
 
 // ---------------------------------------------------------------- FFTW resources
 
-// FFTW's planner (plan creation and destruction) is not thread-safe; fftw_execute_dft on
-// distinct arrays is. Every plan of this module is made and destroyed under this mutex.
-std::mutex& planner_mutex() {
-    static std::mutex mutex;
-    return mutex;
-}
+// Every plan of this module is made and destroyed under the process' one planner mutex.
+std::mutex& planner_mutex() { return fftw_planner_mutex(); }
 
 struct FftwFree {
     void operator()(fftw_complex* p) const { fftw_free(p); }
@@ -735,6 +733,11 @@ std::vector<std::complex<double>> ExponentialSums::evaluate(std::span<const doub
     std::vector<Complex> out;
     chirp_->apply(chirp_->base, a, work.get(), out);
     return out;
+}
+
+std::mutex& fftw_planner_mutex() {
+    static std::mutex mutex;
+    return mutex;
 }
 
 }  // namespace anisoflow::physics
