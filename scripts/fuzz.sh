@@ -15,7 +15,7 @@ build=build/fuzz
 work="$build/run"
 # Leaks inside third-party libraries are not findings (tests/fuzz/lsan.supp says which). An
 # absurd malloc returns NULL as it would without ASan (libhdf5 asks for sizes read from a corrupt
-# file and handles NULL); our own oversized allocations still end in an uncaught bad_alloc.
+# file); our own oversized allocations still end in an uncaught bad_alloc, a crash.
 export LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0"
 export ASAN_OPTIONS="allocator_may_return_null=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 
@@ -58,7 +58,7 @@ third_party_crash() {
   awk -v pattern="$pattern" '
     /^    #[0-9]+ / {
       if (!in_stack) { in_stack = 1; decided = 0 }
-      if (!decided && $0 !~ /__interceptor_|__asan|__sanitizer|__ubsan|fuzzer::| in (malloc|calloc|realloc|free|memcpy|memmove|memset|operator new|operator delete)/) {
+      if (!decided && $0 !~ /__interceptor_|__asan|__sanitizer|__ubsan|fuzzer::|__mem(cpy|move|set|cmp)_| in (malloc|calloc|realloc|free|memcpy|memmove|memset|operator new|operator delete)/) {
         decided = 1
         if ($0 ~ pattern) { theirs++ } else { ours++ }
       }
