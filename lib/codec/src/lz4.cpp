@@ -161,24 +161,39 @@ Result<std::vector<std::byte>> lz4_hdf5_compress(std::span<const std::byte> data
         return fail(ErrorCode::kInvalidArgument, "lz4-hdf5: invalid block size {} bytes",
                     block_size_bytes);
     }
-    std::vector<std::byte> out(kFilterHeaderSizeBytes);
+    // One buffer for the whole frame, sized for the worst case, each block compressed straight
+    // into it: per-block vectors and a growing output cost a zero fill, a copy and page faults
+    // per block, as much CPU as LZ4 itself on incompressible detector frames.
+    std::size_t capacity = kFilterHeaderSizeBytes;
+    for (std::size_t offset = 0; offset < data.size(); offset += block_size_bytes) {
+        const std::size_t length = std::min(block_size_bytes, data.size() - offset);
+        capacity += 4 + static_cast<std::size_t>(LZ4_compressBound(static_cast<int>(length)));
+    }
+    std::vector<std::byte> out(capacity);
     detail::write_u64_be(data.size(), std::span(out).first<8>());
     detail::write_u32_be(static_cast<std::uint32_t>(block_size_bytes),
                          std::span(out).subspan<8, 4>());
+    std::size_t at = kFilterHeaderSizeBytes;
     for (std::size_t offset = 0; offset < data.size(); offset += block_size_bytes) {
         const auto block = data.subspan(offset, std::min(block_size_bytes, data.size() - offset));
-        auto compressed = lz4_compress_block(block);
-        if (!compressed) {
-            return tl::unexpected(compressed.error());
+        const auto room = std::span(out).subspan(at + 4);
+        const int written =
+            LZ4_compress_default(as_chars(block), as_chars(room), static_cast<int>(block.size()),
+                                 static_cast<int>(room.size()));
+        if (written <= 0) {
+            return fail(ErrorCode::kIo, "lz4: compressing {} bytes failed", block.size());
         }
-        const bool store_raw = compressed->size() >= block.size();
-        const auto payload = store_raw ? block : std::span<const std::byte>(*compressed);
-        const std::size_t size_at = out.size();
-        out.resize(size_at + 4);
-        detail::write_u32_be(static_cast<std::uint32_t>(payload.size()),
-                             std::span(out).subspan(size_at).first<4>());
-        out.insert(out.end(), payload.begin(), payload.end());
+        // The filter stores a block that does not shrink as it is (its size says which).
+        std::size_t stored = static_cast<std::size_t>(written);
+        if (stored >= block.size()) {
+            std::memcpy(room.data(), block.data(), block.size());
+            stored = block.size();
+        }
+        detail::write_u32_be(static_cast<std::uint32_t>(stored),
+                             std::span(out).subspan(at).first<4>());
+        at += 4 + stored;
     }
+    out.resize(at);
     return out;
 }
 
