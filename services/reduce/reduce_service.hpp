@@ -57,6 +57,10 @@ class FrameInput {
     zmq::context_t& context, const cfg::ReduceConfig& config,
     const transport::SocketSecurity& security);
 
+/// A RAW frame message's pixels where they lie in the message (no copy), when the payload has
+/// the header's size and is aligned for its pixel type; nullopt otherwise (decode_pixels()).
+[[nodiscard]] std::optional<FrameView> raw_view(const transport::FrameMessage& message);
+
 /// The pixels of a frame message, decompressed (RAW, LZ4 plain or HDF5-framed, BSLZ4) and
 /// checked against the header's shape and dtype. The exposure is the header's (0 = unknown).
 [[nodiscard]] Result<Frame> decode_pixels(const transport::FrameMessage& message);
