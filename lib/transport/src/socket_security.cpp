@@ -85,8 +85,7 @@ Result<SocketOptions> SocketSecurity::secure(std::string_view address,
 }
 
 Result<zmq::socket_t> SocketSecurity::open(zmq::context_t& context, zmq::socket_type type,
-                                           std::string_view address,
-                                           SocketOptions options) const {
+                                           std::string_view address, SocketOptions options) const {
     auto secured = secure(address, std::move(options));
     if (!secured) {
         return tl::unexpected(secured.error());
