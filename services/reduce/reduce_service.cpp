@@ -761,6 +761,19 @@ Result<Frame> decode_pixels(const transport::FrameMessage& message) {
     if (header.exposure_s() > 0.0) {
         frame.exposure_s = header.exposure_s();
     }
+    // Sizes first: a small message claiming a huge frame must not make us allocate it.
+    const std::span<const std::byte> payload = transport::bytes_of(message.payload);
+    const std::size_t frame_bytes = shape.pixel_count() * element;
+    if (header.encoding() == pb::ENCODING_RAW && payload.size() != frame_bytes) {
+        return fail(ErrorCode::kCorrupt, "RAW payload holds {} bytes, {}x{} pixels need {}",
+                    payload.size(), shape.rows, shape.cols, frame_bytes);
+    }
+    if (header.encoding() != pb::ENCODING_RAW &&
+        frame_bytes > (payload.size() + 1) * codec::kLz4MaxExpansion) {
+        return fail(ErrorCode::kCorrupt,
+                    "{} compressed bytes cannot decode to a {}x{} frame of {} bytes",
+                    payload.size(), shape.rows, shape.cols, frame_bytes);
+    }
     // Allocate pixels of the header's type and decode straight into their bytes.
     std::span<std::byte> out;
     const auto allocate = [&]<class T>(std::vector<T>&& pixels) {
@@ -793,13 +806,8 @@ Result<Frame> decode_pixels(const transport::FrameMessage& message) {
             allocate(std::vector<double>(shape.pixel_count()));
             break;
     }
-    const std::span<const std::byte> payload = transport::bytes_of(message.payload);
     Result<void> decoded;
     if (header.encoding() == pb::ENCODING_RAW) {
-        if (payload.size() != out.size()) {
-            return fail(ErrorCode::kCorrupt, "RAW payload holds {} bytes, {}x{} pixels need {}",
-                        payload.size(), shape.rows, shape.cols, out.size());
-        }
         std::memcpy(out.data(), payload.data(), out.size());
     } else if (header.encoding() == pb::ENCODING_BSLZ4) {
         decoded = codec::bslz4_decompress_into(payload, element, out);

@@ -86,6 +86,19 @@ Result<std::vector<std::byte>> decode_bytes(const ChannelData& channel) {
                     "channel '{}': uncompressed size {} bytes disagrees with its shape ({} bytes)",
                     channel.name, channel.uncompressed_size_bytes, *size);
     }
+    // A compressed payload cannot decode to more than kLz4MaxExpansion times its size: refuse
+    // before allocating what a tiny hostile message claims (up to 1 GiB per channel).
+    if (channel.encoding != Encoding::kRaw &&
+        channel.uncompressed_size_bytes > (channel.payload.size() + 1) * codec::kLz4MaxExpansion) {
+        return fail(ErrorCode::kCorrupt,
+                    "channel '{}': {} compressed bytes cannot decode to the {} bytes claimed",
+                    channel.name, channel.payload.size(), channel.uncompressed_size_bytes);
+    }
+    if (channel.encoding == Encoding::kRaw &&
+        channel.payload.size() != channel.uncompressed_size_bytes) {
+        return fail(ErrorCode::kCorrupt, "raw payload of {} bytes, expected {}",
+                    channel.payload.size(), channel.uncompressed_size_bytes);
+    }
     std::vector<std::byte> out(channel.uncompressed_size_bytes);
     Result<void> status;
     switch (channel.encoding) {

@@ -286,5 +286,30 @@ TEST(StreamV2Malformed, RejectsAnArrayOrMapLongerThanTheMessage) {
     EXPECT_THAT(decoded.error().message, HasSubstr("expected a map"));
 }
 
+// A few compressed bytes claiming a 4096 x 4096 x 4 frame (64 MiB): refused before anything is
+// allocated, since LZ4 cannot expand a byte into more than 255 (memory stays bounded).
+TEST(StreamV2Malformed, RefusesACompressedPayloadClaimingMoreThanLz4CanExpandTo) {
+    for (const Encoding encoding : {Encoding::kLz4Block, Encoding::kLz4Hdf5, Encoding::kBslz4}) {
+        ChannelData channel;
+        channel.name = "threshold_1";
+        channel.shape = {4096, 4096};
+        channel.pixel_type = PixelType::kUint32;
+        channel.encoding = encoding;
+        channel.uncompressed_size_bytes = 4096U * 4096U * 4U;
+        channel.payload.assign(40, std::byte{0});
+        const auto decoded = decode_bytes(channel);
+        ASSERT_FALSE(decoded.has_value());
+        EXPECT_THAT(decoded.error().message, HasSubstr("40 compressed bytes cannot decode"));
+    }
+    ChannelData raw;
+    raw.shape = {16, 16};
+    raw.pixel_type = PixelType::kUint16;
+    raw.uncompressed_size_bytes = 512;
+    raw.payload.assign(10, std::byte{0});
+    const auto short_raw = decode_bytes(raw);
+    ASSERT_FALSE(short_raw.has_value());
+    EXPECT_THAT(short_raw.error().message, HasSubstr("raw payload of 10 bytes, expected 512"));
+}
+
 }  // namespace
 }  // namespace anisoflow::dectris
