@@ -21,8 +21,9 @@ packages=(
   # monitoring: promtool validates deploy/prometheus (config, alert rules and their unit tests)
   # and the Prometheus server scrapes a running demo in tests/deploy (docs/monitoring.md)
   prometheus
-  # formatting and lint (sanitizer builds use g++)
-  clang-format clang-tidy
+  # formatting and lint (sanitizer builds use g++); clang with its libFuzzer runtime builds the
+  # fuzz targets (tests/fuzz, docs/fuzzing.md): --no-install-recommends leaves the runtime out
+  clang-format clang-tidy clang libclang-rt-14-dev
   # the dashboard: built with Node.js and npm (web/, docs/dashboard.md), tested in headless
   # Chromium (tests/browser); npm is added below only where Node.js does not bring its own
   nodejs chromium
