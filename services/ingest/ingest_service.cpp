@@ -1107,11 +1107,11 @@ Result<IngestService> IngestService::create(const cfg::IngestConfig& config,
         return tl::unexpected(registered.error());
     }
     auto state = std::make_unique<State>(config, *registered);
-    if (auto security = transport::SocketSecurity::load(config.security()); !security) {
+    auto security = transport::SocketSecurity::load(config.security());
+    if (!security) {
         return tl::unexpected(security.error());
-    } else {
-        state->security = std::move(*security);
     }
+    state->security = std::move(*security);
     if (auto started = state->security.start(state->context); !started) {
         return tl::unexpected(started.error().with_context("security"));
     }
@@ -1156,11 +1156,11 @@ Result<IngestService> IngestService::create(const cfg::IngestConfig& config,
     options.worker_timeout = milliseconds(config.worker_timeout_ms());
     options.send_hwm = static_cast<int>(config.endpoints().frames_out().send_hwm_messages());
     options.receive_hwm = static_cast<int>(config.endpoints().frames_out().receive_hwm_messages());
-    if (auto keys = state->security.keys_for(config.endpoints().frames_out().address()); !keys) {
-        return tl::unexpected(keys.error().with_context("endpoints.frames_out"));
-    } else {
-        options.curve = std::move(*keys);
+    auto frames_keys = state->security.keys_for(config.endpoints().frames_out().address());
+    if (!frames_keys) {
+        return tl::unexpected(frames_keys.error().with_context("endpoints.frames_out"));
     }
+    options.curve = std::move(*frames_keys);
     auto dispatcher = transport::Dispatcher::open(
         state->context, config.endpoints().frames_out().address(), options);
     if (!dispatcher) {

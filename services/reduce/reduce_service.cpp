@@ -833,11 +833,11 @@ Result<std::unique_ptr<FrameInput>> open_worker_link(zmq::context_t& context,
                                                      const cfg::ReduceConfig& config,
                                                      const transport::SocketSecurity& security) {
     transport::WorkerLinkOptions options;
-    if (auto keys = security.keys_for(config.endpoints().frames_in().address()); !keys) {
+    auto keys = security.keys_for(config.endpoints().frames_in().address());
+    if (!keys) {
         return tl::unexpected(keys.error().with_context("endpoints.frames_in"));
-    } else {
-        options.curve = std::move(*keys);
     }
+    options.curve = std::move(*keys);
     options.heartbeat_interval = milliseconds(config.heartbeat_interval_ms());
     options.send_timeout = milliseconds(config.send_timeout_ms());
     options.send_hwm = static_cast<int>(config.endpoints().frames_in().send_hwm_messages());

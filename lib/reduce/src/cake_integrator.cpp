@@ -451,10 +451,10 @@ Result<CakeIntegrator> CakeIntegrator::create(const geometry::DetectorGeometry& 
     if (!lookup) {
         return tl::unexpected(lookup.error());
     }
-    return create(std::move(*lookup), options.thread_count, std::move(corrections));
+    return create(*lookup, options.thread_count, std::move(corrections));
 }
 
-Result<CakeIntegrator> CakeIntegrator::create(std::shared_ptr<const CakeLookup> lookup,
+Result<CakeIntegrator> CakeIntegrator::create(const std::shared_ptr<const CakeLookup>& lookup,
                                               unsigned thread_count,
                                               DetectorCorrections corrections) {
     if (!lookup) {

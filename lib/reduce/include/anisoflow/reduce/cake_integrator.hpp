@@ -163,7 +163,7 @@ class CakeIntegrator {
                                          DetectorCorrections corrections);
     /// Applies the corrections (mask, dark, flat) to a lookup built earlier; its geometric
     /// factors must be the ones the corrections ask for. One linear pass over the pixels.
-    static Result<CakeIntegrator> create(std::shared_ptr<const CakeLookup> lookup,
+    static Result<CakeIntegrator> create(const std::shared_ptr<const CakeLookup>& lookup,
                                          unsigned thread_count, DetectorCorrections corrections);
 
     /// Integrates one frame; the frame must have the detector's shape.
