@@ -25,6 +25,7 @@
 #include "anisoflow/transport/dispatch.hpp"
 #include "anisoflow/transport/experiment.hpp"
 #include "anisoflow/transport/payload.hpp"
+#include "anisoflow/transport/rejection_log.hpp"
 #include "anisoflow/transport/socket.hpp"
 #include "anisoflow/transport/socket_security.hpp"
 
@@ -386,6 +387,7 @@ class ReduceService {
             auto decoded = transport::decode(std::move(**received));
             if (!decoded) {
                 metrics_.rejected.with(transport::to_string(decoded.error().reason)).increment();
+                rejections_.log(decoded.error());
                 continue;
             }
             if (auto* start = std::get_if<transport::RunStartMessage>(&*decoded)) {
@@ -407,7 +409,7 @@ class ReduceService {
     void handle(transport::DecodeResult decoded, const runtime::StopToken& stop) {
         if (!decoded) {
             metrics_.rejected.with(transport::to_string(decoded.error().reason)).increment();
-            spdlog::debug("message rejected error=\"{}\"", decoded.error().error.message);
+            rejections_.log(decoded.error());
             return;
         }
         if (auto* start = std::get_if<transport::RunStartMessage>(&*decoded)) {
@@ -419,6 +421,8 @@ class ReduceService {
             return;
         }
         metrics_.rejected.with("unexpected_body").increment();
+        rejections_.log("unexpected_body", fmt::format("a {} on the frames socket",
+                                                       transport::message_type_name(*decoded)));
     }
 
     void on_run_start(const pb::RunStart& start) {
@@ -659,11 +663,13 @@ class ReduceService {
             auto decoded = transport::decode(std::move(**received));
             if (!decoded) {
                 metrics_.rejected.with(transport::to_string(decoded.error().reason)).increment();
+                rejections_.log(decoded.error());
                 continue;
             }
             const auto* receipt = std::get_if<transport::FrameAckMessage>(&*decoded);
             if (receipt == nullptr || receipt->ack.status() != pb::ACK_STATUS_RECEIVED) {
                 metrics_.rejected.with("unexpected_body").increment();
+                rejections_.log("unexpected_body", "not a FrameAck RECEIVED on the reduced socket");
                 continue;
             }
             acks_.push(receipt->ack.run_id(), receipt->ack.sequence(), pb::ACK_STATUS_RECEIVED);
@@ -690,6 +696,7 @@ class ReduceService {
     std::uint64_t link_bytes_sent_ = 0;
     std::mutex log_mutex_;
     std::map<std::string, Clock::time_point, std::less<>> last_logged_;  // by reason
+    transport::RejectionLog rejections_{"reduce"};  // decode() refusals, logged rate-limited
 };
 
 }  // namespace
