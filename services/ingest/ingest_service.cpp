@@ -28,6 +28,7 @@
 #include "anisoflow/transport/dispatch.hpp"
 #include "anisoflow/transport/message.hpp"
 #include "anisoflow/transport/payload.hpp"
+#include "anisoflow/transport/rejection_log.hpp"
 #include "anisoflow/transport/socket.hpp"
 #include "anisoflow/transport/socket_security.hpp"
 
@@ -289,6 +290,7 @@ class RunTracker {
 // The anisoflow stream: RunStart, FrameHeader + pixels, RunEnd as an anisoflow sender writes them.
 Result<void> read_anisoflow_stream(zmq::socket_t& socket, RunTracker& tracker, Metrics& metrics,
                                    const runtime::StopToken& stop) {
+    transport::RejectionLog rejections("source");
     while (!stop.stop_requested()) {
         auto received = transport::receive(socket, kSourcePoll);
         if (!received) {
@@ -304,9 +306,7 @@ Result<void> read_anisoflow_stream(zmq::socket_t& socket, RunTracker& tracker, M
         auto decoded = transport::decode(std::move(**received));
         if (!decoded) {
             metrics.frames_rejected.with("malformed").increment();
-            spdlog::debug("source message rejected reason={} error=\"{}\"",
-                          transport::to_string(decoded.error().reason),
-                          decoded.error().error.message);
+            rejections.log(decoded.error());
             continue;
         }
         bool pushed = true;
@@ -566,6 +566,7 @@ Result<void> read_dectris_stream(zmq::socket_t& socket, const cfg::IngestSource&
     std::uint64_t series_id = 0;
     std::string series;
     double count_time_s = 0.0;
+    transport::RejectionLog rejections("dectris");
     while (!stop.stop_requested()) {
         auto received =
             desk != nullptr ? desk->receive(socket, stop) : transport::receive(socket, kSourcePoll);
@@ -599,7 +600,7 @@ Result<void> read_dectris_stream(zmq::socket_t& socket, const cfg::IngestSource&
                                  "stream v2: {} parts, a message is one CBOR part", spans.size())));
         if (!decoded) {
             metrics.frames_rejected.with("malformed").increment();
-            spdlog::debug("dectris message rejected error=\"{}\"", decoded.error().message);
+            rejections.log("malformed", decoded.error().message);
             continue;
         }
         bool pushed = true;
