@@ -29,6 +29,7 @@
 #include "anisoflow/reduce/cake_integrator.hpp"
 #include "anisoflow/transport/message.hpp"
 #include "anisoflow/transport/payload.hpp"
+#include "anisoflow/transport/rejection_log.hpp"
 #include "anisoflow/transport/socket.hpp"
 #include "anisoflow/transport/socket_security.hpp"
 
@@ -348,6 +349,7 @@ class ArchiveService {
             auto decoded = transport::decode(std::move(**received));
             if (!decoded) {
                 metrics_.rejected.with(transport::to_string(decoded.error().reason)).increment();
+                rejections_.log(decoded.error());
                 continue;
             }
             if (raw_feed && pool_ && enqueue_raw(*decoded)) {
@@ -370,6 +372,11 @@ class ArchiveService {
                 } else {
                     on_run_end(end->end);
                 }
+            } else if (!std::holds_alternative<transport::HeartbeatMessage>(*decoded)) {
+                metrics_.rejected.with("unexpected_body").increment();
+                rejections_.log(
+                    "unexpected_body",
+                    fmt::format("a {} on {}", transport::message_type_name(*decoded), key));
             }
         }
         return {};  // the rest waits until frames being compressed are stored
@@ -675,6 +682,7 @@ class ArchiveService {
     std::map<std::string, OpenRun, std::less<>> runs_;
     std::map<std::string, std::uintmax_t, std::less<>> file_sizes_;
     std::map<std::string, Clock::time_point, std::less<>> last_logged_;
+    transport::RejectionLog rejections_{"archive"};
 };
 
 }  // namespace
