@@ -14,6 +14,7 @@
 
 #include "anisoflow/metrics/metrics.hpp"
 #include "anisoflow/transport/payload.hpp"
+#include "anisoflow/transport/rejection_log.hpp"
 #include "anisoflow/transport/socket.hpp"
 #include "anisoflow/transport/socket_security.hpp"
 
@@ -291,7 +292,7 @@ class AnalyzeService {
             auto decoded = transport::decode(std::move(parts));
             if (!decoded) {
                 metrics_.rejected.with(transport::to_string(decoded.error().reason)).increment();
-                spdlog::debug("message rejected error=\"{}\"", decoded.error().error.message);
+                rejections_.log(decoded.error());
                 continue;
             }
             if (auto* start = std::get_if<transport::RunStartMessage>(&*decoded)) {
@@ -304,8 +305,15 @@ class AnalyzeService {
                 if (on_reduced(std::move(*cake)) && peer) {
                     send_receipt(*peer, run_id, sequence);
                 }
+            } else if (!std::holds_alternative<transport::HeartbeatMessage>(*decoded) &&
+                       !std::holds_alternative<transport::RunEventMessage>(*decoded)) {
+                // Heartbeats and run control's events carry nothing analyze acts on; anything
+                // else does not belong on these sockets (docs/protocol.md, "Sockets").
+                metrics_.rejected.with("unexpected_body").increment();
+                rejections_.log(
+                    "unexpected_body",
+                    fmt::format("a {} on {}", transport::message_type_name(*decoded), key));
             }
-            // Heartbeats of ingest and the workers carry nothing analyze acts on.
         }
         return {};
     }
@@ -419,8 +427,10 @@ class AnalyzeService {
                                                   h.run_id(), h.sequence()));
             return true;
         }
-        RunState& run = runs_[h.run_id()];
-        if (!run.start) {
+        // Looked up, not inserted, until the cake is held: a flood of unknown run ids must not
+        // grow runs_ past the kPendingReducedMax cakes it may hold.
+        auto found = runs_.find(h.run_id());
+        if (found == runs_.end() || !found->second.start) {
             std::size_t held = 0;
             for (const auto& [id, other] : runs_) {
                 held += other.pending.size();
@@ -431,9 +441,10 @@ class AnalyzeService {
                     fmt::format("run {}: no RunStart yet and {} cakes held", h.run_id(), held));
                 return false;
             }
-            run.pending.push_back(std::move(cake));
+            runs_[h.run_id()].pending.push_back(std::move(cake));
             return true;
         }
+        RunState& run = found->second;
         if (h.kind() != pb::FRAME_KIND_DATA ||
             (h.orientation() != pb::ORIENTATION_P && h.orientation() != pb::ORIENTATION_N)) {
             count_error("not_data", fmt::format("run {} frame {}: only data cakes are merged",
@@ -678,6 +689,7 @@ class AnalyzeService {
     std::map<std::string, RunState, std::less<>> runs_;
     std::deque<std::string> finished_;
     std::map<std::string, Clock::time_point, std::less<>> last_logged_;
+    transport::RejectionLog rejections_{"analyze"};
 };
 
 }  // namespace
