@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -54,7 +55,7 @@ TEST(DeployConfig, EveryExampleFileLoadsAndValidates) {
     EXPECT_TRUE(validate(analyze).empty()) << joined(validate(analyze));
     EXPECT_TRUE(validate(archive).empty()) << joined(validate(archive));
     // Spot checks that the files were read, not merely accepted.
-    EXPECT_EQ(ingest.endpoints().frames_out().address(), "@tcp://*:5555");
+    EXPECT_EQ(ingest.endpoints().frames_out().address(), "@tcp://127.0.0.1:5555");
     EXPECT_EQ(ingest.source().dectris_protocol(), cfg::DECTRIS_PROTOCOL_STREAM_V2);
     EXPECT_EQ(reduce.endpoints().frames_in().address(), ">tcp://ingest:5555");
     EXPECT_EQ(analyze.recompute_interval_ms(), 2000U);
@@ -115,6 +116,90 @@ TEST(BuiltInDefaults, AreTheDeployConfigFiles) {
     ASSERT_TRUE(merge_defaults(archive));
     EXPECT_EQ(archive.SerializeAsString(),
               read_deploy_file<cfg::ArchiveConfig>("archive.toml").SerializeAsString());
+}
+
+bool is_loopback_host(std::string_view host) {
+    return host == "127.0.0.1" || host == "localhost" || host == "[::1]" || host == "::1";
+}
+
+// Issue 6, deliverable 5: every socket binds to loopback unless configured otherwise
+// (docs/security.md, "Loopback by default"). Collects, as "key: problem", every bind of `message`
+// that is not loopback: a ZeroMQ address starting with "@" (tcp host other than 127.0.0.1,
+// localhost or [::1]; ipc:// and inproc:// never leave the host) and every HTTP
+// `bind_address` ("host:port", the metrics and the gateway's page). Connects (">") are not binds.
+void collect_wide_binds(const google::protobuf::Message& message, const std::string& where,
+                        std::vector<std::string>& wide) {
+    const auto* type = message.GetDescriptor();
+    const auto* reflection = message.GetReflection();
+    for (int i = 0; i < type->field_count(); ++i) {
+        const auto* field = type->field(i);
+        const std::string key = where + field->name();
+        if (field->is_repeated()) {
+            continue;  // no repeated field holds an address
+        }
+        if (field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
+            collect_wide_binds(reflection->GetMessage(message, field), key + ".", wide);
+            continue;
+        }
+        if (field->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_STRING ||
+            !field->name().ends_with("address")) {
+            continue;
+        }
+        const std::string value = reflection->GetString(message, field);
+        constexpr std::string_view kTcpBind = "@tcp://";
+        if (value.starts_with(kTcpBind)) {
+            const std::string_view rest = std::string_view(value).substr(kTcpBind.size());
+            if (!is_loopback_host(rest.substr(0, rest.rfind(':')))) {
+                wide.push_back(key + ": binds '" + value + "'");
+            }
+        } else if (value.starts_with("@")) {
+            if (!value.starts_with("@ipc://") && !value.starts_with("@inproc://")) {
+                wide.push_back(key + ": binds '" + value + "', an unknown transport");
+            }
+        } else if (field->name() == "bind_address" && !value.empty()) {
+            if (!is_loopback_host(std::string_view(value).substr(0, value.rfind(':')))) {
+                wide.push_back(key + ": listens on '" + value + "'");
+            }
+        }
+    }
+}
+
+template <class Config>
+std::vector<std::string> wide_binds_of_defaults(const std::string& file) {
+    std::vector<std::string> wide;
+    collect_wide_binds(read_deploy_file<Config>(file), "deploy/config/" + file + ": ", wide);
+    Config built_in;
+    EXPECT_TRUE(merge_defaults(built_in));
+    collect_wide_binds(built_in, file + " (built in): ", wide);
+    return wide;
+}
+
+TEST(DefaultBinds, EveryBindOfTheDeployFilesAndBuiltInDefaultsIsLoopback) {
+    std::vector<std::string> wide;
+    for (auto&& found : {wide_binds_of_defaults<cfg::IngestConfig>("ingest.toml"),
+                         wide_binds_of_defaults<cfg::ReduceConfig>("reduce.toml"),
+                         wide_binds_of_defaults<cfg::AnalyzeConfig>("analyze.toml"),
+                         wide_binds_of_defaults<cfg::ArchiveConfig>("archive.toml"),
+                         wide_binds_of_defaults<cfg::GatewayConfig>("gateway.toml")}) {
+        wide.insert(wide.end(), found.begin(), found.end());
+    }
+    EXPECT_TRUE(wide.empty()) << "defaults must bind loopback; widen in the deployment instead "
+                                 "(docker-compose.yml, deploy/k8s):\n"
+                              << joined(wide);
+}
+
+TEST(DefaultBinds, TheCheckSeesAWideZeroMqBindAndAWideMetricsAddress) {
+    cfg::AnalyzeConfig config;
+    config.mutable_endpoints()->mutable_reduced_in()->set_address("@tcp://*:5557");
+    config.mutable_endpoints()->mutable_results_out()->set_address("@tcp://127.0.0.1:5558");
+    config.mutable_endpoints()->mutable_archive_out()->set_address("@ipc:///tmp/archive");
+    config.mutable_endpoints()->mutable_control_in()->set_address(">tcp://ingest:5556");
+    config.mutable_metrics()->set_bind_address("0.0.0.0:9103");
+    std::vector<std::string> wide;
+    collect_wide_binds(config, "", wide);
+    EXPECT_EQ(wide.size(), 2U) << joined(wide);
+    EXPECT_TRUE(mentions(wide, "endpoints.reduced_in.address: binds '@tcp://*:5557'"));
+    EXPECT_TRUE(mentions(wide, "metrics.bind_address: listens on '0.0.0.0:9103'"));
 }
 
 TEST(BuiltInDefaults, ASiteFileNamesOnlyWhatItChanges) {
