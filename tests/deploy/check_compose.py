@@ -5,9 +5,12 @@ configuration (no Docker needed, which CI lacks):
 - every anisoflow service's command, run with --check-config by the built binary, is a valid
   configuration (exit 0), and its printed effective TOML is what the checks below read;
 - every address a service connects to (">tcp://HOST:PORT") names a compose service that binds
-  that port ("@tcp://*:PORT"), and so does the simulator's --stream address;
+  that port ("@tcp://*:PORT"), on every interface, and so does the simulator's --stream address;
 - every published container port is one the service binds (ZeroMQ, metrics or the gateway's
   HTTP), on every interface (a loopback bind inside a container cannot be reached from outside);
+- the widening is explicit: the built-in defaults bind loopback (docs/security.md), so every
+  bind on all interfaces must be a `--set KEY=...` of the service's command, and every bind the
+  command does not name must be loopback;
 - every Prometheus target (static or by DNS) is a service's metrics port, every rule file of
   prometheus.yml is mounted into the Prometheus container, and so is every Grafana
   provisioning folder the compose file names;
@@ -25,6 +28,8 @@ from pathlib import Path
 import yaml
 
 ADDRESS = re.compile(r"^([@>])tcp://([^:]+):(\d+)$")
+WIDE = ("0.0.0.0", "*", "", "[::]", "::")  # every interface
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]", "::1")
 
 
 def fail(problems, text):
@@ -71,26 +76,40 @@ def main():
                  "(deploy/docker/Dockerfile copies no dashboard there)")
 
     binds = {}  # compose service -> {port: the configuration key that binds it}
+    bind_hosts = {}  # compose service -> {port: the host part of that bind}
     for name, config in effective.items():
-        ports = {}
+        ports, hosts = {}, {}
         for path, address in addresses(config):
-            mode, _, port = ADDRESS.match(address).groups()
+            mode, host, port = ADDRESS.match(address).groups()
             if mode == "@":
                 ports[int(port)] = path
+                hosts[int(port)] = host
         metrics = config.get("metrics", {})
         if metrics.get("enabled"):
-            ports[int(metrics["bind_address"].rsplit(":", 1)[1])] = "metrics.bind_address"
+            host, port = metrics["bind_address"].rsplit(":", 1)
+            ports[int(port)] = "metrics.bind_address"
+            hosts[int(port)] = host
         http = config.get("http", {})  # the gateway
         if http.get("bind_address"):
-            ports[int(http["bind_address"].rsplit(":", 1)[1])] = "http.bind_address"
+            host, port = http["bind_address"].rsplit(":", 1)
+            ports[int(port)] = "http.bind_address"
+            hosts[int(port)] = host
         binds[name] = ports
+        bind_hosts[name] = hosts
 
-    def bind_host(config, key):
-        """The host part of an HTTP bind (metrics.bind_address, http.bind_address)."""
-        node = config
-        for part in key.split(".")[:-1]:
-            node = node.get(part, {})
-        return node.get("bind_address", "").rsplit(":", 1)[0]
+    # Loopback by default, widened explicitly: a bind on every interface is named by a --set of
+    # the command; one the command leaves to the defaults is loopback.
+    for name, config in effective.items():
+        command = [str(arg) for arg in services[name].get("command") or []]
+        overridden = {command[i + 1].split("=", 1)[0] for i, arg in enumerate(command[:-1])
+                      if arg == "--set"}
+        for port, key in binds[name].items():
+            host = bind_hosts[name][port]
+            if host in WIDE and key not in overridden:
+                fail(problems, f"{name}: {key} binds every interface ({host or '*'}:{port}) "
+                     "without a --set in its command: the defaults must be loopback")
+            elif key not in overridden and host not in LOOPBACK:
+                fail(problems, f"{name}: {key} binds {host}:{port} by default, not loopback")
 
     def peer_key(path):
         """The key that must bind what `path` connects to: endpoints.X_in -> endpoints.X_out
@@ -111,6 +130,9 @@ def main():
         bound_by = binds.get(host, {}).get(int(port))
         if bound_by is None:
             fail(problems, f"{owner}: {path} = {address}: {host} does not bind port {port}")
+        elif host != owner and bind_hosts[host][int(port)] not in WIDE:
+            fail(problems, f"{owner}: {path} = {address}: {host}'s {bound_by} binds "
+                 f"{bind_hosts[host][int(port)]} only, which another container cannot reach")
         elif peer_key(path) is not None and bound_by != peer_key(path):
             fail(problems, f"{owner}: {path} = {address}: port {port} of {host} is its "
                  f"{bound_by}, not its {peer_key(path)}")
@@ -134,11 +156,10 @@ def main():
                 fail(problems, f"{name}: publishes port {container}, which it does not bind")
                 continue
             key = binds[name][container]
-            if key.endswith("bind_address") and not key.startswith("endpoints."):
-                host = bind_host(effective[name], key)
-                if host not in ("0.0.0.0", "*", "", "[::]", "::"):
-                    fail(problems, f"{name}: publishes port {container}, but {key} binds {host} "
-                         "only: unreachable from outside the container")
+            host = bind_hosts[name][container]
+            if host not in WIDE:
+                fail(problems, f"{name}: publishes port {container}, but {key} binds {host} "
+                     "only: unreachable from outside the container")
 
     def metrics_port(host):
         config = effective.get(host)
@@ -158,6 +179,10 @@ def main():
             if metrics_port(host) != int(port):
                 fail(problems, f"prometheus job {job['job_name']}: {host}:{port} is not "
                      f"{host}'s metrics port ({metrics_port(host)})")
+            elif bind_hosts[host][int(port)] not in WIDE:
+                fail(problems, f"prometheus job {job['job_name']}: {host}:{port}: "
+                     f"metrics.bind_address binds {bind_hosts[host][int(port)]} only, which "
+                     "Prometheus' container cannot reach")
     for name in effective:
         if name not in scraped:
             fail(problems, f"prometheus scrapes no {name}")

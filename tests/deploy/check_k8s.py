@@ -7,12 +7,15 @@
   of the ConfigMap it mounts (written to a temporary folder in place of the mount path), is a
   valid configuration; its printed effective TOML is what the checks below read;
 - the reduce Deployment has at least 2 replicas; every Deployment's selector matches its pods;
-- every container port is one the service binds (ZeroMQ, metrics, the gateway's HTTP), HTTP
-  ones on every interface; the probes GET /api/health (gateway) or /metrics (the others) on a
+- every container port is one the service binds (ZeroMQ, metrics, the gateway's HTTP), on
+  every interface; the probes GET /api/health (gateway) or /metrics (the others) on a
   port the container declares, the one that serves that path; the prometheus.io/port annotation
   is the metrics port;
 - every address a service connects to names a Service of the namespace, on one of its ports,
-  whose pods bind it (endpoints.X_in to the peer's endpoints.X_out);
+  whose pods bind it (endpoints.X_in to the peer's endpoints.X_out) on every interface;
+- the widening is explicit: the built-in defaults bind loopback (docs/security.md), so every
+  bind on all interfaces must be written in the site file the container reads (--config) or a
+  --set of its command, and every bind they do not name must be loopback;
 - archive's archive_dir is a mounted PersistentVolumeClaim that the manifests declare;
 - the run configuration (ingest's source.dectris_run_file) is in the ConfigMap, and its keys and
   enum values are fields of DectrisRun / ExperimentConfig (proto/);
@@ -31,6 +34,8 @@ from pathlib import Path
 import yaml
 
 ADDRESS = re.compile(r"^([@>])tcp://([^:]+):(\d+)$")
+WIDE = ("0.0.0.0", "*", "", "::", "[::]")  # every interface
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 KINDS = {"Namespace": "v1", "ConfigMap": "v1", "Service": "v1", "PersistentVolumeClaim": "v1",
          "Deployment": "apps/v1"}
 PROBE_PATH = {"anisoflow-gateway": "/api/health"}  # the others: /metrics
@@ -75,6 +80,27 @@ def check_message(where, table, message, messages, enums, problems):
         elif fields[key] in enums and str(value).lower() not in enums[fields[key]]:
             problems.append(f"{where}.{key} = {value!r}: not a value of {fields[key]} "
                             f"({enums[fields[key]]})")
+
+
+def keys_of(table, path=""):
+    """Every key path of a TOML table ("metrics.bind_address")."""
+    for key, value in table.items():
+        full = f"{path}.{key}" if path else key
+        if isinstance(value, dict):
+            yield from keys_of(value, full)
+        else:
+            yield full
+
+
+def explicit_keys(args):
+    """The keys a command sets itself: those of its --config files and its --set overrides."""
+    keys = set()
+    for i, arg in enumerate(args[:-1]):
+        if arg == "--config" and Path(args[i + 1]).is_file():
+            keys |= set(keys_of(tomllib.loads(Path(args[i + 1]).read_text())))
+        elif arg == "--set":
+            keys.add(args[i + 1].split("=", 1)[0])
+    return keys
 
 
 def port_of(container, port):
@@ -142,6 +168,7 @@ def main():
             (folder / key).write_text(text)
 
     effective = {}  # deployment -> (container, its effective configuration, {mount: folder})
+    explicit = {}  # deployment -> the keys its site file and --set name
     for name, deployment in deployments.items():
         spec = deployment["spec"]
         pod = spec["template"]
@@ -194,6 +221,7 @@ def main():
                      f"{run.stderr.strip()}")
                 continue
             effective[name] = (container, tomllib.loads(run.stdout), mounts, program)
+            explicit[name] = explicit_keys(args)
 
     if deployments.get("reduce", {}).get("spec", {}).get("replicas", 0) < 2:
         fail("Deployment reduce: replicas below 2")
@@ -202,26 +230,37 @@ def main():
             fail(f"no anisoflow Deployment {expected} with a valid configuration")
 
     binds = {}  # deployment -> {port: key}
+    bind_hosts = {}  # deployment -> {port: the host part of that bind}
     for name, (container, config, mounts, program) in effective.items():
         where = f"Deployment {name}"
-        ports = {}
+        ports, hosts = {}, {}
         for path, address in addresses(config):
-            mode, _, port = ADDRESS.match(address).groups()
+            mode, host, port = ADDRESS.match(address).groups()
             if mode == "@":
                 ports[int(port)] = path
+                hosts[int(port)] = host
         for key in ("metrics", "http"):
             section = config.get(key, {})
             if section.get("bind_address") and section.get("enabled", True):
                 host, port = section["bind_address"].rsplit(":", 1)
                 ports[int(port)] = f"{key}.bind_address"
-                if host not in ("0.0.0.0", "*", "::", "[::]"):
-                    fail(f"{where}: {key}.bind_address {section['bind_address']} is not "
-                         "reachable from outside the pod")
+                hosts[int(port)] = host
         binds[name] = ports
+        bind_hosts[name] = hosts
+        for port, key in ports.items():
+            host = hosts[port]
+            if host in WIDE and key not in explicit[name]:
+                fail(f"{where}: {key} binds every interface ({host or '*'}:{port}) but neither "
+                     "its site file nor a --set says so: the defaults must be loopback")
+            elif key not in explicit[name] and host not in LOOPBACK:
+                fail(f"{where}: {key} binds {host}:{port} by default, not loopback")
         for declared in container.get("ports", []):
-            if declared["containerPort"] not in ports:
-                fail(f"{where}: declares port {declared['containerPort']}, which "
-                     f"{program} does not bind")
+            port = declared["containerPort"]
+            if port not in ports:
+                fail(f"{where}: declares port {port}, which {program} does not bind")
+            elif hosts[port] not in WIDE:
+                fail(f"{where}: declares port {port}, but {ports[port]} binds {hosts[port]} "
+                     "only: not reachable from outside the pod")
         metrics_port = int(config["metrics"]["bind_address"].rsplit(":", 1)[1])
         path = PROBE_PATH.get(program, "/metrics")
         serving = ports.get(int(config["http"]["bind_address"].rsplit(":", 1)[1])) \
@@ -319,6 +358,9 @@ def main():
             bound_by = binds.get(pod, {}).get(container_port)
             if bound_by is None:
                 fail(f"Deployment {name}: {path} = {address}: {pod} does not bind {container_port}")
+            elif bind_hosts[pod][container_port] not in WIDE:
+                fail(f"Deployment {name}: {path} = {address}: {pod}'s {bound_by} binds "
+                     f"{bind_hosts[pod][container_port]} only, which another pod cannot reach")
             elif peer_key(path) and bound_by != peer_key(path):
                 fail(f"Deployment {name}: {path} = {address}: port {container_port} of {pod} is "
                      f"its {bound_by}, not its {peer_key(path)}")
