@@ -758,6 +758,8 @@ class Demo {
             fmt::format("{}", o_.distance_m),
             "--frames",
             std::to_string(o_.frames_per_orientation),
+            "--distinct",
+            std::to_string(o_.distinct_frames),
             "--mode",
             o_.mode,
             "--eps",
@@ -765,6 +767,9 @@ class Demo {
             "--seed",
             std::to_string(o_.seed),
         };
+        if (o_.interleave) {
+            arguments.emplace_back("--interleave");
+        }
         auto child = spawn("simulate", self_, arguments, logs_dir_ / "simulate.log");
         if (!child) {
             return tl::unexpected(child.error());
@@ -889,6 +894,13 @@ CLI::App* add_demo_command(CLI::App& app, DemoOptions& o) {
         ->capture_default_str();
     cmd->add_option("--frames", o.frames_per_orientation, "data frames per orientation (P and N)")
         ->capture_default_str();
+    cmd->add_option("--distinct", o.distinct_frames,
+                    "the simulator renders only the first N frames per orientation and sends "
+                    "them again in turn (long runs; 0 = render every frame)")
+        ->capture_default_str();
+    cmd->add_flag("--interleave", o.interleave,
+                  "the simulator sends P and N frames alternately (P0, N0, P1, ...), not every P "
+                  "frame first");
     cmd->add_option("--fps", o.fps, "frames per second of the simulated detector (0 = no pacing)")
         ->capture_default_str();
     cmd->add_option("--rows", o.rows, "simulated detector rows (200 um pixels)")

@@ -21,6 +21,11 @@ struct DemoOptions {
     std::size_t reducers = 2;
     std::size_t reduce_threads = 1;  ///< integration threads per reduce worker
     std::size_t frames_per_orientation = 4;
+    /// --distinct: the simulator renders this many frames per orientation and sends them again
+    /// in turn (long runs, e.g. bench/soak.sh); 0 = every frame rendered.
+    std::size_t distinct_frames = 0;
+    /// --interleave: the simulator sends P and N frames alternately, not every P frame first.
+    bool interleave = false;
     double fps = 5.0;
     std::size_t rows = 2048;
     std::size_t cols = 2048;

@@ -1,6 +1,7 @@
 #include "simulate_command.hpp"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -550,6 +551,13 @@ CLI::App* add_simulate_command(CLI::App& app, SimulateOptions& o) {
     cmd->add_option("--frames", o.frames_per_orientation, "frames per orientation")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
+    cmd->add_option("--distinct", o.distinct_frames,
+                    "render only the first N frames per orientation and send them again in turn "
+                    "(long or fast streams; 0 = render every frame)")
+        ->capture_default_str();
+    cmd->add_flag("--interleave", o.interleave,
+                  "send P and N data frames alternately (P0, N0, P1, ...), not every P frame "
+                  "first");
     cmd->add_option("--darks", o.dark_frames, "dark frames")->capture_default_str();
     cmd->add_option("--counts-at-peak", o.counts_at_peak, "counts per pixel at the first peak")
         ->capture_default_str();
@@ -738,55 +746,92 @@ int run_simulate(const SimulateOptions& o) {
         }
     }
 
-    for (const auto orientation : {sim::Orientation::kP, sim::Orientation::kN}) {
+    constexpr std::array kOrientations = {sim::Orientation::kP, sim::Orientation::kN};
+    for (const auto orientation : kOrientations) {
         const bool is_p = orientation == sim::Orientation::kP;
-        {
-            // A first-order model can ask for negative intensity (a strain step in the uniform
-            // background of pairs gives a large S2 at low Q while S0 there is ~0.01): a detector
-            // records 0, so the frames no longer hold the model. Say so rather than clip quietly;
-            // --float-frames keeps the model as it is (docs/physics-simulator.md).
-            settings.orientation = orientation;
-            const std::vector<double> expected =
-                renderer->expected_signal(model->structure, settings);
-            const auto negative = std::count_if(expected.begin(), expected.end(),
-                                                [](double counts) { return counts < 0.0; });
-            if (negative > 0) {
-                spdlog::warn(
-                    "model intensity below zero orientation={} pixels={}: the first-order "
-                    "strain model is not physical there (S(Q, psi) < 0); {}",
-                    is_p ? "P" : "N", negative,
-                    o.float_frames ? "float32 frames keep it below the dark (analyze with "
-                                     "--keep-negative)"
-                                   : "frames record 0 (--noiseless --float-frames keeps it)");
-            }
+        // A first-order model can ask for negative intensity (a strain step in the uniform
+        // background of pairs gives a large S2 at low Q while S0 there is ~0.01): a detector
+        // records 0, so the frames no longer hold the model. Say so rather than clip quietly;
+        // --float-frames keeps the model as it is (docs/physics-simulator.md).
+        settings.orientation = orientation;
+        const std::vector<double> expected = renderer->expected_signal(model->structure, settings);
+        const auto negative = std::count_if(expected.begin(), expected.end(),
+                                            [](double counts) { return counts < 0.0; });
+        if (negative > 0) {
+            spdlog::warn(
+                "model intensity below zero orientation={} pixels={}: the first-order "
+                "strain model is not physical there (S(Q, psi) < 0); {}",
+                is_p ? "P" : "N", negative,
+                o.float_frames ? "float32 frames keep it below the dark (analyze with "
+                                 "--keep-negative)"
+                               : "frames record 0 (--noiseless --float-frames keeps it)");
         }
-        std::vector<Frame> frames;
-        for (std::size_t f = 0; f < o.frames_per_orientation; ++f) {
-            settings.orientation = orientation;
+    }
+
+    // Index i: kOrientations[i]. frames: what the files get; distinct: with --distinct K, the
+    // first K frames, sent again in turn after them (streams longer or faster than the renderer
+    // keeps up with: a 1024 x 1024 frame takes ~0.3 s).
+    std::array<std::vector<Frame>, 2> frames;
+    std::array<std::vector<Frame>, 2> distinct;
+    auto data_frame = [&](std::size_t i, std::size_t f) -> Result<void> {
+        const bool is_p = kOrientations[i] == sim::Orientation::kP;
+        const bool again = o.distinct_frames > 0 && f >= o.distinct_frames;
+        Frame rendered;
+        if (!again) {
+            settings.orientation = kOrientations[i];
             settings.seed =
                 sim::frame_seed(o.seed, is_p ? sim::FrameSeries::kP : sim::FrameSeries::kN, f);
             auto frame = renderer->render(model->structure, settings);
             if (!frame) {
-                return report(frame.error());
+                return tl::unexpected(frame.error());
             }
-            if (stream) {
-                if (auto sent = stream->send_frame(*frame, pb::FRAME_KIND_DATA,
-                                                   is_p ? pb::ORIENTATION_P : pb::ORIENTATION_N);
-                    !sent) {
+            rendered = std::move(*frame);
+        }
+        const Frame& frame = again ? distinct[i][f % o.distinct_frames] : rendered;
+        if (stream) {
+            if (auto sent = stream->send_frame(frame, pb::FRAME_KIND_DATA,
+                                               is_p ? pb::ORIENTATION_P : pb::ORIENTATION_N);
+                !sent) {
+                return sent;
+            }
+        }
+        if (write_files) {
+            frames[i].push_back(frame);
+        }
+        if (!again && o.distinct_frames > 0) {
+            distinct[i].push_back(std::move(rendered));
+        }
+        spdlog::info("simulated orientation={} frame={}/{}", is_p ? "P" : "N", f + 1,
+                     o.frames_per_orientation);
+        return {};
+    };
+    auto write_orientation = [&](std::size_t i) -> Result<void> {
+        if (!write_files) {
+            return {};
+        }
+        const bool is_p = kOrientations[i] == sim::Orientation::kP;
+        auto written = write_stack(dir / (is_p ? "p.h5" : "n.h5"), frames[i], frame_type);
+        frames[i].clear();
+        return written;
+    };
+    if (o.interleave) {
+        // P0, N0, P1, N1, ...: both orientations from the start (bench/soak.sh).
+        for (std::size_t f = 0; f < o.frames_per_orientation; ++f) {
+            for (std::size_t i = 0; i < kOrientations.size(); ++i) {
+                if (auto sent = data_frame(i, f); !sent) {
                     return report(sent.error());
                 }
             }
-            if (write_files) {
-                frames.push_back(std::move(*frame));
-            }
-            spdlog::info("simulated orientation={} frame={}/{}", is_p ? "P" : "N", f + 1,
-                         o.frames_per_orientation);
         }
-        if (write_files) {
-            if (auto written = write_stack(dir / (is_p ? "p.h5" : "n.h5"), frames, frame_type);
-                !written) {
-                return report(written.error());
+    }
+    for (std::size_t i = 0; i < kOrientations.size(); ++i) {
+        for (std::size_t f = 0; !o.interleave && f < o.frames_per_orientation; ++f) {
+            if (auto sent = data_frame(i, f); !sent) {
+                return report(sent.error());
             }
+        }
+        if (auto written = write_orientation(i); !written) {
+            return report(written.error());
         }
     }
     if (stream) {

@@ -31,6 +31,12 @@ struct SimulateOptions {
     double nu = 0.37;
     double loading_axis_chi_deg = 0.0;
     std::size_t frames_per_orientation = 2;
+    /// --distinct: render only the first N frames per orientation and send them again in turn
+    /// (a long stream at a rate the renderer cannot keep); 0 = every frame rendered.
+    std::size_t distinct_frames = 0;
+    /// --interleave: P and N data frames alternately (P0, N0, P1, ...), so that both
+    /// orientations are under way from the start; off: every P frame, then every N frame.
+    bool interleave = false;
     std::size_t dark_frames = 2;
     double counts_at_peak = 20000.0;
     std::string composition = "Zr52.5Cu17.9Ni14.6Al10Ti5";
