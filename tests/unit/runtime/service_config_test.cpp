@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "anisoflow/runtime/config_loader.hpp"
@@ -150,15 +151,15 @@ void collect_wide_binds(const google::protobuf::Message& message, const std::str
         if (value.starts_with(kTcpBind)) {
             const std::string_view rest = std::string_view(value).substr(kTcpBind.size());
             if (!is_loopback_host(rest.substr(0, rest.rfind(':')))) {
-                wide.push_back(key + ": binds '" + value + "'");
+                wide.push_back(fmt::format("{}: binds '{}'", key, value));
             }
         } else if (value.starts_with("@")) {
             if (!value.starts_with("@ipc://") && !value.starts_with("@inproc://")) {
-                wide.push_back(key + ": binds '" + value + "', an unknown transport");
+                wide.push_back(fmt::format("{}: binds '{}', an unknown transport", key, value));
             }
         } else if (field->name() == "bind_address" && !value.empty()) {
             if (!is_loopback_host(std::string_view(value).substr(0, value.rfind(':')))) {
-                wide.push_back(key + ": listens on '" + value + "'");
+                wide.push_back(fmt::format("{}: listens on '{}'", key, value));
             }
         }
     }
