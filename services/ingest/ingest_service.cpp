@@ -26,6 +26,7 @@
 #include "anisoflow/runtime/config_loader.hpp"
 #include "anisoflow/runtime/stage.hpp"
 #include "anisoflow/transport/dispatch.hpp"
+#include "anisoflow/transport/experiment.hpp"
 #include "anisoflow/transport/message.hpp"
 #include "anisoflow/transport/payload.hpp"
 #include "anisoflow/transport/rejection_log.hpp"
@@ -1149,6 +1150,21 @@ Result<IngestService> IngestService::create(const cfg::IngestConfig& config,
         if (auto loaded = runtime::merge_toml_file(state->dectris_run, source.dectris_run_file());
             !loaded) {
             return tl::unexpected(loaded.error().with_context("source.dectris_run_file"));
+        }
+        // A calibrated geometry (distance_m set) is used as written: refuse bad values now
+        // rather than have every run's RunStart refused by the workers.
+        if (state->dectris_run.experiment().geometry().distance_m() != 0.0) {
+            std::string bad;
+            for (const std::string& problem :
+                 transport::experiment_problems(state->dectris_run.experiment())) {
+                if (problem.rfind("geometry.", 0) == 0) {
+                    bad += (bad.empty() ? "experiment." : "; experiment.") + problem;
+                }
+            }
+            if (!bad.empty()) {
+                return fail(ErrorCode::kInvalidArgument, "source.dectris_run_file: {}: {}",
+                            source.dectris_run_file(), bad);
+            }
         }
     }
     state->queue = std::make_unique<EventQueue>(config.queue_capacity_frames(), kSourcePoll);
