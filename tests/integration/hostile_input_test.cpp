@@ -1083,6 +1083,43 @@ TEST(HostileInputIngest, StreamSourceMemoryStaysBoundedUnderAFloodOfHostileMessa
     EXPECT_LT(grown, kFloodRssBoundKib) << "RSS grew " << grown << " KiB";
 }
 
+// A PONI calibration written into the DECTRIS run file (TOML) with bad values: ingest refuses to
+// start, naming the file and every bad key, instead of starting runs every worker refuses
+// (wrong types and unknown keys are tests/unit/runtime/config_loader_test.cpp's).
+TEST(HostileInputIngest, ADectrisRunFileWithBadGeometryValuesStopsIngestNamingFileAndKeys) {
+    zmq::context_t context;
+    ingest::harness::FakeDetector detector(context);
+    cfg::IngestConfig config =
+        ingest::harness::dectris_config(detector.endpoint, dectris::Protocol::kStreamV2);
+    const std::string file = config.source().dectris_run_file();
+    const auto write_geometry = [&](const std::string& geometry) {
+        std::ofstream(file) << "dark_images = 1\n[experiment]\ncomposition = \"Cu50Zr50\"\n"
+                               "[experiment.geometry]\n"
+                            << geometry;
+    };
+    write_geometry(
+        "distance_m = -0.2\nwavelength_m = nan\npixel1_m = 75e-6\npixel2_m = 75e-6\n"
+        "detector_rows = 64\ndetector_cols = 64\n");
+    {
+        metrics::Registry registry;
+        auto service = ingest::IngestService::create(config, registry);
+        ASSERT_FALSE(service) << "ingest started with a negative distance and a NaN wavelength";
+        const std::string& message = service.error().message;
+        EXPECT_NE(message.find(file), std::string::npos) << message;
+        EXPECT_NE(message.find("experiment.geometry.distance_m is -0.2"), std::string::npos)
+            << message;
+        EXPECT_NE(message.find("experiment.geometry.wavelength_m is nan"), std::string::npos)
+            << message;
+    }
+    // The same calibration with good values starts.
+    write_geometry(
+        "distance_m = 0.2\nwavelength_m = 1.2e-11\npixel1_m = 75e-6\npixel2_m = 75e-6\n"
+        "detector_rows = 64\ndetector_cols = 64\n");
+    metrics::Registry registry;
+    auto service = ingest::IngestService::create(config, registry);
+    EXPECT_TRUE(service) << service.error().message;
+}
+
 // ---- ingest: DECTRIS Stream v1 and v2 -----------------------------------------------------------
 
 std::vector<emu::Multipart> hostile_dectris(dectris::Protocol protocol,
