@@ -1171,6 +1171,7 @@ Result<IngestService> IngestService::create(const cfg::IngestConfig& config,
 
     transport::DispatcherOptions options;
     options.worker_timeout = milliseconds(config.worker_timeout_ms());
+    options.max_unconfirmed = config.max_unconfirmed_frames();
     options.send_hwm = static_cast<int>(config.endpoints().frames_out().send_hwm_messages());
     options.receive_hwm = static_cast<int>(config.endpoints().frames_out().receive_hwm_messages());
     auto frames_keys = state->security.keys_for(config.endpoints().frames_out().address());

@@ -65,6 +65,7 @@ class WorkerLinkInput final : public FrameInput {
     }
     std::uint64_t bytes_received() const override { return link_.bytes_received(); }
     std::uint64_t bytes_sent() const override { return link_.bytes_sent(); }
+    std::uint64_t control_dropped() const override { return link_.control_dropped(); }
 
   private:
     transport::WorkerLink link_;
@@ -113,6 +114,7 @@ struct ReduceMetrics {
     metrics::Counter bytes_received;
     metrics::Counter bytes_sent;
     metrics::Histogram latency_seconds;
+    metrics::Counter control_dropped;
 };
 
 Result<ReduceMetrics> register_metrics(metrics::Registry& registry) {
@@ -139,12 +141,15 @@ Result<ReduceMetrics> register_metrics(metrics::Registry& registry) {
         "anisoflow_reduce_frame_latency_seconds",
         "from a data frame's receipt from ingest to its cake sent to analyze, queue included",
         kReduceSecondsBuckets);
+    auto control_dropped = registry.counter(
+        "anisoflow_reduce_control_dropped_total",
+        "acks and credit heartbeats ingest did not take in time (ingest gone or restarting)");
     if (!reduced || !calibration || !seconds || !errors || !rejected || !bytes_received ||
-        !bytes_sent || !latency) {
+        !bytes_sent || !latency || !control_dropped) {
         return fail(ErrorCode::kInvalidArgument, "cannot register the reduce metrics");
     }
-    return ReduceMetrics{*reduced,  *calibration,    *seconds,    *errors,
-                         *rejected, *bytes_received, *bytes_sent, *latency};
+    return ReduceMetrics{*reduced,        *calibration, *seconds, *errors,         *rejected,
+                         *bytes_received, *bytes_sent,  *latency, *control_dropped};
 }
 
 using LookupResult = Result<std::shared_ptr<const reduce::CakeLookup>>;
@@ -372,6 +377,9 @@ class ReduceService {
         metrics_.bytes_sent.increment(static_cast<double>(sent - link_bytes_sent_));
         link_bytes_received_ = received;
         link_bytes_sent_ = sent;
+        const std::uint64_t dropped = input_->control_dropped();
+        metrics_.control_dropped.increment(static_cast<double>(dropped - link_control_dropped_));
+        link_control_dropped_ = dropped;
     }
 
     Result<void> drain_control() {
@@ -694,6 +702,7 @@ class ReduceService {
     std::vector<transport::FrameMessage> pending_;
     std::uint64_t link_bytes_received_ = 0;  // input_'s counts already exported
     std::uint64_t link_bytes_sent_ = 0;
+    std::uint64_t link_control_dropped_ = 0;
     std::mutex log_mutex_;
     std::map<std::string, Clock::time_point, std::less<>> last_logged_;  // by reason
     transport::RejectionLog rejections_{"reduce"};  // decode() refusals, logged rate-limited

@@ -49,6 +49,8 @@ class FrameInput {
     /// Bytes received from and sent to ingest so far (the bytes_*_total metrics); 0 if unknown.
     [[nodiscard]] virtual std::uint64_t bytes_received() const { return 0; }
     [[nodiscard]] virtual std::uint64_t bytes_sent() const { return 0; }
+    /// Acks and credits ingest did not take in time, dropped so far (ingest gone); 0 if unknown.
+    [[nodiscard]] virtual std::uint64_t control_dropped() const { return 0; }
 };
 
 /// The production input: a transport::WorkerLink on endpoints.frames_in, named `instance`,

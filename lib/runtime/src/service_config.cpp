@@ -133,6 +133,8 @@ std::vector<std::string> validate(const cfg::IngestConfig& config) {
                    "a reduce worker needs at least 1 ms to answer");
     check_positive(problems, "drain_timeout_ms", config.drain_timeout_ms(),
                    "frames in flight at a run's end need at least 1 ms to be acknowledged");
+    check_positive(problems, "max_unconfirmed_frames", config.max_unconfirmed_frames(),
+                   "at 0 no frame could ever be dispatched");
     const cfg::IngestSource& source = config.source();
     check_positive(problems, "source.receive_hwm_messages", source.receive_hwm_messages(),
                    "ZeroMQ would read it as no limit; queue at least 1 message");

@@ -473,6 +473,9 @@ void Dispatcher::confirm(std::string_view run_id, std::uint64_t sequence) {
 }
 
 bool Dispatcher::has_credit() const {
+    if (state_->options.max_unconfirmed > 0 && unconfirmed() >= state_->options.max_unconfirmed) {
+        return false;
+    }
     std::size_t free = 0;
     for (const auto& [id, worker] : state_->workers) {
         free += worker.free_credits();
@@ -586,18 +589,18 @@ Result<WorkerLink> WorkerLink::open(zmq::context_t& context, std::string_view ad
     return link;
 }
 
-Result<void> WorkerLink::send_control(Multipart parts) {
+Result<bool> WorkerLink::send_control(Multipart parts, std::chrono::milliseconds timeout) {
     const std::uint64_t bytes = size_of(parts);
-    auto sent = send(socket_, parts, options_.send_timeout);
+    auto sent = timeout.count() == 0 ? try_send(socket_, parts) : send(socket_, parts, timeout);
     if (!sent) {
         return tl::unexpected(sent.error().with_context("worker link " + instance_));
     }
-    if (!*sent) {
-        return fail(ErrorCode::kIo, "worker link {}: ingest did not accept a message within {} ms",
-                    instance_, options_.send_timeout.count());
+    if (*sent) {
+        bytes_sent_ += bytes;
+    } else {
+        ++control_dropped_;
     }
-    bytes_sent_ += bytes;
-    return {};
+    return *sent;
 }
 
 Result<void> WorkerLink::announce() {
@@ -610,7 +613,13 @@ Result<void> WorkerLink::announce() {
         return tl::unexpected(parts.error());
     }
     next_heartbeat_ = Clock::now() + options_.heartbeat_interval;
-    return send_control(std::move(*parts));
+    // A credit heartbeat ingest cannot take now (ingest gone or restarting) is skipped: the
+    // next one follows a heartbeat interval later, and a worker must outlive its ingest.
+    auto sent = send_control(std::move(*parts), std::chrono::milliseconds::zero());
+    if (!sent) {
+        return tl::unexpected(sent.error());
+    }
+    return {};
 }
 
 Result<void> WorkerLink::set_credits(std::uint32_t credits) {
@@ -655,7 +664,18 @@ Result<void> WorkerLink::ack(std::string_view run_id, std::uint64_t sequence,
     if (!parts) {
         return tl::unexpected(parts.error());
     }
-    return send_control(std::move(*parts));
+    auto sent = send_control(std::move(*parts), options_.send_timeout);
+    if (!sent) {
+        return tl::unexpected(sent.error());
+    }
+    if (!*sent) {
+        spdlog::warn(
+            "ack dropped worker={} run={} sequence={} status={} detail=\"ingest did not take it "
+            "within {} ms\" dropped_total={}",
+            instance_, run_id, sequence, pb::AckStatus_Name(status), options_.send_timeout.count(),
+            control_dropped_);
+    }
+    return {};
 }
 
 }  // namespace anisoflow::transport

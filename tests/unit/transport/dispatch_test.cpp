@@ -313,6 +313,39 @@ TEST_P(DispatchTest, AReducedFrameStaysUntilAnalyzeConfirmsIt) {
     EXPECT_EQ(d.counters().frames_confirmed, 1U);
 }
 
+// A stalled analyze confirms nothing: at max_unconfirmed frames awaiting its receipt the
+// dispatcher has no credit, although the worker has, so ingest stops taking frames (the source
+// is held back) instead of keeping ever more frames' pixels.
+TEST_P(DispatchTest, FramesAwaitingAnalyzeAreBoundedByMaxUnconfirmed) {
+    DispatcherOptions options;
+    options.worker_timeout = 300ms;
+    options.max_unconfirmed = 2;
+    auto opened = Dispatcher::open(
+        context_, "@inproc://dispatch-bounded-" + std::string(GetParam()), options);
+    ASSERT_TRUE(opened) << opened.error().message;
+    dispatcher_.emplace(std::move(*opened));
+    Dispatcher& d = *dispatcher_;
+    WorkerLink worker = connect("reduce-0", 4);
+    ASSERT_TRUE(d.start_run(run_start("r8")));
+    WorkerLog log;
+    for (std::uint64_t sequence = 0; sequence < 2; ++sequence) {
+        ASSERT_TRUE(d.has_credit());
+        ASSERT_TRUE(send_frame(d, "r8", sequence, pb::FRAME_KIND_DATA));
+    }
+    ASSERT_TRUE(pump_until(
+        d, [&] { return log.data_sequences.size() == 2; }, [&] { drain_link(worker, log); }));
+    ASSERT_TRUE(worker.ack("r8", 0, pb::ACK_STATUS_REDUCED));
+    ASSERT_TRUE(worker.ack("r8", 1, pb::ACK_STATUS_REDUCED));
+    ASSERT_TRUE(pump_until(d, [&] { return d.counters().frames_acked == 2; }));
+    EXPECT_EQ(d.workers().front().in_flight, 0U);  // the worker's credits are all free
+    EXPECT_EQ(d.unconfirmed(), 2U);
+    EXPECT_FALSE(d.has_credit());
+    // One receipt: room for one more frame.
+    ASSERT_TRUE(worker.ack("r8", 0, pb::ACK_STATUS_RECEIVED));
+    ASSERT_TRUE(pump_until(d, [&] { return d.counters().frames_confirmed == 1; }));
+    EXPECT_TRUE(d.has_credit());
+}
+
 TEST_P(DispatchTest, AWorkerLostAfterReducingHasItsUnconfirmedFramesSentAgain) {
     Dispatcher& d = *dispatcher_;
     WorkerLink dying = connect("reduce-dying", 3);

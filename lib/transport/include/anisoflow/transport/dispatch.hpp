@@ -33,6 +33,10 @@ struct DispatcherOptions {
     /// pipe is full is treated as dead.
     int send_hwm = 10000;
     int receive_hwm = 10000;
+    /// Frames reduced and awaiting analyze's receipt, kept with their pixels: at this many
+    /// has_credit() is false, so the caller takes no new frame (a stalled analyze holds the
+    /// source back instead of growing this table). 0: no limit.
+    std::size_t max_unconfirmed = 0;
     std::optional<CurveSocketKeys> curve;  ///< docs/security.md; none: plain
 };
 
@@ -103,7 +107,7 @@ class Dispatcher {
     void confirm(std::string_view run_id, std::uint64_t sequence);
 
     /// True when a new data frame would go out at once: the live workers' free credits exceed
-    /// the frames waiting for dispatch.
+    /// the frames waiting for dispatch, and fewer than max_unconfirmed frames await analyze.
     [[nodiscard]] bool has_credit() const;
 
     /// True when no frame of `run_id` is waiting, at a worker, or reduced but not confirmed.
@@ -139,7 +143,8 @@ struct WorkerLinkOptions {
     /// WorkerCredit is repeated this often as the worker's heartbeat (from receive()); keep it
     /// well below the dispatcher's worker_timeout.
     std::chrono::milliseconds heartbeat_interval{1000};
-    /// How long ack() and announce() wait when the DEALER's queue is full.
+    /// How long ack() and announce() wait when the DEALER's queue is full (ingest gone or far
+    /// behind); then the message is dropped and counted (control_dropped()).
     std::chrono::milliseconds send_timeout{5000};
     int send_hwm = 1000;
     int receive_hwm = 1000;
@@ -171,7 +176,10 @@ class WorkerLink {
 
     /// Acknowledges a frame: REDUCED once its ReducedFrame was handed to the reduced socket,
     /// REJECTED when no worker can reduce it (both return its credit), RECEIVED to relay
-    /// analyze's receipt of the frame's ReducedFrame.
+    /// analyze's receipt of the frame's ReducedFrame. An ack ingest does not take within
+    /// send_timeout is dropped and counted, not an error: ingest is gone (killed, restarting)
+    /// or far behind, and the worker must outlive it; a lost ack costs at worst a counted
+    /// duplicate when ingest dispatches the frame again (docs/protocol.md).
     [[nodiscard]] Result<void> ack(std::string_view run_id, std::uint64_t sequence,
                                    pb::AckStatus status);
 
@@ -182,11 +190,14 @@ class WorkerLink {
     /// Every part of every message received from, and accepted for, ingest so far.
     [[nodiscard]] std::uint64_t bytes_received() const { return bytes_received_; }
     [[nodiscard]] std::uint64_t bytes_sent() const { return bytes_sent_; }
+    /// Acks and credit announcements ingest did not take in time (dropped).
+    [[nodiscard]] std::uint64_t control_dropped() const { return control_dropped_; }
 
   private:
     WorkerLink(zmq::socket_t socket, std::string instance, std::uint32_t credits,
                const WorkerLinkOptions& options);
-    [[nodiscard]] Result<void> send_control(Multipart parts);
+    /// Sends within `timeout` (zero: only if the queue has room now); false when not taken.
+    [[nodiscard]] Result<bool> send_control(Multipart parts, std::chrono::milliseconds timeout);
 
     zmq::socket_t socket_;
     std::string instance_;
@@ -194,6 +205,7 @@ class WorkerLink {
     std::uint64_t session_ = 0;
     std::uint64_t bytes_received_ = 0;
     std::uint64_t bytes_sent_ = 0;
+    std::uint64_t control_dropped_ = 0;
     WorkerLinkOptions options_;
     std::chrono::steady_clock::time_point next_heartbeat_;
 };
