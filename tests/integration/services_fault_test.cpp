@@ -11,7 +11,6 @@
 //  - Frames that never reach a worker are counted missing after the drain timeouts.
 
 #include <algorithm>
-#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -21,31 +20,23 @@
 #include <random>
 #include <regex>
 #include <string>
-#include <system_error>
 #include <thread>
 #include <variant>
 #include <vector>
 
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <hdf5.h>
-#include <netinet/in.h>
 #include <signal.h>  // NOLINT(modernize-deprecated-headers): kill() and SIGKILL are POSIX
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.hpp>
 
+#include "anisoflow/testing/child_process.hpp"
 #include "anisoflow/testing/cli_runner.hpp"
 #include "anisoflow/testing/test_paths.hpp"
 #include "anisoflow/transport/dispatch.hpp"
 #include "anisoflow/transport/message.hpp"
 #include "anisoflow/transport/socket.hpp"
-
-extern char** environ;  // NOLINT(readability-redundant-declaration): POSIX, for posix_spawn
 
 namespace anisoflow {
 namespace {
@@ -60,135 +51,14 @@ constexpr std::size_t kDarks = 2;
 constexpr std::size_t kFramesPerOrientation = 6;
 constexpr const char* kFps = "5";  // 15 frames over ~3 s: the kill lands mid-run
 
-// One service (or `anisoflow simulate`) as a child process, stdout and stderr in `log`.
-// SIGKILLed and reaped on destruction if still running.
-class Child {
-  public:
-    Child(const std::string& binary, const std::vector<std::string>& args,
-          std::filesystem::path log)
-        : log_(std::move(log)), command_(binary) {
-        std::vector<std::string> argv_strings{binary};
-        argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-        std::vector<char*> argv;
-        for (std::string& arg : argv_strings) {
-            argv.push_back(arg.data());
-            command_ += " " + arg;
-        }
-        argv.push_back(nullptr);
-        posix_spawn_file_actions_t actions;
-        posix_spawn_file_actions_init(&actions);
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-        posix_spawn_file_actions_addopen(&actions, 1, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                         0644);
-        posix_spawn_file_actions_adddup2(&actions, 1, 2);
-        const int spawned =
-            posix_spawn(&pid_, binary.c_str(), &actions, nullptr, argv.data(), environ);
-        posix_spawn_file_actions_destroy(&actions);
-        if (spawned != 0) {
-            ADD_FAILURE() << "cannot start " << command_ << ": "
-                          << std::system_category().message(spawned);
-            pid_ = -1;
-        }
-    }
-    ~Child() {
-        if (running()) {
-            ::kill(pid_, SIGKILL);
-            (void)wait_for(kPatience);
-        }
-    }
-    Child(const Child&) = delete;
-    Child& operator=(const Child&) = delete;
-    Child(Child&&) = delete;
-    Child& operator=(Child&&) = delete;
+using Child = testing::ChildProcess;
 
-    [[nodiscard]] bool running() const { return pid_ > 0 && !status_; }
-    void signal(int number) const {
-        if (running()) {
-            ::kill(pid_, number);
-        }
-    }
-    // The wait status once the child ended within `timeout`, nullopt otherwise.
-    std::optional<int> wait_for(std::chrono::milliseconds timeout) {
-        const auto deadline = Clock::now() + timeout;
-        while (running()) {
-            int status = 0;
-            const pid_t done = ::waitpid(pid_, &status, WNOHANG);
-            if (done == pid_) {
-                status_ = status;
-            } else if (Clock::now() > deadline) {
-                break;
-            } else {
-                std::this_thread::sleep_for(10ms);
-            }
-        }
-        return status_;
-    }
-    // SIGTERM, then the exit code (-1: killed by a signal or did not stop in time).
-    int terminate() {
-        signal(SIGTERM);
-        const auto status = wait_for(10s);
-        return status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
-    }
-    [[nodiscard]] std::string log() const { return testing::read_text(log_); }
-    [[nodiscard]] std::string describe() const { return command_ + "\n--- log:\n" + log(); }
+std::string http_metrics(std::uint16_t port) { return testing::http_get(port, "/metrics"); }
 
-  private:
-    std::filesystem::path log_;
-    std::string command_;
-    pid_t pid_ = -1;
-    std::optional<int> status_;
-};
+using testing::metric_value;
 
-// The body of GET /metrics from 127.0.0.1:port ("" on any failure).
-std::string http_metrics(std::uint16_t port) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) {
-        return {};
-    }
-    timeval timeout{1, 0};  // a server that keeps the connection open does not hang the test
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(port);
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    std::string text;
-    // NOLINTNEXTLINE(cppcoreguidelines-pro-type-reinterpret-cast): the sockets API
-    if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0) {
-        const std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-        if (::send(fd, request.data(), request.size(), 0) == static_cast<ssize_t>(request.size())) {
-            std::array<char, 4096> buffer{};
-            ssize_t got = 0;
-            while ((got = ::recv(fd, buffer.data(), buffer.size(), 0)) > 0) {
-                text.append(buffer.data(), static_cast<std::size_t>(got));
-            }
-        }
-    }
-    ::close(fd);
-    return text;
-}
-
-// The value of one sample line of Prometheus text, NaN when absent.
-double metric_value(const std::string& text, const std::string& series) {
-    const auto at = text.find("\n" + series + " ");
-    if (at == std::string::npos) {
-        return std::nan("");
-    }
-    return std::stod(text.substr(at + series.size() + 2));
-}
-
-// The metrics port a service logged at start ("metrics_port=N"), waiting for the line.
 std::optional<std::uint16_t> logged_metrics_port(const Child& child) {
-    static const std::regex port(R"(metrics_port=(\d+))");
-    const auto deadline = Clock::now() + kPatience;
-    while (Clock::now() < deadline && child.running()) {
-        std::smatch match;
-        const std::string log = child.log();
-        if (std::regex_search(log, match, port) && match[1] != "0") {
-            return static_cast<std::uint16_t>(std::stoul(match[1]));
-        }
-        std::this_thread::sleep_for(20ms);
-    }
-    return std::nullopt;
+    return testing::logged_metrics_port(child, kPatience);
 }
 
 // Waits until `text` appears in the child's log.

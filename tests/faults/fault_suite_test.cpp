@@ -1,0 +1,519 @@
+// The fault-injection suite (issue 6, deliverable 1; docs/faults.md). Each round runs the real
+// chain (fault_chain.hpp), streams one simulated run and injects one fault at a moment drawn
+// from the round's seed: SIGKILL of a service followed by its restart, or a stalled consumer.
+// After every round:
+//  - every frame the simulator sent is in the run file (raw frame, and its cake for a data
+//    frame) or named missing by sequence number in the run file's `run_end_detail` or analyze's
+//    final log line, never silently absent;
+//  - when the final result holds every data frame it equals `anisoflow analyze` over the same
+//    frames written to files (SUMMARY.json numbers to 1e-9 relative);
+//  - the run file opens and holds what was flushed before the fault;
+//  - a restarted service is back in the chain within 5 s;
+//  - every service exits 0 on SIGTERM at the end.
+// The figures (rounds, frames sent, frames lost, time to rejoin) are printed as a table at the
+// end. ANISOFLOW_FAULT_SEED=N repeats a run's moments; without it each run draws a new seed.
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <random>
+#include <regex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <hdf5.h>
+#include <nlohmann/json.hpp>
+#include <signal.h>  // NOLINT(modernize-deprecated-headers): SIGSTOP/SIGCONT are POSIX
+#include <zmq.hpp>
+
+#include "anisoflow/testing/cli_runner.hpp"
+#include "anisoflow/testing/test_paths.hpp"
+#include "anisoflow/transport/message.hpp"
+#include "anisoflow/transport/socket.hpp"
+
+#include "fault_chain.hpp"
+
+namespace anisoflow::faults {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// Only reached when something is broken; a round takes ~10 s.
+constexpr auto kPatience = 60s;
+// Issue 6: a restarted service rejoins within 5 s.
+constexpr double kRejoinLimitS = 5.0;
+// The live result and `anisoflow analyze` differ only in the order of floating-point sums.
+constexpr double kSummationOrderRelativeTolerance = 1e-9;
+
+// ---------------------------------------------------------------------------------------------
+// Figures of every round, printed when the suite ends.
+
+struct RoundFigures {
+    std::string round;
+    std::uint64_t seed = 0;
+    std::string moment;
+    std::size_t frames_sent = 0;
+    std::size_t raw_archived = 0;
+    std::size_t cakes_expected = 0;
+    std::size_t cakes_archived = 0;
+    std::size_t reported_missing = 0;
+    std::size_t silently_absent = 0;
+    std::optional<double> rejoin_s;
+    std::string result;  // "= offline", "n/a (frames missing)", ...
+};
+
+std::vector<RoundFigures>& figures() {
+    static std::vector<RoundFigures> all;
+    return all;
+}
+
+class FigureReport : public ::testing::Environment {
+  public:
+    void TearDown() override {
+        std::size_t sent = 0;
+        std::size_t lost = 0;
+        std::size_t silent = 0;
+        std::cout << "\nfault suite figures\n"
+                  << fmt::format("{:<22} {:>10} {:<22} {:>5} {:>9} {:>11} {:>8} {:>6} {:>7} {}\n",
+                                 "round", "seed", "moment", "sent", "raw kept", "cakes kept",
+                                 "missing", "silent", "rejoin", "result");
+        for (const RoundFigures& f : figures()) {
+            const std::size_t round_lost =
+                (f.frames_sent - f.raw_archived) + (f.cakes_expected - f.cakes_archived);
+            sent += f.frames_sent;
+            lost += round_lost;
+            silent += f.silently_absent;
+            std::cout << fmt::format(
+                "{:<22} {:>10} {:<22} {:>5} {:>9} {:>5}/{:<5} {:>8} {:>6} {:>7} {}\n", f.round,
+                f.seed, f.moment, f.frames_sent, f.raw_archived, f.cakes_archived, f.cakes_expected,
+                f.reported_missing, f.silently_absent,
+                f.rejoin_s ? fmt::format("{:.2f}s", *f.rejoin_s) : std::string("-"), f.result);
+        }
+        std::cout << fmt::format(
+            "rounds {}  frames sent {}  frames lost {}  silently absent {}\n\n", figures().size(),
+            sent, lost, silent);
+    }
+};
+
+const auto* const kReport = ::testing::AddGlobalTestEnvironment(new FigureReport);
+
+std::uint64_t suite_seed() {
+    static const std::uint64_t seed = [] {
+        // NOLINTNEXTLINE(concurrency-mt-unsafe): read once, before any thread starts
+        if (const char* fixed = std::getenv("ANISOFLOW_FAULT_SEED")) {
+            return static_cast<std::uint64_t>(std::stoull(fixed));
+        }
+        return static_cast<std::uint64_t>(std::random_device{}());
+    }();
+    return seed;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the run file back.
+
+std::string read_fixed_string(hid_t file, const char* path) {
+    const hid_t dataset = H5Dopen2(file, path, H5P_DEFAULT);
+    if (dataset < 0) {
+        return {};
+    }
+    const hid_t type = H5Dget_type(dataset);
+    std::string text(H5Tget_size(type), '\0');
+    H5Dread(dataset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data());
+    H5Tclose(type);
+    H5Dclose(dataset);
+    return text.substr(0, text.find('\0'));
+}
+
+std::vector<std::uint64_t> read_u64(hid_t file, const char* path) {
+    const hid_t dataset = H5Dopen2(file, path, H5P_DEFAULT);
+    if (dataset < 0) {
+        return {};
+    }
+    const hid_t space = H5Dget_space(dataset);
+    std::vector<std::uint64_t> values(
+        static_cast<std::size_t>(H5Sget_simple_extent_npoints(space)));
+    if (!values.empty()) {
+        H5Dread(dataset, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
+    }
+    H5Sclose(space);
+    H5Dclose(dataset);
+    return values;
+}
+
+struct RunFile {
+    bool opened = false;
+    std::string state;
+    std::string end_detail;
+    std::set<std::uint64_t> raw;         // /entry/data/sequence and the flat fields
+    std::multiset<std::uint64_t> cakes;  // /entry/reduced/sequence (a duplicate would show)
+    std::size_t results = 0;
+};
+
+RunFile read_run_file(const fs::path& path) {
+    RunFile run;
+    const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT);
+    if (file < 0) {
+        return run;
+    }
+    run.opened = true;
+    run.state = read_fixed_string(file, "/entry/run_state");
+    run.end_detail = read_fixed_string(file, "/entry/run_end_detail");
+    for (const std::uint64_t s : read_u64(file, "/entry/data/sequence")) {
+        run.raw.insert(s);
+    }
+    for (const std::uint64_t s : read_u64(file, "/entry/instrument/detector/flatfield_sequence")) {
+        run.raw.insert(s);
+    }
+    for (const std::uint64_t s : read_u64(file, "/entry/reduced/sequence")) {
+        run.cakes.insert(s);
+    }
+    run.results = read_u64(file, "/entry/results/frames_p").size();
+    H5Fclose(file);
+    return run;
+}
+
+// Sequence numbers a "[a,b,c]" list names (analyze's unseen_sequences, archive's details).
+std::set<std::uint64_t> sequences_named(const std::string& text, const std::string& key) {
+    std::set<std::uint64_t> named;
+    const std::regex list(key + R"(=\[([0-9,]*)\])");
+    for (std::sregex_iterator it(text.begin(), text.end(), list), end; it != end; ++it) {
+        const std::string items = (*it)[1];
+        std::size_t at = 0;
+        while (at < items.size()) {
+            const std::size_t comma = items.find(',', at);
+            named.insert(std::stoull(items.substr(at, comma - at)));
+            at = comma == std::string::npos ? items.size() : comma + 1;
+        }
+    }
+    return named;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The offline reference: the same frames written to files and analysed by `anisoflow analyze`.
+
+const nlohmann::json& offline_summary(const SimulatedRun& run) {
+    static std::map<std::vector<std::string>, nlohmann::json> cache;
+    const auto key = run.frame_options();
+    if (const auto found = cache.find(key); found != cache.end()) {
+        return found->second;
+    }
+    const fs::path dir = testing::scratch_dir();
+    const fs::path files = dir / "files";
+    const auto simulated = testing::run_cli(
+        ANISOFLOW_CLI, dir,
+        testing::concat({"--log-level", "warn", "simulate", "--out-dir", files.string()}, key));
+    EXPECT_EQ(simulated.exit_code, 0) << testing::describe(simulated);
+    const fs::path summary = dir / "SUMMARY.json";
+    const auto analyzed = testing::run_cli(ANISOFLOW_CLI, dir,
+                                           {"--log-level",
+                                            "warn",
+                                            "analyze",
+                                            "--poni",
+                                            (files / "geometry.poni").string(),
+                                            "--p",
+                                            (files / "p.h5").string(),
+                                            "--n",
+                                            (files / "n.h5").string(),
+                                            "--dark",
+                                            (files / "dark.h5").string(),
+                                            "--flat",
+                                            (files / "flat.h5").string(),
+                                            "--composition",
+                                            "Zr52.5Cu17.9Ni14.6Al10Ti5",
+                                            "--density",
+                                            "0.0553",
+                                            "--nu",
+                                            "0.37",
+                                            "--loading-axis-chi",
+                                            "0",
+                                            "--variance-model",
+                                            "integrating",
+                                            "--out",
+                                            (dir / "RESULT.h5").string(),
+                                            "--json",
+                                            summary.string()});
+    EXPECT_EQ(analyzed.exit_code, 0) << testing::describe(analyzed);
+    std::ifstream in(summary);
+    return cache[key] = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+}
+
+// "" when the live result equals the offline one, else what differs.
+std::string compare_with_offline(const stream::v1::AnalysisResult& live,
+                                 const nlohmann::json& offline) {
+    if (!offline.is_object()) {
+        return "no offline SUMMARY.json";
+    }
+    std::string differences;
+    const std::map<std::string, double> values = {
+        {"alpha", live.alpha()},
+        {"alpha_stderr", live.alpha_stderr()},
+        {"alpha_full_range", live.alpha_full_range()},
+        {"eps_aff", live.eps_aff()},
+        {"eps_aff_stderr", live.eps_aff_stderr()},
+        {"corr_stretching", live.corr_stretching()},
+        {"s2_chi2", live.s2_chi2()},
+        {"r_c_angstrom", live.has_r_c_angstrom() ? live.r_c_angstrom() : std::nan("")}};
+    for (const auto& [key, a] : values) {
+        const nlohmann::json& b_json = offline.value(key, nlohmann::json());
+        if (b_json.is_null()) {
+            if (!std::isnan(a)) {
+                differences += fmt::format(" {}: live {} offline null;", key, a);
+            }
+            continue;
+        }
+        const double b = b_json.get<double>();
+        if (!(std::abs(a - b) <=
+              kSummationOrderRelativeTolerance * std::max(std::abs(a), std::abs(b)))) {
+            differences += fmt::format(" {}: live {} offline {};", key, a, b);
+        }
+    }
+    if (offline.value("n_frames_p", 0U) != live.n_frames_p() ||
+        offline.value("n_frames_n", 0U) != live.n_frames_n()) {
+        differences += " frame counts differ;";
+    }
+    return differences;
+}
+
+// ---------------------------------------------------------------------------------------------
+// One round.
+
+enum class Fault { kKill, kStall };
+
+struct RoundPlan {
+    std::string name;
+    Fault fault = Fault::kKill;
+    Service victim = Service::kReduce0;
+};
+
+// A stall round bounds every queue in front of the stalled service to this many frames:
+// ingest's source queue and socket, the raw feed (both ends), the frames awaiting analyze's
+// receipt. Ingest's growth must stay within those plus the workers' credits (2 x 2) and the
+// frames waiting for credit (kStallSlackBytes on top for allocator and ZeroMQ noise).
+constexpr std::size_t kStallQueueFrames = 4;
+constexpr std::size_t kStallBudgetFrames = 6 * kStallQueueFrames + 4;
+// The longest a stall lasts while waiting for ingest to hold its source back.
+constexpr auto kStallLimit = 15s;
+constexpr std::uint64_t kStallSlackBytes = 16U << 20U;
+
+// gtest names the round, not its bytes (gtest looks this name up).
+// NOLINTNEXTLINE(readability-identifier-naming)
+void PrintTo(const RoundPlan& plan, std::ostream* out) { *out << plan.name; }
+
+// The final AnalysisResult of `run_id` on analyze's results PUB.
+std::optional<stream::v1::AnalysisResult> final_result_of(zmq::socket_t& results,
+                                                          const std::string& run_id,
+                                                          std::chrono::milliseconds patience) {
+    const auto deadline = Clock::now() + patience;
+    while (Clock::now() < deadline) {
+        auto received = transport::receive(results, 200ms);
+        if (!received || !*received) {
+            continue;
+        }
+        auto decoded = transport::decode(std::move(**received));
+        if (!decoded) {
+            continue;
+        }
+        if (auto* result = std::get_if<transport::ResultMessage>(&*decoded);
+            result != nullptr && result->header.run_id() == run_id && result->header.is_final()) {
+            return result->header;
+        }
+    }
+    return std::nullopt;
+}
+
+void run_round(const RoundPlan& plan) {
+    const std::uint64_t seed = suite_seed() ^ std::hash<std::string>{}(plan.name);
+    std::mt19937_64 random(seed);
+    SimulatedRun run;
+    run.run_id = "fault-" + plan.name;
+    if (plan.fault == Fault::kStall) {
+        // Longer and larger frames: a stall must hold the source back while it still sends,
+        // and a missing bound would show in ingest's memory.
+        run.rows = 256;
+        run.cols = 256;
+        run.frames_per_orientation = 60;
+        run.fps = 20.0;
+    }
+    RoundFigures f;
+    f.round = plan.name;
+    f.seed = seed;
+    f.frames_sent = run.frame_count();
+    f.cakes_expected = run.data_sequences().size();
+    SCOPED_TRACE(::testing::Message() << "round " << plan.name << " seed " << seed
+                                      << " (ANISOFLOW_FAULT_SEED=" << suite_seed() << ")");
+
+    FaultChain chain(plan.name);
+    if (plan.fault == Fault::kStall) {
+        const std::string frames = std::to_string(kStallQueueFrames);
+        chain.set(Service::kIngest, "queue_capacity_frames", frames);
+        chain.set(Service::kIngest, "source.receive_hwm_messages", frames);
+        chain.set(Service::kIngest, "max_unconfirmed_frames", frames);
+        chain.set(Service::kIngest, "endpoints.raw_out.send_hwm_messages", frames);
+        chain.set(Service::kArchive, "endpoints.raw_in.receive_hwm_messages", frames);
+    }
+    ASSERT_TRUE(chain.start(kPatience));
+    zmq::context_t context;
+    auto results = transport::open_socket(context, zmq::socket_type::sub,
+                                          ">" + chain.ipc("results"), transport::SocketOptions{});
+    ASSERT_TRUE(results.has_value()) << results.error().message;
+    std::this_thread::sleep_for(300ms);  // the SUB is connected before the first result
+    chain.start_simulator(run);
+
+    // The moment: somewhere in the first 70 % of the stream, so the run is still going.
+    std::uniform_real_distribution<double> when(
+        0.2 * run.duration_s(), (plan.fault == Fault::kStall ? 0.4 : 0.7) * run.duration_s());
+    const double fault_at_s = when(random);
+    std::this_thread::sleep_for(std::chrono::duration<double>(fault_at_s));
+    if (plan.fault == Fault::kKill) {
+        std::uniform_real_distribution<double> down(0.1, 1.0);
+        const double down_s = down(random);
+        f.moment = fmt::format("kill {:.2f}s, down {:.2f}s", fault_at_s, down_s);
+        chain.kill(plan.victim);
+        std::this_thread::sleep_for(std::chrono::duration<double>(down_s));
+        const auto restarted = Clock::now();
+        chain.start(plan.victim);
+        f.rejoin_s = chain.wait_rejoined(plan.victim, restarted, kPatience);
+        EXPECT_TRUE(f.rejoin_s.has_value()) << "did not rejoin\n" << chain.logs();
+        if (f.rejoin_s) {
+            EXPECT_LT(*f.rejoin_s, kRejoinLimitS) << chain.logs();
+        }
+    } else {
+        // Stopped until ingest holds its source back (its received count still for a second),
+        // then resumed: the queues in front of the stalled service are bounded, and a stall
+        // turns into backpressure, never into growth or loss.
+        const pid_t ingest_pid = chain.child(Service::kIngest).pid();
+        const std::uint64_t rss_before = testing::resident_bytes(ingest_pid);
+        std::uint64_t rss_peak = rss_before;
+        const auto stopped = Clock::now();
+        chain.child(plan.victim).signal(SIGSTOP);
+        double received = -1.0;
+        auto still_since = Clock::now();
+        std::string held;
+        while (Clock::now() - stopped < kStallLimit && Clock::now() - still_since < 1s) {
+            std::this_thread::sleep_for(100ms);
+            rss_peak = std::max(rss_peak, testing::resident_bytes(ingest_pid));
+            held = chain.metrics(Service::kIngest);
+            const double now_received =
+                testing::metric_value(held, "anisoflow_ingest_frames_received_total");
+            if (now_received != received) {
+                received = now_received;
+                still_since = Clock::now();
+            }
+        }
+        const double stall_s = std::chrono::duration<double>(Clock::now() - stopped).count();
+        chain.child(plan.victim).signal(SIGCONT);
+        f.moment = fmt::format("stop {:.2f}s for {:.2f}s", fault_at_s, stall_s);
+        EXPECT_LT(Clock::now() - stopped, kStallLimit)
+            << "ingest kept taking frames while " << service_name(plan.victim) << " stalled\n"
+            << held;
+        EXPECT_LT(received, static_cast<double>(run.frame_count()))
+            << "the stream ended before the stall held it back";
+        // The depth counts the queue and the one event the dispatcher holds back.
+        EXPECT_LE(testing::metric_value(held, "anisoflow_ingest_queue_depth_frames"),
+                  static_cast<double>(kStallQueueFrames + 1))
+            << held;
+        const std::uint64_t frame_bytes = run.rows * run.cols * 2;
+        const std::uint64_t budget = kStallBudgetFrames * frame_bytes + kStallSlackBytes;
+        EXPECT_LE(rss_peak - rss_before, budget)
+            << "ingest grew beyond its queues while " << service_name(plan.victim) << " stalled";
+        f.moment += fmt::format(", ingest +{:.1f} MB",
+                                static_cast<double>(rss_peak - rss_before) / (1U << 20U));
+    }
+
+    const auto final_result = final_result_of(*results, run.run_id, kPatience);
+    EXPECT_TRUE(final_result.has_value()) << "no final result\n" << chain.logs();
+    const auto simulated = chain.simulator().wait_for(kPatience);
+    EXPECT_TRUE(simulated.has_value()) << chain.logs();
+    EXPECT_TRUE(testing::wait_for_text(chain.log("archive"), "run file closed run=" + run.run_id,
+                                       kPatience))
+        << chain.logs();
+    for (const auto& [name, code] : chain.stop_all()) {
+        EXPECT_EQ(code, 0) << name << " did not exit 0 on SIGTERM\n" << chain.logs();
+    }
+
+    const RunFile file = read_run_file(chain.runs_dir() / (run.run_id + ".nxs"));
+    EXPECT_TRUE(file.opened) << "the run file does not open\n" << chain.logs();
+    f.raw_archived = file.raw.size();
+    f.cakes_archived = std::set<std::uint64_t>(file.cakes.begin(), file.cakes.end()).size();
+    EXPECT_EQ(file.cakes.size(), f.cakes_archived) << "a cake archived twice";
+
+    // Missing frames must be named: analyze's unseen list for cakes, the run file's detail for
+    // raw frames.
+    const std::set<std::uint64_t> unseen = sequences_named(
+        chain.log("analyze").empty() ? std::string() : testing::read_text(chain.log("analyze")),
+        "unseen_sequences");
+    const std::set<std::uint64_t> raw_missing =
+        sequences_named(file.end_detail, "missing_sequences");
+    for (std::uint64_t s = 0; s < run.frame_count(); ++s) {
+        const bool data = s >= run.darks + 1;
+        const bool raw_ok = file.raw.contains(s) || raw_missing.contains(s);
+        const bool cake_ok = !data || file.cakes.contains(s) || unseen.contains(s);
+        f.reported_missing += (!file.raw.contains(s) && raw_missing.contains(s) ? 1 : 0) +
+                              (data && !file.cakes.contains(s) && unseen.contains(s) ? 1 : 0);
+        f.silently_absent += (raw_ok ? 0 : 1) + (cake_ok ? 0 : 1);
+    }
+    EXPECT_EQ(f.silently_absent, 0U) << "frames absent from the run file and named nowhere\n"
+                                     << chain.logs();
+
+    if (final_result && final_result->n_frames_p() == run.frames_per_orientation &&
+        final_result->n_frames_n() == run.frames_per_orientation) {
+        const std::string differences = compare_with_offline(*final_result, offline_summary(run));
+        EXPECT_EQ(differences, "") << chain.logs();
+        f.result = differences.empty() ? "= offline" : "differs";
+    } else if (final_result) {
+        f.result = fmt::format("partial P {} N {}", final_result->n_frames_p(),
+                               final_result->n_frames_n());
+    } else {
+        f.result = "none";
+    }
+    figures().push_back(f);
+}
+
+class FaultRound : public ::testing::TestWithParam<RoundPlan> {};
+
+TEST_P(FaultRound, NoFrameSilentlyLostAndTheServiceRejoins) { run_round(GetParam()); }
+
+std::string round_name(const ::testing::TestParamInfo<RoundPlan>& round) {
+    std::string name = round.param.name;
+    std::replace(name.begin(), name.end(), '-', '_');
+    return name;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Kill, FaultRound,
+    ::testing::Values(RoundPlan{"kill-reduce", Fault::kKill, Service::kReduce0},
+                      RoundPlan{"kill-gateway", Fault::kKill, Service::kGateway},
+                      RoundPlan{"kill-analyze", Fault::kKill, Service::kAnalyze}),
+    round_name);
+
+INSTANTIATE_TEST_SUITE_P(
+    Stall, FaultRound,
+    ::testing::Values(RoundPlan{"stall-archive", Fault::kStall, Service::kArchive},
+                      RoundPlan{"stall-analyze", Fault::kStall, Service::kAnalyze}),
+    round_name);
+
+// Known gaps (docs/faults.md, "What does not hold yet"): a restarted archive does not reopen
+// the run file it was writing, and a restarted ingest cannot resume a run whose RunStart died
+// with it, so analyze and archive never end that run. Run them with
+// --gtest_also_run_disabled_tests to see the figures.
+INSTANTIATE_TEST_SUITE_P(
+    DISABLED_Gap, FaultRound,
+    ::testing::Values(RoundPlan{"kill-archive", Fault::kKill, Service::kArchive},
+                      RoundPlan{"kill-ingest", Fault::kKill, Service::kIngest}),
+    round_name);
+
+}  // namespace
+}  // namespace anisoflow::faults
