@@ -92,6 +92,8 @@ struct RunState {
     Clock::time_point last_result{};                 // when the analysis of the last result began
     std::optional<pb::RunEnd> end;
     Clock::time_point drain_deadline{};
+    Clock::time_point last_announced{};  // the last RunStart of the run from ingest
+    bool orphaned = false;               // ended here: ingest stopped announcing it
     // Cakes merged since the last result: when each arrived, and its frame's acquisition time
     // (0 = unknown), for the latency histograms observed when the next result goes out.
     std::vector<Clock::time_point> unpublished_received;
@@ -128,7 +130,8 @@ Result<AnalyzeMetrics> register_metrics(metrics::Registry& registry) {
     auto errors = registry.counter_family(
         "anisoflow_analyze_errors_total", "messages or analyses that failed, by reason", "reason",
         {"bad_run_start", "layout_mismatch", "missing_sums", "not_data", "late_frame",
-         "pending_overflow", "analysis", "archive_send_timeout", "receipt_dropped"});
+         "pending_overflow", "analysis", "archive_send_timeout", "receipt_dropped",
+         "run_orphaned"});
     auto rejected = registry.counter_family("anisoflow_analyze_messages_rejected_total",
                                             "messages dropped by decode(), by reason", "reason");
     auto lost = registry.counter(
@@ -349,8 +352,9 @@ class AnalyzeService {
             return;
         }
         RunState& run = runs_[start.run_id()];
+        run.last_announced = Clock::now();
         if (run.start) {
-            return;  // a repeated RunStart changes nothing
+            return;  // a repeated RunStart changes nothing (but says ingest still runs it)
         }
         auto settings = analysis_settings(start.config());
         if (!settings) {
@@ -587,6 +591,41 @@ class AnalyzeService {
         run.unpublished_acquired_unix_ns.clear();
     }
 
+    // Ingest stopped re-publishing the run's RunStart: it was killed or restarted, and its
+    // RunEnd will never come. The run ends as aborted with what arrived: how many frames the
+    // source sent died with ingest, so the missing ones named are the gaps below the highest
+    // sequence seen (docs/faults.md).
+    void end_orphan(const std::string& run_id, RunState& run) {
+        pb::RunEnd end;
+        end.set_run_id(run_id);
+        end.set_reason(pb::RUN_END_REASON_ABORTED);
+        end.set_ended_unix_ns(now_unix_ns());
+        end.set_detail(
+            fmt::format("ingest stopped announcing the run (no RunStart for {} ms): "
+                        "ended by analyze with the frames that arrived",
+                        config_.run_orphan_timeout_ms()));
+        end.mutable_frames_sent()->set_data_p(run.p.frame_count());
+        end.mutable_frames_sent()->set_data_n(run.n.frame_count());
+        run.end = std::move(end);
+        run.orphaned = true;
+        run.drain_deadline = Clock::now();
+        count_error("run_orphaned", fmt::format("run {}: {}", run_id, run.end->detail()));
+        if (!run.sequences.empty()) {
+            std::vector<std::uint64_t> unseen;
+            for (std::uint64_t s = 0;
+                 s < *run.sequences.rbegin() && unseen.size() < kMissingListedMax; ++s) {
+                if (!run.sequences.contains(s)) {
+                    unseen.push_back(s);
+                }
+            }
+            spdlog::warn(
+                "run orphaned run={} data_p={} data_n={} unseen_sequences=[{}] (below the highest "
+                "sequence seen; includes dark/flat sequences; first {} listed)",
+                run_id, run.p.frame_count(), run.n.frame_count(), fmt::join(unseen, ","),
+                kMissingListedMax);
+        }
+    }
+
     void finish_run(const std::string& run_id, RunState& run) {
         const pb::FrameCounts& sent = run.end->frames_sent();
         const std::uint64_t got_p = run.p.frame_count();
@@ -638,6 +677,10 @@ class AnalyzeService {
             if (!run.start) {
                 ++it;
                 continue;
+            }
+            if (!run.end && config_.run_orphan_timeout_ms() > 0 &&
+                now - run.last_announced > milliseconds(config_.run_orphan_timeout_ms())) {
+                end_orphan(it->first, run);
             }
             if (run.end) {
                 const pb::FrameCounts& sent = run.end->frames_sent();

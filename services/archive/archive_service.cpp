@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <system_error>
 #include <thread>
@@ -46,6 +47,8 @@ constexpr milliseconds kPollInterval{50};
 constexpr milliseconds kCompressionWait{5};
 // Threads that compress RAW frames (LZ4 of a 2048 x 2048 uint16 frame is ~16 ms on one core).
 constexpr unsigned kMaxCompressionThreads = 4;
+// Missing raw frames named by sequence in a run's end detail (and log); the count is complete.
+constexpr std::size_t kMissingListedMax = 32;
 
 unsigned compression_threads() {
     return std::clamp(std::thread::hardware_concurrency(), 1U, kMaxCompressionThreads);
@@ -302,7 +305,8 @@ class ArchiveService {
         std::optional<pb::RunEnd> end;  // the feed's RunEnd
         bool raw_ended = false;         // the raw feed's RunEnd came: every raw frame is in
         Clock::time_point raw_deadline;
-        std::uint64_t raw_frames_sent = 0;  // frames the raw feed's RunEnd says it sent
+        std::uint64_t raw_frames_sent = 0;      // frames the raw feed's RunEnd says it sent
+        std::set<std::uint64_t> raw_sequences;  // stored raw frames, to name the missing ones
     };
 
     Result<zmq::socket_t> open_pull(const cfg::Socket& socket, const char* key) {
@@ -432,8 +436,9 @@ class ArchiveService {
         }
         metrics_.runs_opened.increment();
         spdlog::info("run file created run={} path={}", start.run_id(), path.string());
-        runs_.emplace(start.run_id(), OpenRun{std::move(*created), std::nullopt, !raw_enabled_,
-                                              Clock::time_point{}, 0});
+        runs_.emplace(
+            start.run_id(),
+            OpenRun{std::move(*created), std::nullopt, !raw_enabled_, Clock::time_point{}, 0, {}});
     }
 
     // Run control's state change (docs/run-control.md) into /entry/run_log as it happens. One
@@ -529,6 +534,9 @@ class ArchiveService {
         if (auto appended = file->append_raw(header, payload); !appended) {
             count_error("raw_write", appended.error().message);
             return;
+        }
+        if (auto open = runs_.find(run_id); open != runs_.end()) {
+            open->second.raw_sequences.insert(header.sequence());
         }
         metrics_.raw_written.increment();
         count_bytes_written(run_id, *file);
@@ -637,16 +645,34 @@ class ArchiveService {
             pb::RunEnd end = *run.end;
             const std::uint64_t stored = run.file.raw_frames() + run.file.flat_fields();
             if (raw_enabled_ && (!run.raw_ended || stored < run.raw_frames_sent)) {
-                const std::string missing =
-                    fmt::format("raw frames incomplete: {} archived{}", stored,
-                                run.raw_ended ? fmt::format(" of {} sent", run.raw_frames_sent)
-                                              : std::string(", the raw feed never ended the run"));
+                const std::string missing = fmt::format(
+                    "raw frames incomplete: {} archived{} missing_sequences=[{}]", stored,
+                    run.raw_ended ? fmt::format(" of {} sent", run.raw_frames_sent)
+                                  : std::string(", the raw feed never ended the run"),
+                    fmt::join(missing_raw(run), ","));
                 count_error("raw_incomplete", fmt::format("run {}: {}", it->first, missing));
                 end.set_detail(end.detail().empty() ? missing : end.detail() + "; " + missing);
             }
             auto node = runs_.extract(it++);
             close(node.key(), node.mapped(), end);
         }
+    }
+
+    // Raw frames not stored, by sequence (the first kMissingListedMax): every sequence below the
+    // count the raw feed's RunEnd gives, or (no RunEnd: its ingest died) below the highest one
+    // stored, since sequences count every frame of a run from 0 (docs/protocol.md).
+    static std::vector<std::uint64_t> missing_raw(const OpenRun& run) {
+        std::uint64_t upper = run.raw_ended ? run.raw_frames_sent : 0;
+        if (!run.raw_ended && !run.raw_sequences.empty()) {
+            upper = *run.raw_sequences.rbegin();
+        }
+        std::vector<std::uint64_t> missing;
+        for (std::uint64_t s = 0; s < upper && missing.size() < kMissingListedMax; ++s) {
+            if (!run.raw_sequences.contains(s)) {
+                missing.push_back(s);
+            }
+        }
+        return missing;
     }
 
     // Closes the file and lets go of every HDF5 handle of it before saying so: a reader that

@@ -852,12 +852,13 @@ struct IngestService::State {
                 book.end = EndEvent{it->first, pb::RUN_END_REASON_ABORTED, "ingest stopped", {}};
                 book.drain_deadline = now;
             }
+            // Until its RunEnd goes out, draining included: analyze takes a run whose RunStart
+            // stops coming for an orphan (its ingest gone) and ends it.
+            if (now >= book.next_republish) {
+                publish(transport::encode_control(book.start));
+                book.next_republish = now + milliseconds(config.run_start_republish_interval_ms());
+            }
             if (!book.end) {
-                if (now >= book.next_republish) {
-                    publish(transport::encode_control(book.start));
-                    book.next_republish =
-                        now + milliseconds(config.run_start_republish_interval_ms());
-                }
                 ++it;
                 continue;
             }
