@@ -131,6 +131,8 @@ FaultChain::FaultChain(std::string name)
     analyze = concat(analyze, endpoint("archive_out", "@" + ipc("archive")));
     analyze = concat(analyze, option("recompute_interval_ms", "200"));
     analyze = concat(analyze, option("drain_timeout_ms", "4000"));
+    // Ingest re-publishes RunStart every 200 ms: a run unannounced for 3 s lost its ingest.
+    analyze = concat(analyze, option("run_orphan_timeout_ms", "3000"));
     analyze = concat(analyze, option("metrics.bind_address", "127.0.0.1:0"));
     services_[Service::kAnalyze] = Spec{ANISOFLOW_ANALYZE, analyze, {}, {}, nullptr};
 
