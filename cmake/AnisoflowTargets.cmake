@@ -30,9 +30,9 @@ endfunction()
 # One GoogleTest binary per module, discovered into CTest with a label (unit, integration, ...).
 function(anisoflow_test name)
   cmake_parse_arguments(ARG "" "LABEL" "SOURCES;DEPS" ${ARGN})
-  add_executable(${name} ${ARG_SOURCES})
+  add_executable(${name} ${ARG_SOURCES} ${PROJECT_SOURCE_DIR}/tests/support/src/log_registry_first.cpp)
   target_link_libraries(${name} PRIVATE anisoflow_compile_options anisoflow_test_support ${ARG_DEPS}
-    GTest::gtest GTest::gmock GTest::gtest_main)
+    spdlog::spdlog GTest::gtest GTest::gmock GTest::gtest_main)
   gtest_discover_tests(${name} PROPERTIES LABELS ${ARG_LABEL} DISCOVERY_TIMEOUT 60)
   # anisoflow_e2e builds every end-to-end test (and, through their add_dependencies, the binaries
   # they spawn) and nothing else: the TSan job builds only this (scripts/test-sanitizers.sh).
