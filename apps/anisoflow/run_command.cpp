@@ -14,6 +14,7 @@
 
 #include "anisoflow/stream/v1/stream.pb.h"
 
+#include "anisoflow/core/clock.hpp"
 #include "anisoflow/core/result.hpp"
 #include "anisoflow/io/poni_file.hpp"
 #include "anisoflow/runtime/config_loader.hpp"
@@ -157,14 +158,6 @@ std::string_view change_text(pb::StateChangeType type) {
     }
 }
 
-std::string utc_text(std::int64_t unix_ns) {
-    constexpr std::int64_t kNsPerS = 1'000'000'000;
-    const auto seconds = static_cast<std::time_t>(unix_ns / kNsPerS);
-    std::tm utc{};
-    gmtime_r(&seconds, &utc);
-    return fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", utc);
-}
-
 void print_status(const pb::RunStatus& s, bool with_log) {
     if (s.run_id().empty()) {
         std::printf("no run open (frames refused since ingest started: %llu)\n",
@@ -187,7 +180,7 @@ void print_status(const pb::RunStatus& s, bool with_log) {
     }
     for (const pb::StateChange& c : s.history()) {
         std::printf("  #%u %s %-13s from frame %llu: %s%s%s\n", c.index(),
-                    utc_text(c.changed_unix_ns()).c_str(),
+                    iso8601_utc(c.changed_unix_ns(), false).c_str(),
                     std::string(change_text(c.type())).c_str(),
                     static_cast<unsigned long long>(c.next_sequence()),
                     kind_text(c.kind(), c.orientation()).c_str(), c.note().empty() ? "" : "  ",

@@ -17,6 +17,7 @@
 
 #include "anisoflow/atomistic/diffraction.hpp"
 #include "anisoflow/atomistic/lammps_dump.hpp"
+#include "anisoflow/core/clock.hpp"
 #include "anisoflow/geometry/detector_geometry.hpp"
 #include "anisoflow/io/frame_stack_writer.hpp"
 #include "anisoflow/io/poni_file.hpp"
@@ -325,12 +326,6 @@ Result<MdStructure> md_structure(const SimulateOptions& o, double q_max_inv_angs
 }
 
 namespace pb = ::anisoflow::stream::v1;
-
-std::int64_t unix_now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 // `--stream`: the run as an anisoflow stream on a PUSH socket (docs/protocol.md): RunStart, the
 // frames at --fps, RunEnd. A full peer holds the simulator back; nothing is dropped.

@@ -12,6 +12,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "anisoflow/core/clock.hpp"
 #include "anisoflow/metrics/metrics.hpp"
 #include "anisoflow/transport/payload.hpp"
 #include "anisoflow/transport/rejection_log.hpp"
@@ -159,12 +160,6 @@ Result<AnalyzeMetrics> register_metrics(metrics::Registry& registry) {
     return AnalyzeMetrics{*merged,         *duplicates, *missing,        *results,
                           *seconds,        *errors,     *rejected,       *lost,
                           *bytes_received, *bytes_sent, *result_latency, *frame_to_result};
-}
-
-std::int64_t now_unix_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
 }
 
 class AnalyzeService {
@@ -577,7 +572,7 @@ class AnalyzeService {
     // Each cake merged since the last result is now in a published one.
     void observe_latencies(RunState& run) {
         const auto now = Clock::now();
-        const std::int64_t now_ns = now_unix_ns();
+        const std::int64_t now_ns = unix_now_ns();
         for (const Clock::time_point received : run.unpublished_received) {
             metrics_.result_latency.observe(std::chrono::duration<double>(now - received).count());
         }
@@ -599,7 +594,7 @@ class AnalyzeService {
         pb::RunEnd end;
         end.set_run_id(run_id);
         end.set_reason(pb::RUN_END_REASON_ABORTED);
-        end.set_ended_unix_ns(now_unix_ns());
+        end.set_ended_unix_ns(unix_now_ns());
         end.set_detail(
             fmt::format("ingest stopped announcing the run (no RunStart for {} ms): "
                         "ended by analyze with the frames that arrived",
@@ -707,7 +702,7 @@ class AnalyzeService {
         pb::Heartbeat heartbeat;
         heartbeat.set_service("analyze");
         heartbeat.set_instance(config_.instance());
-        heartbeat.set_sent_unix_ns(now_unix_ns());
+        heartbeat.set_sent_unix_ns(unix_now_ns());
         heartbeat.set_state(runs_.empty() ? pb::SERVICE_STATE_IDLE : pb::SERVICE_STATE_RUNNING);
         if (!runs_.empty()) {
             heartbeat.set_run_id(runs_.begin()->first);

@@ -28,6 +28,7 @@
 #include <zmq.hpp>
 
 #include "anisoflow/archive/run_reader.hpp"
+#include "anisoflow/core/clock.hpp"
 #include "anisoflow/live/pipeline.hpp"
 #include "anisoflow/live/run_board.hpp"
 #include "anisoflow/metrics/scrape.hpp"
@@ -54,12 +55,6 @@ constexpr milliseconds kFeedPoll{50};                  // how often the feed thr
 constexpr std::chrono::seconds kHttpTimeout{30};       // an idle or slow HTTP client is dropped
 constexpr std::uint32_t kMaxRequestBytes = 16 * 1024;  // requests are GETs: headers only
 constexpr int kDrainBatch = 256;  // messages per socket per poll, so one feed cannot starve
-
-std::int64_t unix_now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 struct GatewayMetrics {
     metrics::CounterFamily requests;  // by route

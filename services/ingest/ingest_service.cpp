@@ -20,6 +20,7 @@
 
 #include "anisoflow/stream/v1/stream.pb.h"
 
+#include "anisoflow/core/clock.hpp"
 #include "anisoflow/dectris/decode.hpp"
 #include "anisoflow/io/watched_folder.hpp"
 #include "anisoflow/runtime/bounded_queue.hpp"
@@ -46,12 +47,6 @@ using std::chrono::milliseconds;
 constexpr milliseconds kSourcePoll{50};    // how often the source thread checks stop and timeouts
 constexpr milliseconds kDispatchPoll{20};  // longest wait of the dispatch loop for worker messages
 constexpr milliseconds kControlLinger{1000};  // the last RunEnd still goes out after stop
-
-std::int64_t unix_now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 bool needs_credit(pb::FrameKind kind) {
     return kind != pb::FRAME_KIND_DARK && kind != pb::FRAME_KIND_FLAT;

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "anisoflow/core/clock.hpp"
 #include "anisoflow/transport/experiment.hpp"
 #include "anisoflow/transport/message.hpp"
 
@@ -28,11 +29,7 @@ bool valid_run_id(std::string_view id) {
 }
 
 std::string default_run_id(std::int64_t now_unix_ns) {
-    constexpr std::int64_t kNsPerS = 1'000'000'000;
-    const auto seconds = static_cast<std::time_t>(now_unix_ns / kNsPerS);
-    std::tm utc{};
-    gmtime_r(&seconds, &utc);
-    return fmt::format("run-{:%Y%m%dT%H%M%SZ}", utc);
+    return fmt::format("run-{:%Y%m%dT%H%M%SZ}", utc_calendar(now_unix_ns));
 }
 
 std::string cut_note(const std::string& note) {

@@ -15,6 +15,7 @@
 #include <hdf5.h>
 
 #include "anisoflow/archive/run_archive.hpp"
+#include "anisoflow/core/clock.hpp"
 #include "anisoflow/core/result.hpp"
 
 #include "hdf5_handles.hpp"
@@ -151,9 +152,6 @@ inline constexpr std::size_t kRunStateBytes = 16;
 inline constexpr std::size_t kTimeBytes = 40;
 inline constexpr std::size_t kDetailBytes = 512;
 inline constexpr std::size_t kNoteBytes = 256;  // StateChange.note (ingest cuts it there too)
-
-/// "2024-05-17T10:31:02.000000000Z"
-std::string iso8601_utc(std::int64_t unix_ns);
 
 /// Creates the file, the whole tree and switches to SWMR write mode.
 Result<Layout> create_layout(const std::filesystem::path& path, const pb::RunStart& start,

@@ -608,22 +608,6 @@ std::size_t dtype_size_bytes(pb::PixelDtype dtype) {
     }
 }
 
-std::string iso8601_utc(std::int64_t unix_ns) {
-    constexpr std::int64_t kNsPerSecond = 1'000'000'000;
-    std::int64_t seconds = unix_ns / kNsPerSecond;
-    std::int64_t nanoseconds = unix_ns % kNsPerSecond;
-    if (nanoseconds < 0) {  // floor division for times before the epoch
-        nanoseconds += kNsPerSecond;
-        --seconds;
-    }
-    const auto time = static_cast<std::time_t>(seconds);
-    std::tm utc{};
-    gmtime_r(&time, &utc);
-    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z", utc.tm_year + 1900,
-                       utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
-                       nanoseconds);
-}
-
 Result<void> write_fixed_text(const Layout& layout, hid_t dataset, std::string_view path,
                               std::string_view value) {
     Hid type = type_handle(H5Dget_type(dataset));

@@ -317,7 +317,7 @@ struct RunArchive::State {
         }
         if (status && end != nullptr) {
             status = detail::write_fixed_text(layout, layout.end_time.get(), "/entry/end_time",
-                                              detail::iso8601_utc(end->ended_unix_ns()));
+                                              iso8601_utc(end->ended_unix_ns()));
         }
         if (status && end != nullptr) {
             status = detail::write_fixed_text(layout, layout.end_detail.get(),

@@ -10,6 +10,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "anisoflow/core/clock.hpp"
 #include "anisoflow/transport/payload.hpp"
 #include "anisoflow/transport/socket.hpp"
 
@@ -18,12 +19,6 @@ namespace anisoflow::transport {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::int64_t unix_now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 // A worker process's session: random, never 0 (0 = not sent).
 std::uint64_t new_session() {
