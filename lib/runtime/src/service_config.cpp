@@ -47,7 +47,7 @@ void check_metrics(Problems& problems, const cfg::Metrics& metrics) {
     const auto colon = address.rfind(':');
     if (address.empty()) {
         problems.emplace_back(
-            "metrics.bind_address: empty; write host:port (e.g. \"0.0.0.0:9101\") or set "
+            "metrics.bind_address: empty; write host:port (e.g. \"127.0.0.1:9101\") or set "
             "metrics.enabled = false");
     } else if (colon == std::string::npos || colon == 0 ||
                !is_port(std::string_view(address).substr(colon + 1))) {
@@ -56,12 +56,15 @@ void check_metrics(Problems& problems, const cfg::Metrics& metrics) {
     }
 }
 
-// "@tcp://*:5555" / ">tcp://host:5555", "@ipc:///path", "@inproc://name" (docs/protocol.md).
+// "@tcp://127.0.0.1:5555" / ">tcp://host:5555", "@ipc:///path", "@inproc://name"
+// (docs/protocol.md).
 void check_socket(Problems& problems, std::string_view key, const cfg::Socket& socket) {
     const std::string& address = socket.address();
     if (address.empty()) {
-        problems.push_back(fmt::format(
-            "{}.address: empty; write @tcp://*:PORT to bind or >tcp://HOST:PORT to connect", key));
+        problems.push_back(
+            fmt::format("{}.address: empty; write @tcp://127.0.0.1:PORT to bind (or a wider host "
+                        "the peers reach) or >tcp://HOST:PORT to connect",
+                        key));
     } else if (address.front() != '@' && address.front() != '>') {
         problems.push_back(fmt::format(
             "{}.address: '{}' starts with neither @ (bind) nor > (connect)", key, address));
@@ -155,7 +158,7 @@ std::vector<std::string> validate(const cfg::IngestConfig& config) {
             if (source.stream_address().size() < 2 || (source.stream_address().front() != '@' &&
                                                        source.stream_address().front() != '>')) {
                 problems.push_back(fmt::format(
-                    "source.stream_address: '{}'; write @tcp://*:PORT to bind (the sender "
+                    "source.stream_address: '{}'; write @tcp://127.0.0.1:PORT to bind (the sender "
                     "connects)",
                     source.stream_address()));
             }
