@@ -417,10 +417,12 @@ TEST(ServicesFault, FramesWaitForAReducerWhenNoneIsLeft) {
     ASSERT_TRUE(wait_for_log(chain.ingest(), "worker lost worker=reduce-0")) << chain.logs();
     // Held, not dropped: the warning comes (and repeats) while the frames wait.
     ASSERT_TRUE(wait_for_log(chain.ingest(), "no reduce worker")) << chain.logs();
+    std::this_thread::sleep_for(1200ms);  // a second warning, send_timeout_ms (500 ms) later
+    // Scraped only now: ingest exports its gauges after it logs, in the same loop turn, and a
+    // scrape right after the first warning fell in between under ThreadSanitizer.
     const std::string held = http_metrics(*ingest_port);
     EXPECT_EQ(metric_value(held, "anisoflow_ingest_workers_alive"), 0.0) << held;
     EXPECT_GT(metric_value(held, "anisoflow_ingest_frames_in_flight"), 0.0) << held;
-    std::this_thread::sleep_for(1200ms);  // a second warning, send_timeout_ms (500 ms) later
     const std::string ingest_log = chain.ingest().log();
     std::size_t warnings = 0;
     for (auto at = ingest_log.find("no reduce worker"); at != std::string::npos;
