@@ -131,7 +131,7 @@ Result<AnalyzeMetrics> register_metrics(metrics::Registry& registry) {
     auto errors = registry.counter_family(
         "anisoflow_analyze_errors_total", "messages or analyses that failed, by reason", "reason",
         {"bad_run_start", "layout_mismatch", "missing_sums", "not_data", "late_frame",
-         "pending_overflow", "analysis", "archive_send_timeout", "receipt_dropped",
+         "pending_overflow", "analysis", "archive_send_timeout", "archive_send", "receipt_dropped",
          "run_orphaned"});
     auto rejected = registry.counter_family("anisoflow_analyze_messages_rejected_total",
                                             "messages dropped by decode(), by reason", "reason");
@@ -223,8 +223,12 @@ class AnalyzeService {
         const runtime::StopToken stop = context_.stop.token();
         auto next_heartbeat = Clock::now();
         while (!stop.stop_requested()) {
+            // While archive holds messages back, cakes wait in the workers (backpressure) and
+            // the loop waits for room on the archive feed instead.
+            const bool held = !archive_backlog_.empty();
             std::array<zmq::pollitem_t, 2> items = {
-                zmq::pollitem_t{reduced_.handle(), 0, ZMQ_POLLIN, 0},
+                held ? zmq::pollitem_t{archive_.handle(), 0, ZMQ_POLLOUT, 0}
+                     : zmq::pollitem_t{reduced_.handle(), 0, ZMQ_POLLIN, 0},
                 zmq::pollitem_t{control_.handle(), 0, ZMQ_POLLIN, 0}};
             try {
                 zmq::poll(items.data(), items.size(), poll_timeout(next_heartbeat));
@@ -237,8 +241,11 @@ class AnalyzeService {
             if (auto drained = drain(control_, "endpoints.control_in", false); !drained) {
                 return drained;
             }
-            if (auto drained = drain(reduced_, "endpoints.reduced_in", true); !drained) {
-                return drained;
+            flush_archive();
+            if (archive_backlog_.empty()) {
+                if (auto drained = drain(reduced_, "endpoints.reduced_in", true); !drained) {
+                    return drained;
+                }
             }
             step_runs();
             if (Clock::now() >= next_heartbeat) {
@@ -271,8 +278,9 @@ class AnalyzeService {
 
     // `routed`: part 0 is the sending worker's routing id (the reduced ROUTER).
     Result<void> drain(zmq::socket_t& socket, const char* key, bool routed) {
-        // Bounded, so that a flood on one socket cannot starve the timers.
-        for (int i = 0; i < 256; ++i) {
+        // Bounded, so that a flood on one socket cannot starve the timers; cakes stop as soon as
+        // archive holds one back (each merged cake is forwarded to archive).
+        for (int i = 0; i < 256 && (!routed || archive_backlog_.empty()); ++i) {
             auto received = transport::receive(socket, milliseconds{0});
             if (!received) {
                 return tl::unexpected(received.error().with_context(key));
@@ -330,16 +338,46 @@ class AnalyzeService {
         return std::find(finished_.begin(), finished_.end(), run_id) != finished_.end();
     }
 
+    // Everything for archive goes out in order through archive_backlog_. A full feed (archive
+    // slow, stalled or restarting) is never a drop: the message waits, and while anything waits
+    // analyze takes no more cakes, so the workers and then ingest and its source are held back
+    // (docs/faults.md). Socket errors are counted and the message is dropped.
     void forward(transport::Multipart parts) {
-        const std::uint64_t bytes = transport::size_of(parts);
-        auto sent =
-            transport::send(archive_, parts, milliseconds(config_.archive_send_timeout_ms()));
-        if (!sent || !*sent) {
-            count_error("archive_send_timeout",
-                        sent ? "archive did not accept a message in time" : sent.error().message);
-            return;
+        archive_backlog_.push_back(std::move(parts));
+        flush_archive();
+    }
+
+    // Sends what waits for archive until the feed is full; warns every archive_send_timeout_ms
+    // while it holds the chain back.
+    void flush_archive() {
+        while (!archive_backlog_.empty()) {
+            transport::Multipart& parts = archive_backlog_.front();
+            const std::uint64_t bytes = transport::size_of(parts);
+            auto sent = transport::try_send(archive_, parts);
+            if (!sent) {
+                count_error("archive_send", sent.error().message);
+                archive_backlog_.pop_front();
+                continue;
+            }
+            if (!*sent) {
+                const auto now = Clock::now();
+                if (archive_blocked_since_ == Clock::time_point{}) {
+                    archive_blocked_since_ = now;
+                } else if (now - archive_blocked_since_ >=
+                           milliseconds(config_.archive_send_timeout_ms())) {
+                    count_error(
+                        "archive_send_timeout",
+                        fmt::format("archive has not taken a message for {} ms; {} wait, "
+                                    "and the workers are held back",
+                                    config_.archive_send_timeout_ms(), archive_backlog_.size()));
+                    archive_blocked_since_ = now;
+                }
+                return;
+            }
+            metrics_.bytes_sent.increment(static_cast<double>(bytes));
+            archive_backlog_.pop_front();
+            archive_blocked_since_ = {};
         }
-        metrics_.bytes_sent.increment(static_cast<double>(bytes));
     }
 
     void on_run_start(const pb::RunStart& start) {
@@ -727,6 +765,8 @@ class AnalyzeService {
     std::map<std::string, RunState, std::less<>> runs_;
     std::deque<std::string> finished_;
     std::map<std::string, Clock::time_point, std::less<>> last_logged_;
+    std::deque<transport::Multipart> archive_backlog_;  // for archive, in order (forward())
+    Clock::time_point archive_blocked_since_{};         // when the feed last refused, or zero
     transport::RejectionLog rejections_{"analyze"};
 };
 

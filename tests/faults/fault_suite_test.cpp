@@ -303,7 +303,12 @@ std::string compare_with_offline(const stream::v1::AnalysisResult& live,
 // ---------------------------------------------------------------------------------------------
 // One round.
 
-enum class Fault { kKill, kStall };
+enum class Fault { kKill, kStall, kSlowDisk };
+
+// The slow disk: archive's writes into the run directory go at this rate. The run's cakes alone
+// (1000 x 72 cells, three float64 arrays: 1.7 MB each) then take ~9 s to write, three times the
+// stream's length, so archive falls behind and holds analyze back for most of the round.
+constexpr double kSlowDiskBytesPerS = 4e6;
 
 struct RoundPlan {
     std::string name;
@@ -408,6 +413,19 @@ void run_round(const RoundPlan& plan) {
         chain.set(Service::kIngest, "endpoints.raw_out.send_hwm_messages", frames);
         chain.set(Service::kArchive, "endpoints.raw_in.receive_hwm_messages", frames);
     }
+    if (plan.fault == Fault::kSlowDisk) {
+        chain.set_env(Service::kArchive, "LD_PRELOAD", ANISOFLOW_SLOW_WRITE);
+        chain.set_env(Service::kArchive, "ANISOFLOW_SLOW_WRITE_DIR", chain.runs_dir().string());
+        chain.set_env(Service::kArchive, "ANISOFLOW_SLOW_WRITE_BYTES_PER_S",
+                      fmt::format("{}", kSlowDiskBytesPerS));
+        // Under AddressSanitizer the preloaded library comes before its runtime: allowed here.
+        // NOLINTNEXTLINE(concurrency-mt-unsafe): read before any thread of the round starts
+        const char* asan = std::getenv("ASAN_OPTIONS");
+        chain.set_env(Service::kArchive, "ASAN_OPTIONS",
+                      std::string(asan != nullptr ? asan : "") +
+                          (asan != nullptr && *asan != '\0' ? ":" : "") +
+                          "verify_asan_link_order=0");
+    }
     ASSERT_TRUE(chain.start(kPatience));
     zmq::context_t context;
     auto results = transport::open_socket(context, zmq::socket_type::sub,
@@ -417,10 +435,11 @@ void run_round(const RoundPlan& plan) {
     std::this_thread::sleep_for(300ms);  // the SUB is connected before the first result
     chain.start_simulator(run);
 
-    // The moment: somewhere in the first 70 % of the stream, so the run is still going.
+    // The moment: somewhere in the first 70 % of the stream, so the run is still going (a slow
+    // disk is slow from the start).
     std::uniform_real_distribution<double> when(
         0.2 * run.duration_s(), (plan.fault == Fault::kStall ? 0.4 : 0.7) * run.duration_s());
-    const double fault_at_s = when(random);
+    const double fault_at_s = plan.fault == Fault::kSlowDisk ? 0.0 : when(random);
     std::this_thread::sleep_for(std::chrono::duration<double>(fault_at_s));
     if (plan.fault == Fault::kKill) {
         std::uniform_real_distribution<double> down(0.1, 1.0);
@@ -435,6 +454,8 @@ void run_round(const RoundPlan& plan) {
         if (f.rejoin_s) {
             EXPECT_LT(*f.rejoin_s, kRejoinLimitS) << chain.logs();
         }
+    } else if (plan.fault == Fault::kSlowDisk) {
+        f.moment = fmt::format("archive writes at {:.0f} MB/s", kSlowDiskBytesPerS / 1e6);
     } else {
         // Stopped until ingest holds its source back (its received count still for a second),
         // then resumed: the queues in front of the stalled service are bounded, and a stall
@@ -480,9 +501,16 @@ void run_round(const RoundPlan& plan) {
 
     const auto simulated = chain.simulator().wait_for(kPatience);
     EXPECT_TRUE(simulated.has_value()) << chain.logs();
+    const auto stream_ended = Clock::now();
     EXPECT_TRUE(testing::wait_for_text(chain.log("archive"), "run file closed run=" + run.run_id,
                                        kPatience))
         << chain.logs();
+    if (plan.fault == Fault::kSlowDisk) {
+        // The disk was slow indeed: archive finished well after the stream.
+        const double behind_s = std::chrono::duration<double>(Clock::now() - stream_ended).count();
+        f.moment += fmt::format(", done {:.1f}s after the stream", behind_s);
+        EXPECT_GT(behind_s, 2.0) << "the slow disk did not slow archive down\n" << chain.logs();
+    }
     // Archive closes the run after analyze's RunEnd, which follows the final result: the SUB
     // holds it by now.
     const auto final_result = watch.wait(5s);
@@ -588,6 +616,11 @@ INSTANTIATE_TEST_SUITE_P(
                       RoundPlan{"kill-analyze", Fault::kKill, Service::kAnalyze},
                       RoundPlan{"kill-ingest", Fault::kKill, Service::kIngest}),
     round_name);
+
+INSTANTIATE_TEST_SUITE_P(Disk, FaultRound,
+                         ::testing::Values(RoundPlan{"slow-disk", Fault::kSlowDisk,
+                                                     Service::kArchive}),
+                         round_name);
 
 INSTANTIATE_TEST_SUITE_P(
     Stall, FaultRound,

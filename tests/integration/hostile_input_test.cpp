@@ -620,8 +620,12 @@ class AnalyzeRig {
         config_.mutable_endpoints()->mutable_results_out()->set_address("@" + ipc("a-results"));
         config_.mutable_endpoints()->mutable_archive_out()->set_address("@" + ipc("a-archive"));
         config_.set_recompute_interval_ms(100);
-        // No archive reads the feed here: do not let each forwarded message wait for one.
-        config_.set_archive_send_timeout_ms(1);
+        // Analyze holds cakes back while archive does not take its feed: a PULL stands in for
+        // archive and queues what comes (a few messages per test, far below its high-water mark).
+        auto archive = transport::open_socket(context_, zmq::socket_type::pull,
+                                              ">" + ipc("a-archive"), transport::SocketOptions{});
+        EXPECT_TRUE(archive);
+        archive_ = std::move(*archive);
         auto control =
             transport::open_socket(context_, zmq::socket_type::pub, "@" + ipc("a-control"));
         EXPECT_TRUE(control);
@@ -665,6 +669,7 @@ class AnalyzeRig {
     zmq::context_t context_;
     zmq::socket_t control_;
     zmq::socket_t reduced_;
+    zmq::socket_t archive_;
     std::map<std::uint64_t, int> receipts_;
     std::unique_ptr<runtime::ServiceThread> service_;
 };
