@@ -13,8 +13,11 @@
 #include <unistd.h>
 
 #include "anisoflow/testing/cli_runner.hpp"
+#include "anisoflow/testing/hdf5_values.hpp"
 
 namespace {
+
+using anisoflow::testing::read_fixed_string;
 
 namespace fs = std::filesystem;
 
@@ -45,24 +48,6 @@ std::vector<std::string> lines_of(const std::string& text) {
 
 bool starts_with(const std::string& text, const std::string& prefix) {
     return text.rfind(prefix, 0) == 0;
-}
-
-std::string read_fixed_string(hid_t file, const char* name) {
-    const hid_t dataset = H5Dopen2(file, name, H5P_DEFAULT);
-    if (dataset < 0) {
-        return "<missing>";
-    }
-    const hid_t type = H5Dget_type(dataset);
-    std::string text(H5Tget_size(type), '\0');
-    const hid_t memory = H5Tcopy(type);
-    const herr_t read = H5Dread(dataset, memory, H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data());
-    H5Tclose(memory);
-    H5Tclose(type);
-    H5Dclose(dataset);
-    if (read < 0) {
-        return "<unreadable>";
-    }
-    return text.substr(0, text.find('\0'));
 }
 
 hsize_t rows_of(hid_t file, const char* name) {

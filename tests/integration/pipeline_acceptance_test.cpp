@@ -24,8 +24,12 @@
 #include <unistd.h>
 
 #include "anisoflow/testing/cli_runner.hpp"
+#include "anisoflow/testing/hdf5_values.hpp"
 
 namespace {
+
+using anisoflow::testing::read_fixed_string;
+using anisoflow::testing::read_u64;
 
 namespace fs = std::filesystem;
 using anisoflow::testing::describe;
@@ -45,37 +49,6 @@ const std::vector<std::string> kRun = {
 nlohmann::json read_json(const fs::path& path) {
     std::ifstream in(path);
     return nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-}
-
-std::vector<std::uint64_t> read_u64(hid_t file, const char* name) {
-    std::vector<std::uint64_t> values;
-    const hid_t dataset = H5Dopen2(file, name, H5P_DEFAULT);
-    if (dataset < 0) {
-        return values;
-    }
-    const hid_t space = H5Dget_space(dataset);
-    const auto n = static_cast<std::size_t>(H5Sget_simple_extent_npoints(space));
-    values.resize(n);
-    if (n > 0 &&
-        H5Dread(dataset, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) < 0) {
-        values.clear();
-    }
-    H5Sclose(space);
-    H5Dclose(dataset);
-    return values;
-}
-
-std::string read_fixed_string(hid_t file, const char* name) {
-    const hid_t dataset = H5Dopen2(file, name, H5P_DEFAULT);
-    if (dataset < 0) {
-        return "<missing>";
-    }
-    const hid_t type = H5Dget_type(dataset);
-    std::string text(H5Tget_size(type), '\0');
-    const herr_t read = H5Dread(dataset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data());
-    H5Tclose(type);
-    H5Dclose(dataset);
-    return read < 0 ? "<unreadable>" : text.substr(0, text.find('\0'));
 }
 
 class PipelineAcceptance : public ::testing::Test {

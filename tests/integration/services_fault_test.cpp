@@ -33,6 +33,7 @@
 
 #include "anisoflow/testing/child_process.hpp"
 #include "anisoflow/testing/cli_runner.hpp"
+#include "anisoflow/testing/hdf5_values.hpp"
 #include "anisoflow/testing/test_paths.hpp"
 #include "anisoflow/transport/dispatch.hpp"
 #include "anisoflow/transport/message.hpp"
@@ -40,6 +41,9 @@
 
 namespace anisoflow {
 namespace {
+
+using anisoflow::testing::read_fixed_string;
+using anisoflow::testing::read_u64;
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -71,33 +75,6 @@ bool wait_for_log(const Child& child, const std::string& text) {
         std::this_thread::sleep_for(20ms);
     }
     return false;
-}
-
-std::string read_fixed_string(hid_t file, const char* path) {
-    const hid_t dataset = H5Dopen2(file, path, H5P_DEFAULT);
-    if (dataset < 0) {
-        return {};
-    }
-    const hid_t type = H5Dget_type(dataset);
-    std::string text(H5Tget_size(type), '\0');
-    H5Dread(dataset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data());
-    H5Tclose(type);
-    H5Dclose(dataset);
-    return text.substr(0, text.find('\0'));
-}
-
-std::vector<std::uint64_t> read_u64(hid_t file, const char* path) {
-    const hid_t dataset = H5Dopen2(file, path, H5P_DEFAULT);
-    if (dataset < 0) {
-        return {};
-    }
-    const hid_t space = H5Dget_space(dataset);
-    std::vector<std::uint64_t> values(
-        static_cast<std::size_t>(H5Sget_simple_extent_npoints(space)));
-    H5Dread(dataset, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
-    H5Sclose(space);
-    H5Dclose(dataset);
-    return values;
 }
 
 // The chain's sockets, logs and archive in a scratch directory; every service is started by

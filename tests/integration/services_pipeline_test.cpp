@@ -31,6 +31,7 @@
 #include "anisoflow/runtime/service_main.hpp"
 #include "anisoflow/runtime/service_thread.hpp"
 #include "anisoflow/sim/frame_renderer.hpp"
+#include "anisoflow/testing/hdf5_values.hpp"
 #include "anisoflow/testing/test_paths.hpp"
 #include "anisoflow/transport/dispatch.hpp"
 #include "anisoflow/transport/experiment.hpp"
@@ -43,6 +44,10 @@
 
 namespace anisoflow {
 namespace {
+
+using anisoflow::testing::read_doubles;
+using anisoflow::testing::read_fixed_string;
+using anisoflow::testing::read_u64;
 
 namespace pb = ::anisoflow::stream::v1;
 namespace cfg = ::anisoflow::config::v1;
@@ -220,37 +225,6 @@ std::pair<pb::FrameHeader, zmq::message_t> encode_frame(const Frame& frame, cons
         payload = *codec::bslz4_compress(bytes, sizeof(std::uint16_t));
     }
     return {header, transport::make_payload(std::move(payload))};
-}
-
-std::string read_fixed_string(hid_t file, const char* path) {
-    const hid_t dataset = H5Dopen2(file, path, H5P_DEFAULT);
-    const hid_t type = H5Dget_type(dataset);
-    std::string text(H5Tget_size(type), '\0');
-    H5Dread(dataset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data());
-    H5Tclose(type);
-    H5Dclose(dataset);
-    return text.substr(0, text.find('\0'));
-}
-
-std::vector<double> read_doubles(hid_t file, const char* path) {
-    const hid_t dataset = H5Dopen2(file, path, H5P_DEFAULT);
-    const hid_t space = H5Dget_space(dataset);
-    std::vector<double> values(static_cast<std::size_t>(H5Sget_simple_extent_npoints(space)));
-    H5Dread(dataset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
-    H5Sclose(space);
-    H5Dclose(dataset);
-    return values;
-}
-
-std::vector<std::uint64_t> read_u64(hid_t file, const char* path) {
-    const hid_t dataset = H5Dopen2(file, path, H5P_DEFAULT);
-    const hid_t space = H5Dget_space(dataset);
-    std::vector<std::uint64_t> values(
-        static_cast<std::size_t>(H5Sget_simple_extent_npoints(space)));
-    H5Dread(dataset, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
-    H5Sclose(space);
-    H5Dclose(dataset);
-    return values;
 }
 
 void expect_close(double streamed, double offline, const char* what) {
