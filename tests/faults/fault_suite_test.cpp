@@ -41,6 +41,7 @@
 #include <zmq.hpp>
 
 #include "anisoflow/testing/cli_runner.hpp"
+#include "anisoflow/testing/hdf5_values.hpp"
 #include "anisoflow/testing/test_paths.hpp"
 #include "anisoflow/transport/message.hpp"
 #include "anisoflow/transport/socket.hpp"
@@ -49,6 +50,9 @@
 
 namespace anisoflow::faults {
 namespace {
+
+using anisoflow::testing::read_fixed_string;
+using anisoflow::testing::read_u64;
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -136,35 +140,6 @@ std::uint64_t suite_seed() {
 
 // ---------------------------------------------------------------------------------------------
 // Reading the run file back.
-
-std::string read_fixed_string(hid_t file, const char* path) {
-    const hid_t dataset = H5Dopen2(file, path, H5P_DEFAULT);
-    if (dataset < 0) {
-        return {};
-    }
-    const hid_t type = H5Dget_type(dataset);
-    std::string text(H5Tget_size(type), '\0');
-    H5Dread(dataset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data());
-    H5Tclose(type);
-    H5Dclose(dataset);
-    return text.substr(0, text.find('\0'));
-}
-
-std::vector<std::uint64_t> read_u64(hid_t file, const char* path) {
-    const hid_t dataset = H5Dopen2(file, path, H5P_DEFAULT);
-    if (dataset < 0) {
-        return {};
-    }
-    const hid_t space = H5Dget_space(dataset);
-    std::vector<std::uint64_t> values(
-        static_cast<std::size_t>(H5Sget_simple_extent_npoints(space)));
-    if (!values.empty()) {
-        H5Dread(dataset, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
-    }
-    H5Sclose(space);
-    H5Dclose(dataset);
-    return values;
-}
 
 struct RunFile {
     bool opened = false;
@@ -435,14 +410,16 @@ void run_round(const RoundPlan& plan) {
     std::this_thread::sleep_for(300ms);  // the SUB is connected before the first result
     chain.start_simulator(run);
 
-    // The moment: somewhere in the first 70 % of the stream, so the run is still going (a slow
-    // disk is slow from the start).
+    // The moment: while the stream goes on (a slow disk is slow from the start).
+    // A killed service is back before the stream ends (kill in the first 60 %, down at most
+    // 30 % of the stream): a service restarted after its run ended is a known gap
+    // (docs/faults.md, "What does not hold yet").
     std::uniform_real_distribution<double> when(
-        0.2 * run.duration_s(), (plan.fault == Fault::kStall ? 0.4 : 0.7) * run.duration_s());
+        0.2 * run.duration_s(), (plan.fault == Fault::kStall ? 0.4 : 0.6) * run.duration_s());
     const double fault_at_s = plan.fault == Fault::kSlowDisk ? 0.0 : when(random);
     std::this_thread::sleep_for(std::chrono::duration<double>(fault_at_s));
     if (plan.fault == Fault::kKill) {
-        std::uniform_real_distribution<double> down(0.1, 1.0);
+        std::uniform_real_distribution<double> down(0.1, 0.3 * run.duration_s());
         const double down_s = down(random);
         f.moment = fmt::format("kill {:.2f}s, down {:.2f}s", fault_at_s, down_s);
         chain.kill(plan.victim);
