@@ -7,3 +7,5 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh dev
 ctest --preset dev -j "$(nproc)"
+# The fault suite's figures (docs/faults.md): rounds, frames sent, lost, silently absent.
+cat build/dev/tests/faults/fault_suite_figures.txt

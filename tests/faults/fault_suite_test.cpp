@@ -91,42 +91,6 @@ std::vector<RoundFigures>& figures() {
     return all;
 }
 
-class FigureReport : public ::testing::Environment {
-  public:
-    void TearDown() override {
-        std::size_t sent = 0;
-        std::size_t lost = 0;
-        std::size_t silent = 0;
-        std::size_t died = 0;
-        std::cout << "\nfault suite figures\n"
-                  << fmt::format(
-                         "{:<14} {:>20} {:<38} {:>5} {:>8} {:>11} {:>7} {:>7} {:>6} {:>6} {:>6} "
-                         "{}\n",
-                         "round", "seed", "moment", "sent", "raw kept", "cakes kept", "named",
-                         "refused", "died", "silent", "rejoin", "result");
-        for (const RoundFigures& f : figures()) {
-            const std::size_t round_lost =
-                (f.frames_sent - f.raw_archived) + (f.cakes_expected - f.cakes_archived);
-            sent += f.frames_sent;
-            lost += round_lost;
-            silent += f.silently_absent;
-            died += f.died_with_ingest;
-            std::cout << fmt::format(
-                "{:<14} {:>20} {:<38} {:>5} {:>8} {:>5}/{:<5} {:>7} {:>7} {:>6} {:>6} {:>6} {}\n",
-                f.round, f.seed, f.moment, f.frames_sent, f.raw_archived, f.cakes_archived,
-                f.cakes_expected, f.reported_missing, f.refused, f.died_with_ingest,
-                f.silently_absent,
-                f.rejoin_s ? fmt::format("{:.2f}s", *f.rejoin_s) : std::string("-"), f.result);
-        }
-        std::cout << fmt::format(
-            "rounds {}  frames sent {}  frames lost {} (each named missing or refused, or died "
-            "with a killed ingest: {})  silently absent {}\n\n",
-            figures().size(), sent, lost, died, silent);
-    }
-};
-
-const auto* const kReport = ::testing::AddGlobalTestEnvironment(new FigureReport);
-
 std::uint64_t suite_seed() {
     static const std::uint64_t seed = [] {
         // NOLINTNEXTLINE(concurrency-mt-unsafe): read once, before any thread starts
@@ -137,6 +101,47 @@ std::uint64_t suite_seed() {
     }();
     return seed;
 }
+
+class FigureReport : public ::testing::Environment {
+  public:
+    // The table goes to stdout and to fault_suite_figures.txt in the working directory, which
+    // scripts/test.sh prints after CTest (CTest shows a passing test's output to nobody).
+    void TearDown() override {
+        std::size_t sent = 0;
+        std::size_t lost = 0;
+        std::size_t silent = 0;
+        std::size_t died = 0;
+        std::string table =
+            "fault suite figures (ANISOFLOW_FAULT_SEED=" + std::to_string(suite_seed()) + ")\n" +
+            fmt::format(
+                "{:<14} {:>20} {:<38} {:>5} {:>8} {:>11} {:>7} {:>7} {:>6} {:>6} "
+                "{:>6} {}\n",
+                "round", "seed", "moment", "sent", "raw kept", "cakes kept", "named", "refused",
+                "died", "silent", "rejoin", "result");
+        for (const RoundFigures& f : figures()) {
+            const std::size_t round_lost =
+                (f.frames_sent - f.raw_archived) + (f.cakes_expected - f.cakes_archived);
+            sent += f.frames_sent;
+            lost += round_lost;
+            silent += f.silently_absent;
+            died += f.died_with_ingest;
+            table += fmt::format(
+                "{:<14} {:>20} {:<38} {:>5} {:>8} {:>5}/{:<5} {:>7} {:>7} {:>6} {:>6} {:>6} {}\n",
+                f.round, f.seed, f.moment, f.frames_sent, f.raw_archived, f.cakes_archived,
+                f.cakes_expected, f.reported_missing, f.refused, f.died_with_ingest,
+                f.silently_absent,
+                f.rejoin_s ? fmt::format("{:.2f}s", *f.rejoin_s) : std::string("-"), f.result);
+        }
+        table += fmt::format(
+            "rounds {}  frames sent {}  frames lost {} (each named missing or refused, or died "
+            "with a killed ingest: {})  silently absent {}\n",
+            figures().size(), sent, lost, died, silent);
+        std::cout << "\n" << table << "\n";
+        std::ofstream("fault_suite_figures.txt") << table;
+    }
+};
+
+const auto* const kReport = ::testing::AddGlobalTestEnvironment(new FigureReport);
 
 // ---------------------------------------------------------------------------------------------
 // Reading the run file back.
