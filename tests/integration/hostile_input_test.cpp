@@ -64,6 +64,15 @@ constexpr auto kPatience = 20s;
 // fix, analyze kept a run entry per unknown run id: its flood (12000 run ids) grew ~8 MiB.
 constexpr int kFloodMessages = 2000;
 constexpr long kFloodRssBoundKib = 4L * 1024;
+// AddressSanitizer keeps freed memory in quarantine and ThreadSanitizer's shadow grows with use,
+// so resident memory says nothing about our bounds in those builds: the bound is checked in the
+// uninstrumented ones (scripts/test.sh) and left out under a sanitizer
+// (scripts/test-sanitizers.sh).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kResidentMemoryMeaningful = false;
+#else
+constexpr bool kResidentMemoryMeaningful = true;
+#endif
 // Messages sent before waiting for them to be counted: below the 1000-message high-water marks,
 // so that no socket drops any (a ROUTER drops silently at its high-water mark).
 constexpr int kBatch = 200;
@@ -604,7 +613,9 @@ TEST(HostileInputReduce, MemoryStaysBoundedUnderAFloodOfHostileFramesAndUnknownR
     ASSERT_TRUE(rig.cake(2)) << "the worker stopped reducing after the flood";
     const long grown = rss_kib() - before;
     ::testing::Test::RecordProperty("rss_growth_kib", std::to_string(grown));
-    EXPECT_LT(grown, kFloodRssBoundKib) << "RSS grew " << grown << " KiB";
+    if constexpr (kResidentMemoryMeaningful) {
+        EXPECT_LT(grown, kFloodRssBoundKib) << "RSS grew " << grown << " KiB";
+    }
     EXPECT_EQ(wait_metric(metrics, "anisoflow_reduce_frames_reduced_total", 2), 2);
 }
 
@@ -864,7 +875,9 @@ TEST(HostileInputAnalyze, MemoryStaysBoundedUnderAFloodOfHostileCakesOfUnknownRu
     }
     const long grown = rss_kib() - before;
     ::testing::Test::RecordProperty("rss_growth_kib", std::to_string(grown));
-    EXPECT_LT(grown, kFloodRssBoundKib) << "RSS grew " << grown << " KiB";
+    if constexpr (kResidentMemoryMeaningful) {
+        EXPECT_LT(grown, kFloodRssBoundKib) << "RSS grew " << grown << " KiB";
+    }
     EXPECT_EQ(unknown, (flood_from + kAnalyzeFlood) * 3 / 4);
     // Still serving: a run that starts now merges its cakes. The held cakes are full, so a cake
     // that overtakes its RunStart (PUB/SUB) is dropped unreceipted, as a real worker's would be;
@@ -989,7 +1002,9 @@ TEST(HostileInputArchive, MemoryStaysBoundedUnderAFloodOfHostileFeedMessages) {
     }
     const long grown = rss_kib() - before;
     ::testing::Test::RecordProperty("rss_growth_kib", std::to_string(grown));
-    EXPECT_LT(grown, kFloodRssBoundKib) << "RSS grew " << grown << " KiB";
+    if constexpr (kResidentMemoryMeaningful) {
+        EXPECT_LT(grown, kFloodRssBoundKib) << "RSS grew " << grown << " KiB";
+    }
 }
 
 // ---- ingest: the anisoflow stream source --------------------------------------------------------
@@ -1085,7 +1100,9 @@ TEST(HostileInputIngest, StreamSourceMemoryStaysBoundedUnderAFloodOfHostileMessa
     }
     const long grown = rss_kib() - before;
     ::testing::Test::RecordProperty("rss_growth_kib", std::to_string(grown));
-    EXPECT_LT(grown, kFloodRssBoundKib) << "RSS grew " << grown << " KiB";
+    if constexpr (kResidentMemoryMeaningful) {
+        EXPECT_LT(grown, kFloodRssBoundKib) << "RSS grew " << grown << " KiB";
+    }
 }
 
 // A PONI calibration written into the DECTRIS run file (TOML) with bad values: ingest refuses to
