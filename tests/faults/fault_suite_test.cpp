@@ -152,7 +152,6 @@ struct RunFile {
     std::string end_detail;
     std::set<std::uint64_t> raw;         // /entry/data/sequence and the flat fields
     std::multiset<std::uint64_t> cakes;  // /entry/reduced/sequence (a duplicate would show)
-    std::size_t results = 0;
 };
 
 RunFile read_run_file(const fs::path& path) {
@@ -173,7 +172,6 @@ RunFile read_run_file(const fs::path& path) {
     for (const std::uint64_t s : read_u64(file, "/entry/reduced/sequence")) {
         run.cakes.insert(s);
     }
-    run.results = read_u64(file, "/entry/results/frames_p").size();
     H5Fclose(file);
     return run;
 }
@@ -203,43 +201,11 @@ const nlohmann::json& offline_summary(const SimulatedRun& run) {
     if (const auto found = cache.find(key); found != cache.end()) {
         return found->second;
     }
-    const fs::path dir = testing::scratch_dir();
-    const fs::path files = dir / "files";
-    const auto simulated = testing::run_cli(
-        ANISOFLOW_CLI, dir,
-        testing::concat({"--log-level", "warn", "simulate", "--out-dir", files.string()}, key));
-    EXPECT_EQ(simulated.exit_code, 0) << testing::describe(simulated);
-    const fs::path summary = dir / "SUMMARY.json";
-    const auto analyzed = testing::run_cli(ANISOFLOW_CLI, dir,
-                                           {"--log-level",
-                                            "warn",
-                                            "analyze",
-                                            "--poni",
-                                            (files / "geometry.poni").string(),
-                                            "--p",
-                                            (files / "p.h5").string(),
-                                            "--n",
-                                            (files / "n.h5").string(),
-                                            "--dark",
-                                            (files / "dark.h5").string(),
-                                            "--flat",
-                                            (files / "flat.h5").string(),
-                                            "--composition",
-                                            "Zr52.5Cu17.9Ni14.6Al10Ti5",
-                                            "--density",
-                                            "0.0553",
-                                            "--nu",
-                                            "0.37",
-                                            "--loading-axis-chi",
-                                            "0",
-                                            "--variance-model",
-                                            "integrating",
-                                            "--out",
-                                            (dir / "RESULT.h5").string(),
-                                            "--json",
-                                            summary.string()});
-    EXPECT_EQ(analyzed.exit_code, 0) << testing::describe(analyzed);
-    std::ifstream in(summary);
+    const auto reference =
+        testing::run_offline_analysis(ANISOFLOW_CLI, testing::scratch_dir(), key);
+    EXPECT_EQ(reference.simulated.exit_code, 0) << testing::describe(reference.simulated);
+    EXPECT_EQ(reference.analyzed.exit_code, 0) << testing::describe(reference.analyzed);
+    std::ifstream in(reference.summary_json);
     return cache[key] = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
 }
 

@@ -82,42 +82,10 @@ TEST_F(PipelineAcceptance, LiveResultEqualsOfflineAnalysisAndEveryFrameIsArchive
     // The same frames, offline: simulate to files, analyze them with the run's configuration
     // (the simulator announces analyze's defaults in its RunStart, and the flat panel's noise
     // model with the read noise left to the darks).
-    const fs::path files = dir_ / "files";
-    const auto simulated =
-        run_cli(ANISOFLOW_CLI, dir_,
-                anisoflow::testing::concat(
-                    {"--log-level", "warn", "simulate", "--out-dir", files.string()}, kRun));
-    ASSERT_EQ(simulated.exit_code, 0) << describe(simulated);
-    const fs::path summary_json = dir_ / "SUMMARY.json";
-    const auto analyzed = run_cli(ANISOFLOW_CLI, dir_,
-                                  {"--log-level",
-                                   "warn",
-                                   "analyze",
-                                   "--poni",
-                                   (files / "geometry.poni").string(),
-                                   "--p",
-                                   (files / "p.h5").string(),
-                                   "--n",
-                                   (files / "n.h5").string(),
-                                   "--dark",
-                                   (files / "dark.h5").string(),
-                                   "--flat",
-                                   (files / "flat.h5").string(),
-                                   "--composition",
-                                   "Zr52.5Cu17.9Ni14.6Al10Ti5",
-                                   "--density",
-                                   "0.0553",
-                                   "--nu",
-                                   "0.37",
-                                   "--loading-axis-chi",
-                                   "0",
-                                   "--variance-model",
-                                   "integrating",
-                                   "--out",
-                                   (dir_ / "RESULT.h5").string(),
-                                   "--json",
-                                   summary_json.string()});
-    ASSERT_EQ(analyzed.exit_code, 0) << describe(analyzed);
+    const auto reference = anisoflow::testing::run_offline_analysis(ANISOFLOW_CLI, dir_, kRun);
+    ASSERT_EQ(reference.simulated.exit_code, 0) << describe(reference.simulated);
+    ASSERT_EQ(reference.analyzed.exit_code, 0) << describe(reference.analyzed);
+    const fs::path& summary_json = reference.summary_json;
     const nlohmann::json offline = read_json(summary_json);
     ASSERT_TRUE(offline.is_object()) << summary_json;
 

@@ -1,6 +1,7 @@
 #include "anisoflow/core/clock.hpp"
 
 #include <chrono>
+#include <utility>
 
 #include <fmt/format.h>
 

@@ -58,4 +58,47 @@ std::vector<std::string> concat(std::vector<std::string> a, const std::vector<st
     return a;
 }
 
+OfflineAnalysis run_offline_analysis(const std::filesystem::path& cli,
+                                     const std::filesystem::path& dir,
+                                     const std::vector<std::string>& simulate_options) {
+    const std::filesystem::path files = dir / "files";
+    OfflineAnalysis offline;
+    offline.summary_json = dir / "SUMMARY.json";
+    offline.simulated = run_cli(
+        cli, dir,
+        concat({"--log-level", "warn", "simulate", "--out-dir", files.string()}, simulate_options));
+    if (offline.simulated.exit_code != 0) {
+        return offline;
+    }
+    offline.analyzed = run_cli(cli, dir,
+                               {"--log-level",
+                                "warn",
+                                "analyze",
+                                "--poni",
+                                (files / "geometry.poni").string(),
+                                "--p",
+                                (files / "p.h5").string(),
+                                "--n",
+                                (files / "n.h5").string(),
+                                "--dark",
+                                (files / "dark.h5").string(),
+                                "--flat",
+                                (files / "flat.h5").string(),
+                                "--composition",
+                                "Zr52.5Cu17.9Ni14.6Al10Ti5",
+                                "--density",
+                                "0.0553",
+                                "--nu",
+                                "0.37",
+                                "--loading-axis-chi",
+                                "0",
+                                "--variance-model",
+                                "integrating",
+                                "--out",
+                                (dir / "RESULT.h5").string(),
+                                "--json",
+                                offline.summary_json.string()});
+    return offline;
+}
+
 }  // namespace anisoflow::testing

@@ -19,6 +19,19 @@ struct CliRun {
 CliRun run_cli(const std::filesystem::path& binary, const std::filesystem::path& dir,
                const std::vector<std::string>& args);
 
+/// The offline reference of the streaming tests: `anisoflow simulate --out-dir DIR/files`
+/// with `simulate_options`, then `anisoflow analyze` on those files with the configuration the
+/// simulator announces in its RunStart (composition, density, nu, loading axis, the flat
+/// panel's noise model), writing DIR/RESULT.h5 and `summary_json` (DIR/SUMMARY.json).
+struct OfflineAnalysis {
+    CliRun simulated;
+    CliRun analyzed;
+    std::filesystem::path summary_json;
+};
+OfflineAnalysis run_offline_analysis(const std::filesystem::path& cli,
+                                     const std::filesystem::path& dir,
+                                     const std::vector<std::string>& simulate_options);
+
 /// The command, its exit code and both streams, for assertion messages.
 std::string describe(const CliRun& run);
 
