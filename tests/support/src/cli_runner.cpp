@@ -39,7 +39,8 @@ CliRun run_cli(const std::filesystem::path& binary, const std::filesystem::path&
     }
     const std::string shell = run.command + " >" + shell_quote(out.string()) + " 2>" +
                               shell_quote(err.string()) + " </dev/null";
-    const int status = std::system(shell.c_str());  // NOLINT(cert-env33-c): the test's own binary
+    const int status = std::system(shell.c_str());  // NOLINT(cert-env33-c,concurrency-mt-unsafe):
+                                                    // the test's own binary, one at a time
     if (status != -1 && WIFEXITED(status)) {
         run.exit_code = WEXITSTATUS(status);
     }
