@@ -98,18 +98,22 @@ FaultChain::FaultChain(std::string name)
         return std::vector<std::string>{"--set", key + "=" + value};
     };
     using testing::concat;
-    // Short timeouts: a dead peer is noticed, and a run drained, within a round's seconds.
+    // Short timeouts: a dead peer is noticed, and a run drained, within a round's seconds
+    // (longer under a sanitizer, where everything is slower).
+    const auto ms = [](std::chrono::milliseconds limit) {
+        return std::to_string(stretched(limit).count());
+    };
     std::vector<std::string> ingest = concat(option("source.kind", "anisoflow_stream"),
                                              option("source.stream_address", "@" + ipc("source")));
     ingest = concat(ingest, endpoint("frames_out", "@" + ipc("frames")));
     ingest = concat(ingest, endpoint("control_out", "@" + ipc("control")));
     ingest = concat(ingest, endpoint("raw_out", "@" + ipc("raw")));
-    ingest = concat(ingest, option("worker_timeout_ms", "1000"));
+    ingest = concat(ingest, option("worker_timeout_ms", ms(1000ms)));
     ingest = concat(ingest, option("heartbeat_interval_ms", "200"));
     ingest = concat(ingest, option("run_start_republish_interval_ms", "200"));
-    ingest = concat(ingest, option("drain_timeout_ms", "4000"));
+    ingest = concat(ingest, option("drain_timeout_ms", ms(4000ms)));
     ingest = concat(ingest, option("send_timeout_ms", "500"));
-    ingest = concat(ingest, option("source.series_timeout_ms", "3000"));
+    ingest = concat(ingest, option("source.series_timeout_ms", ms(3000ms)));
     ingest = concat(ingest, option("metrics.bind_address", "127.0.0.1:0"));
     services_[Service::kIngest] = Spec{ANISOFLOW_INGEST, ingest, {}, {}, nullptr};
 
@@ -130,9 +134,9 @@ FaultChain::FaultChain(std::string name)
     analyze = concat(analyze, endpoint("results_out", "@" + ipc("results")));
     analyze = concat(analyze, endpoint("archive_out", "@" + ipc("archive")));
     analyze = concat(analyze, option("recompute_interval_ms", "200"));
-    analyze = concat(analyze, option("drain_timeout_ms", "4000"));
+    analyze = concat(analyze, option("drain_timeout_ms", ms(4000ms)));
     // Ingest re-publishes RunStart every 200 ms: a run unannounced for 3 s lost its ingest.
-    analyze = concat(analyze, option("run_orphan_timeout_ms", "3000"));
+    analyze = concat(analyze, option("run_orphan_timeout_ms", ms(3000ms)));
     analyze = concat(analyze, option("metrics.bind_address", "127.0.0.1:0"));
     services_[Service::kAnalyze] = Spec{ANISOFLOW_ANALYZE, analyze, {}, {}, nullptr};
 
@@ -141,7 +145,7 @@ FaultChain::FaultChain(std::string name)
     archive = concat(archive, endpoint("results_in", ">" + ipc("results")));
     archive = concat(archive, endpoint("control_in", ">" + ipc("control")));
     archive = concat(archive, option("archive_dir", runs_dir().string()));
-    archive = concat(archive, option("raw_drain_timeout_ms", "4000"));
+    archive = concat(archive, option("raw_drain_timeout_ms", ms(4000ms)));
     archive = concat(archive, option("flush_interval_ms", "200"));
     archive = concat(archive, option("metrics.bind_address", "127.0.0.1:0"));
     services_[Service::kArchive] = Spec{ANISOFLOW_ARCHIVE, archive, {}, {}, nullptr};
@@ -291,7 +295,7 @@ std::size_t FaultChain::log_size(Service service) const {
 
 std::optional<std::uint16_t> FaultChain::metrics_port(Service service) {
     // The port of the running process: the last one its log names.
-    return testing::logged_metrics_port(child(service), 10s);
+    return testing::logged_metrics_port(child(service), stretched(10s));
 }
 
 std::string FaultChain::metrics(Service service) {

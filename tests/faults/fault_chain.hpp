@@ -18,6 +18,27 @@
 
 namespace anisoflow::faults {
 
+// The suite runs uninstrumented (scripts/test.sh) and under ASan+UBSan and ThreadSanitizer
+// (scripts/test-sanitizers.sh), where every service runs several times slower: the time limits
+// of the suite and the chain's timeouts stretch by this factor there, so that a sanitized run
+// fails on what the sanitizer finds rather than on a deadline set for -O2 code. The figures
+// table shows the times as measured.
+#if defined(__SANITIZE_THREAD__)
+inline constexpr double kSanitizerSlowdown = 8.0;
+#elif defined(__SANITIZE_ADDRESS__)
+inline constexpr double kSanitizerSlowdown = 3.0;
+#else
+inline constexpr double kSanitizerSlowdown = 1.0;
+#endif
+
+/// `limit` stretched by kSanitizerSlowdown.
+template <typename Rep, typename Period>
+[[nodiscard]] constexpr std::chrono::milliseconds stretched(
+    std::chrono::duration<Rep, Period> limit) {
+    return std::chrono::milliseconds(static_cast<std::int64_t>(
+        std::chrono::duration<double, std::milli>(limit).count() * kSanitizerSlowdown));
+}
+
 enum class Service { kIngest, kReduce0, kReduce1, kAnalyze, kArchive, kGateway };
 
 /// "ingest", "reduce-0", ... (the instance name, also the log's name).

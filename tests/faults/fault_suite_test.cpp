@@ -59,9 +59,13 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 // Only reached when something is broken; a round takes ~10 s.
-constexpr auto kPatience = 60s;
-// Issue 6: a restarted service rejoins within 5 s.
-constexpr double kRejoinLimitS = 5.0;
+constexpr auto kPatience = stretched(60s);
+// Issue 6: a restarted service rejoins within 5 s (stretched under a sanitizer: fault_chain.hpp).
+constexpr double kRejoinLimitS = 5.0 * kSanitizerSlowdown;
+// AddressSanitizer keeps freed memory in quarantine and ThreadSanitizer's shadow grows with use:
+// there resident memory says nothing of our queues' bounds, so the stall rounds check ingest's
+// memory in the uninstrumented build only (scripts/test.sh).
+constexpr bool kResidentMemoryMeaningful = kSanitizerSlowdown == 1.0;
 // The live result and `anisoflow analyze` differ only in the order of floating-point sums.
 constexpr double kSummationOrderRelativeTolerance = 1e-9;
 
@@ -269,7 +273,7 @@ struct RoundPlan {
 constexpr std::size_t kStallQueueFrames = 4;
 constexpr std::size_t kStallBudgetFrames = 6 * kStallQueueFrames + 4;
 // The longest a stall lasts while waiting for ingest to hold its source back.
-constexpr auto kStallLimit = 15s;
+constexpr auto kStallLimit = stretched(15s);
 constexpr std::uint64_t kStallSlackBytes = 16U << 20U;
 
 // gtest names the round, not its bytes (gtest looks this name up).
@@ -416,7 +420,7 @@ void run_round(const RoundPlan& plan) {
         double received = -1.0;
         auto still_since = Clock::now();
         std::string held;
-        while (Clock::now() - stopped < kStallLimit && Clock::now() - still_since < 1s) {
+        while (Clock::now() - stopped < kStallLimit && Clock::now() - still_since < stretched(1s)) {
             std::this_thread::sleep_for(100ms);
             rss_peak = std::max(rss_peak, testing::resident_bytes(ingest_pid));
             held = chain.metrics(Service::kIngest);
@@ -441,8 +445,10 @@ void run_round(const RoundPlan& plan) {
             << held;
         const std::uint64_t frame_bytes = run.rows * run.cols * 2;
         const std::uint64_t budget = kStallBudgetFrames * frame_bytes + kStallSlackBytes;
-        EXPECT_LE(rss_peak - rss_before, budget)
-            << "ingest grew beyond its queues while " << service_name(plan.victim) << " stalled";
+        if (kResidentMemoryMeaningful) {
+            EXPECT_LE(rss_peak - rss_before, budget) << "ingest grew beyond its queues while "
+                                                     << service_name(plan.victim) << " stalled";
+        }
         f.moment += fmt::format(", ingest +{:.1f} MB",
                                 static_cast<double>(rss_peak - rss_before) / (1U << 20U));
     }
@@ -461,7 +467,7 @@ void run_round(const RoundPlan& plan) {
     }
     // Archive closes the run after analyze's RunEnd, which follows the final result: the SUB
     // holds it by now.
-    const auto final_result = watch.wait(5s);
+    const auto final_result = watch.wait(stretched(5s));
     const bool sums_lost = plan.fault == Fault::kKill &&
                            (plan.victim == Service::kIngest || plan.victim == Service::kAnalyze);
     if (sums_lost && !final_result) {
