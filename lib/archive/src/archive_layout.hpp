@@ -157,6 +157,22 @@ inline constexpr std::size_t kNoteBytes = 256;  // StateChange.note (ingest cuts
 Result<Layout> create_layout(const std::filesystem::path& path, const pb::RunStart& start,
                              const ArchiveOptions& options);
 
+/// A run file opened again, and the RunStart it was created from (run id and configuration).
+struct OpenedLayout {
+    Layout layout;
+    pb::RunStart start;
+};
+
+/// Opens the file of run `run_id` that a killed writer left behind (its SWMR write flags
+/// cleared) and every object create_layout made; each Series has the rows stored. Not in SWMR
+/// mode yet: the caller trims torn records first, then calls start_swmr_write. Errors: not a run
+/// file, another run's, a run_state other than "running", a tree the options or the stored
+/// configuration do not describe (raw frames on or off, pixel type, shapes).
+Result<OpenedLayout> open_layout(const std::filesystem::path& path, std::string_view run_id,
+                                 const ArchiveOptions& options);
+
+Result<void> start_swmr_write(const Layout& layout);
+
 /// Writes `value` into a scalar fixed-length string dataset.
 Result<void> write_fixed_text(const Layout& layout, hid_t dataset, std::string_view path,
                               std::string_view value);

@@ -1,6 +1,7 @@
 // Creation of the archive's NeXus tree (docs/archive.md, "Layout"). Everything a run will ever
 // write is created here, before H5Fstart_swmr_write: a SWMR writer may not add objects or
-// attributes.
+// attributes. The same list of objects opens the tree of a file a killed writer left behind
+// (open_layout, docs/archive.md "Reopening after a crash").
 
 #include <algorithm>
 #include <cmath>
@@ -92,17 +93,22 @@ Hid string_type(std::optional<std::size_t> fixed_size) {
     return ok ? std::move(type) : Hid{};
 }
 
-/// Creates objects by absolute path; after the first failure every call is a no-op, so a
-/// sequence of calls needs one check at the end (error()).
+/// Creates objects by absolute path, or (kOpen) opens the datasets a writer appends to and
+/// skips the rest, so that one list of paths serves both; after the first failure every call is
+/// a no-op, so a sequence of calls needs one check at the end (error()).
 class Builder {
   public:
-    Builder(hid_t file, std::string file_name) : file_(file), file_name_(std::move(file_name)) {}
+    enum class Mode { kCreate, kOpen };
+
+    Builder(hid_t file, std::string file_name, Mode mode = Mode::kCreate)
+        : file_(file), file_name_(std::move(file_name)), mode_(mode) {}
 
     [[nodiscard]] bool failed() const { return error_.has_value(); }
     [[nodiscard]] const Error& error() const { return *error_; }
+    [[nodiscard]] bool creating() const { return mode_ == Mode::kCreate; }
 
     void group(const std::string& path, std::string_view nx_class) {
-        if (failed()) {
+        if (failed() || !creating()) {
             return;
         }
         Hid group =
@@ -198,6 +204,10 @@ class Builder {
         if (failed()) {
             return series;
         }
+        if (!creating()) {
+            open_series(series);
+            return series;
+        }
         std::vector<hsize_t> dims{0};
         std::vector<hsize_t> max_dims{H5S_UNLIMITED};
         std::vector<hsize_t> chunk{chunk_rows};
@@ -221,7 +231,7 @@ class Builder {
     }
 
     void hard_link(const std::string& target, const std::string& link) {
-        if (failed()) {
+        if (failed() || !creating()) {
             return;
         }
         check(H5Lcreate_hard(file_, target.c_str(), file_, link.c_str(), H5P_DEFAULT,
@@ -237,6 +247,29 @@ class Builder {
     }
 
   private:
+    // An existing series: its rows as stored, and a row shape that must be the run's.
+    void open_series(Series& series) {
+        series.dataset = open_dataset(series.path);
+        if (failed()) {
+            return;
+        }
+        Hid space = space_handle(H5Dget_space(series.dataset.get()));
+        const int rank = space ? H5Sget_simple_extent_ndims(space.get()) : -1;
+        std::vector<hsize_t> dims(static_cast<std::size_t>(std::max(rank, 0)));
+        if (rank < 1 || H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr) < 0) {
+            check(false, "cannot read the shape of", series.path);
+            return;
+        }
+        if (!std::equal(dims.begin() + 1, dims.end(), series.row_dims.begin(),
+                        series.row_dims.end())) {
+            fail_with(fmt::format("{} has rows of [{}] but the run's configuration makes them [{}]",
+                                  series.path, fmt::join(dims.begin() + 1, dims.end(), ", "),
+                                  fmt::join(series.row_dims, ", ")));
+            return;
+        }
+        series.rows = dims[0];
+    }
+
     void check(bool ok, std::string_view what, std::string_view path) {
         if (!ok && !failed()) {
             error_ = Error{ErrorCode::kIo, fmt::format("{}: {} {}: {}", file_name_, what, path,
@@ -246,7 +279,7 @@ class Builder {
 
     void write_attr(const std::string& object, const char* name, hid_t space, hid_t file_type,
                     hid_t memory_type, const void* data) {
-        if (failed()) {
+        if (failed() || !creating()) {
             return;
         }
         Hid attr = attribute_handle(H5Acreate_by_name(file_, object.c_str(), name, file_type, space,
@@ -260,6 +293,9 @@ class Builder {
         if (failed()) {
             return {};
         }
+        if (!creating()) {
+            return open_dataset(path);
+        }
         Hid dataset = dataset_handle(H5Dcreate2(file_, path.c_str(), file_type, space, H5P_DEFAULT,
                                                 H5P_DEFAULT, H5P_DEFAULT));
         check(dataset &&
@@ -268,8 +304,15 @@ class Builder {
         return dataset;
     }
 
+    Hid open_dataset(const std::string& path) {
+        Hid dataset = dataset_handle(H5Dopen2(file_, path.c_str(), H5P_DEFAULT));
+        check(dataset.valid(), "cannot open dataset", path);
+        return dataset;
+    }
+
     hid_t file_;
     std::string file_name_;
+    Mode mode_;
     std::optional<Error> error_;
 };
 
@@ -413,11 +456,21 @@ void create_raw(Builder& out, Layout& layout, const pb::RunStart& start,
     out.group(group, "NXdata");
     out.attr_text(group, "signal", "data");
     const std::size_t element_size = dtype_size_bytes(options.raw_dtype);
-    const std::vector<unsigned> bitshuffle = bitshuffle_given_values(pixel_type, element_size);
+    // The probe only matters for a dataset being created (an opened one has its filters).
+    const std::vector<unsigned> bitshuffle = out.creating()
+                                                 ? bitshuffle_given_values(pixel_type, element_size)
+                                                 : std::vector<unsigned>{};
     layout.raw_data = out.series(
         group + "/data", pixel_type, {geometry.detector_rows(), geometry.detector_cols()}, 1,
         std::nullopt, [&bitshuffle](hid_t create) { return add_raw_filters(create, bitshuffle); });
-    if (!out.failed()) {
+    if (!out.failed() && !out.creating()) {
+        Hid stored = type_handle(H5Dget_type(layout.raw_data.dataset.get()));
+        if (!stored || H5Tequal(stored.get(), pixel_type) <= 0) {
+            out.fail_with(fmt::format("{}/data does not hold the {} pixels this archive writes",
+                                      group, pb::PixelDtype_Name(options.raw_dtype)));
+        }
+    }
+    if (!out.failed() && out.creating()) {
         Hid created = plist_handle(H5Dget_create_plist(layout.raw_data.dataset.get()));
         const auto expected = bitshuffle_stored_values(element_size);
         if (!created || bitshuffle_values(created.get()) !=
@@ -560,6 +613,77 @@ Result<void> check_start(const std::string& file_name, const pb::RunStart& start
     return {};
 }
 
+// The file access of every run file: libver latest, which SWMR needs.
+Hid file_access() {
+    Hid access = plist_handle(H5Pcreate(H5P_FILE_ACCESS));
+    if (!access || H5Pset_libver_bounds(access.get(), H5F_LIBVER_LATEST, H5F_LIBVER_LATEST) < 0) {
+        return {};
+    }
+    return access;
+}
+
+// The enum and string types rows are written with (also the file types of new datasets).
+Result<void> create_types(Layout& layout) {
+    layout.orientation_type = enum_type({"unspecified", "P", "N"});
+    layout.kind_type = enum_type({"unspecified", "data", "dark", "flat", "background"});
+    layout.encoding_type = enum_type({"none", "lz4", "bslz4"});
+    layout.mechanism_type =
+        enum_type({"unspecified", "bond-stretching", "bond-rotation", "isotropic", "undetermined"});
+    layout.change_type = enum_type({"unspecified", "run_started", "state_set", "acquisition_opened",
+                                    "acquisition_closed", "run_ended"});
+    layout.note_type = string_type(kNoteBytes);
+    if (!layout.orientation_type || !layout.kind_type || !layout.encoding_type ||
+        !layout.mechanism_type || !layout.change_type || !layout.note_type) {
+        return fail(ErrorCode::kIo, "{}: cannot create enum types: {}", layout.file_name,
+                    hdf5_error_detail());
+    }
+    return {};
+}
+
+// Every object of a run file, created or (Builder::Mode::kOpen) opened: the one list of paths.
+void build_tree(Builder& out, Layout& layout, const pb::RunStart& start,
+                const ArchiveOptions& options, const std::filesystem::path& path) {
+    if (out.creating()) {
+        write_header(out, start, options, path.filename().string());
+    }
+    layout.run_state = out.fixed_text("/entry/run_state", kRunStateBytes, kRunStateRunning);
+    layout.end_time = out.fixed_text("/entry/end_time", kTimeBytes, "");
+    layout.end_detail = out.fixed_text("/entry/run_end_detail", kDetailBytes, "");
+    layout.frames_sent = out.frame_counts("/entry/frames_sent");
+    layout.frames_archived = out.frame_counts("/entry/frames_archived");
+    if (options.store_raw) {
+        create_raw(out, layout, start, options, *pixel_file_type(options.raw_dtype));
+    }
+    create_reduced(out, layout, start.config());
+    create_results(out, layout);
+    create_run_log(out, layout);
+}
+
+// A scalar string dataset (fixed or variable length) as text up to its first NUL.
+Result<std::string> read_text(const Layout& layout, const std::string& path) {
+    Hid dataset = dataset_handle(H5Dopen2(layout.file.get(), path.c_str(), H5P_DEFAULT));
+    Hid type = dataset ? type_handle(H5Dget_type(dataset.get())) : Hid{};
+    if (!type) {
+        return fail(ErrorCode::kNotFound, "{}: no dataset {}", layout.file_name, path);
+    }
+    if (H5Tis_variable_str(type.get()) > 0) {
+        char* data = nullptr;
+        if (H5Dread(dataset.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &data) < 0) {
+            return fail(ErrorCode::kIo, "{}: cannot read {}: {}", layout.file_name, path,
+                        hdf5_error_detail());
+        }
+        std::string text = data == nullptr ? "" : data;
+        H5free_memory(data);
+        return text;
+    }
+    std::string buffer(H5Tget_size(type.get()), '\0');
+    if (H5Dread(dataset.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buffer.data()) < 0) {
+        return fail(ErrorCode::kIo, "{}: cannot read {}: {}", layout.file_name, path,
+                    hdf5_error_detail());
+    }
+    return std::string(buffer.c_str());
+}
+
 }  // namespace
 
 std::span<const ResultField> result_double_fields() {
@@ -630,10 +754,8 @@ Result<Layout> create_layout(const std::filesystem::path& path, const pb::RunSta
     if (auto ok = check_start(layout.file_name, start, options); !ok) {
         return tl::unexpected(ok.error());
     }
-    const std::optional<hid_t> pixel_type = pixel_file_type(options.raw_dtype);
-
-    Hid access = plist_handle(H5Pcreate(H5P_FILE_ACCESS));
-    if (!access || H5Pset_libver_bounds(access.get(), H5F_LIBVER_LATEST, H5F_LIBVER_LATEST) < 0) {
+    Hid access = file_access();
+    if (!access) {
         return fail(ErrorCode::kIo, "{}: cannot set up file access: {}", layout.file_name,
                     hdf5_error_detail());
     }
@@ -654,33 +776,12 @@ Result<Layout> create_layout(const std::filesystem::path& path, const pb::RunSta
         return fail(ErrorCode::kIo, "{}: cannot create archive file: {}", layout.file_name, why);
     }
 
-    layout.orientation_type = enum_type({"unspecified", "P", "N"});
-    layout.kind_type = enum_type({"unspecified", "data", "dark", "flat", "background"});
-    layout.encoding_type = enum_type({"none", "lz4", "bslz4"});
-    layout.mechanism_type =
-        enum_type({"unspecified", "bond-stretching", "bond-rotation", "isotropic", "undetermined"});
-    layout.change_type = enum_type({"unspecified", "run_started", "state_set", "acquisition_opened",
-                                    "acquisition_closed", "run_ended"});
-    layout.note_type = string_type(kNoteBytes);
-    if (!layout.orientation_type || !layout.kind_type || !layout.encoding_type ||
-        !layout.mechanism_type || !layout.change_type || !layout.note_type) {
-        return fail(ErrorCode::kIo, "{}: cannot create enum types: {}", layout.file_name,
-                    hdf5_error_detail());
+    if (auto ok = create_types(layout); !ok) {
+        return tl::unexpected(ok.error());
     }
 
     Builder out(layout.file.get(), layout.file_name);
-    write_header(out, start, options, path.filename().string());
-    layout.run_state = out.fixed_text("/entry/run_state", kRunStateBytes, kRunStateRunning);
-    layout.end_time = out.fixed_text("/entry/end_time", kTimeBytes, "");
-    layout.end_detail = out.fixed_text("/entry/run_end_detail", kDetailBytes, "");
-    layout.frames_sent = out.frame_counts("/entry/frames_sent");
-    layout.frames_archived = out.frame_counts("/entry/frames_archived");
-    if (options.store_raw) {
-        create_raw(out, layout, start, options, *pixel_type);
-    }
-    create_reduced(out, layout, start.config());
-    create_results(out, layout);
-    create_run_log(out, layout);
+    build_tree(out, layout, start, options, path);
     if (out.failed()) {
         return tl::unexpected(out.error());
     }
@@ -689,6 +790,93 @@ Result<Layout> create_layout(const std::filesystem::path& path, const pb::RunSta
                     hdf5_error_detail());
     }
     return layout;
+}
+
+Result<OpenedLayout> open_layout(const std::filesystem::path& path, std::string_view run_id,
+                                 const ArchiveOptions& options) {
+    silence_hdf5_errors();
+    OpenedLayout opened;
+    Layout& layout = opened.layout;
+    layout.file_name = path.string();
+    Hid access = file_access();
+    hbool_t clear_status_flags = 1;
+    // A writer killed in SWMR mode leaves the superblock marked open for writing; h5clear's
+    // property clears it (HDF5 1.10: a registered file access property).
+    if (!access || H5Pset(access.get(), "clear_status_flags", &clear_status_flags) < 0) {
+        return fail(ErrorCode::kIo, "{}: cannot set up file access: {}", layout.file_name,
+                    hdf5_error_detail());
+    }
+    layout.file = file_handle(H5Fopen(layout.file_name.c_str(), H5F_ACC_RDWR, access.get()));
+    if (!layout.file) {
+        return fail(ErrorCode::kIo, "{}: cannot open the run file to go on writing: {}",
+                    layout.file_name, hdf5_error_detail());
+    }
+    // The superblock's end of allocation is as the writer last flushed it, short of what it had
+    // written since: taken up to the end of the file (h5clear --increment=0), or the newest
+    // objects read as beyond the file.
+    if (H5Fincrement_filesize(layout.file.get(), 0) < 0) {
+        return fail(ErrorCode::kIo, "{}: cannot extend the end of allocation to the file's end: {}",
+                    layout.file_name, hdf5_error_detail());
+    }
+    auto stored_id = read_text(layout, "/entry/entry_identifier");
+    if (!stored_id) {
+        return tl::unexpected(stored_id.error().with_context("not an anisoflow run file"));
+    }
+    if (*stored_id != run_id) {
+        return fail(ErrorCode::kInvalidArgument,
+                    "{}: /entry/entry_identifier is run '{}', not '{}'", layout.file_name,
+                    *stored_id, run_id);
+    }
+    auto state = read_text(layout, "/entry/run_state");
+    if (!state) {
+        return tl::unexpected(state.error());
+    }
+    if (*state != kRunStateRunning) {
+        return fail(ErrorCode::kInvalidArgument,
+                    "{}: run_state is '{}': a finished run file is never reopened",
+                    layout.file_name, *state);
+    }
+    auto configuration = read_text(layout, "/entry/process/configuration");
+    if (!configuration) {
+        return tl::unexpected(configuration.error());
+    }
+    google::protobuf::util::JsonParseOptions json_options;
+    json_options.ignore_unknown_fields = true;  // written by a newer version
+    if (!google::protobuf::util::JsonStringToMessage(*configuration, opened.start.mutable_config(),
+                                                     json_options)
+             .ok()) {
+        return fail(ErrorCode::kCorrupt,
+                    "{}: /entry/process/configuration is not the JSON of an "
+                    "ExperimentConfig",
+                    layout.file_name);
+    }
+    opened.start.set_run_id(*stored_id);
+    if (auto ok = check_start(layout.file_name, opened.start, options); !ok) {
+        return tl::unexpected(ok.error());
+    }
+    const bool has_raw = H5Lexists(layout.file.get(), "/entry/data", H5P_DEFAULT) > 0;
+    if (has_raw != options.store_raw) {
+        return fail(ErrorCode::kInvalidArgument, "{}: the file {} raw frames but the archive {}",
+                    layout.file_name, has_raw ? "holds" : "holds no",
+                    options.store_raw ? "stores them" : "does not store them");
+    }
+    if (auto ok = create_types(layout); !ok) {
+        return tl::unexpected(ok.error());
+    }
+    Builder out(layout.file.get(), layout.file_name, Builder::Mode::kOpen);
+    build_tree(out, layout, opened.start, options, path);
+    if (out.failed()) {
+        return tl::unexpected(out.error());
+    }
+    return opened;
+}
+
+Result<void> start_swmr_write(const Layout& layout) {
+    if (H5Fstart_swmr_write(layout.file.get()) < 0) {
+        return fail(ErrorCode::kIo, "{}: cannot switch to SWMR write mode: {}", layout.file_name,
+                    hdf5_error_detail());
+    }
+    return {};
 }
 
 }  // namespace anisoflow::archive::detail

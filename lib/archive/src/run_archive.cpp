@@ -202,7 +202,10 @@ Result<std::vector<std::byte>> frame_lz4_block(std::span<const std::byte> block,
 // (the pages stay cached and are written back as usual), so errors are ignored.
 class PageCacheRelease {
   public:
-    PageCacheRelease(int fd, std::uint64_t step_bytes) : fd_(fd), step_bytes_(step_bytes) {}
+    // `written_bytes`: where the file ended when it was opened (a reopened file's old bytes are
+    // left to the kernel).
+    PageCacheRelease(int fd, std::uint64_t step_bytes, std::uint64_t written_bytes = 0)
+        : fd_(fd), step_bytes_(step_bytes), started_(written_bytes) {}
 
     // The file now ends at `end_bytes`: start writing back what came since the last step, and
     // drop the steps older than kLagSteps once their writeback is done.
@@ -357,6 +360,105 @@ RunArchive::~RunArchive() {
     }
 }
 
+namespace {
+
+// Raw frames leave the page cache as the file grows (ArchiveOptions::release_written_pages);
+// a reopened file's bytes before `written_bytes` are left to the kernel.
+PageCacheRelease page_release_for(const Layout& layout, const ArchiveOptions& options,
+                                  std::uint64_t written_bytes) {
+    // The sec2 driver's descriptor (the default driver, which create_layout uses).
+    void* handle = nullptr;
+    if (!options.release_written_pages || !options.store_raw ||
+        H5Fget_vfd_handle(layout.file.get(), H5P_DEFAULT, &handle) < 0 || handle == nullptr) {
+        return {-1, 0};
+    }
+    return {*static_cast<int*>(handle),
+            std::max<std::uint64_t>(options.page_release_step_bytes, 4096), written_bytes};
+}
+
+/// The series an append writes together, and the one it writes last (run_archive.cpp's appends,
+/// docs/archive.md): its length is the number of whole records.
+struct RecordGroup {
+    std::string_view name;
+    Series* last;
+    std::vector<Series*> members;  ///< `last` included
+};
+
+std::vector<RecordGroup> record_groups(Layout& l, bool store_raw) {
+    std::vector<RecordGroup> groups;
+    if (store_raw) {
+        groups.push_back({"/entry/data",
+                          &l.raw_sequence,
+                          {&l.raw_data, &l.raw_orientation, &l.raw_kind, &l.raw_encoding,
+                           &l.raw_acquired, &l.raw_sent, &l.raw_exposure, &l.raw_sequence}});
+        groups.push_back({"/entry/instrument/detector/flatfield",
+                          &l.flatfield_sequence,
+                          {&l.flatfield, &l.flatfield_sequence}});
+    }
+    groups.push_back({"/entry/reduced",
+                      &l.cake_sequence,
+                      {&l.cake_intensity, &l.cake_variance, &l.cake_count, &l.cake_orientation,
+                       &l.cake_kind, &l.cake_frames, &l.cake_sequence}});
+    RecordGroup results{
+        "/entry/results",
+        &l.result_written,
+        {&l.result_frames_p, &l.result_frames_n, &l.result_s2_dof, &l.result_mechanism,
+         &l.result_is_final, &l.result_frames_received, &l.result_written}};
+    for (Series& column : l.result_doubles) {
+        results.members.push_back(&column);
+    }
+    groups.push_back(std::move(results));
+    groups.push_back({"/entry/run_log",
+                      &l.log_type,
+                      {&l.log_changed, &l.log_kind, &l.log_orientation, &l.log_next_sequence,
+                       &l.log_note, &l.log_type}});
+    return groups;
+}
+
+/// Cuts every series of each group to the group's whole records: a killed writer may have grown
+/// some of them for a record it never finished. Returns the rows cut.
+Result<std::uint64_t> trim_torn_records(Layout& layout, bool store_raw) {
+    std::uint64_t cut = 0;
+    for (RecordGroup& group : record_groups(layout, store_raw)) {
+        // `last` is never longer than the others; the minimum also covers a file damaged
+        // otherwise.
+        hsize_t rows = group.last->rows;
+        for (const Series* member : group.members) {
+            rows = std::min(rows, member->rows);
+        }
+        for (Series* member : group.members) {
+            if (member->rows == rows) {
+                continue;
+            }
+            std::vector<hsize_t> extent{rows};
+            extent.insert(extent.end(), member->row_dims.begin(), member->row_dims.end());
+            if (H5Dset_extent(member->dataset.get(), extent.data()) < 0) {
+                return tl::unexpected(
+                    hdf5_failure(layout, fmt::format("cannot trim to {} rows", rows), member->path)
+                        .error());
+            }
+            spdlog::warn("{}: {} had {} rows of which {} are whole records of {}; trimmed",
+                         layout.file_name, member->path, member->rows, rows, group.name);
+            cut += member->rows - rows;
+            member->rows = rows;
+        }
+    }
+    return cut;
+}
+
+/// Every row of a 1-D series, read as `memory_type`.
+template <class T>
+Result<std::vector<T>> read_series(const Layout& layout, const Series& series, hid_t memory_type) {
+    std::vector<T> values(series.rows);
+    if (!values.empty() && H5Dread(series.dataset.get(), memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                   values.data()) < 0) {
+        return tl::unexpected(hdf5_failure(layout, "cannot read", series.path).error());
+    }
+    return values;
+}
+
+}  // namespace
+
 Result<RunArchive> RunArchive::create(const std::filesystem::path& path, const pb::RunStart& start,
                                       const ArchiveOptions& options) {
     auto layout = detail::create_layout(path, start, options);
@@ -368,17 +470,73 @@ Result<RunArchive> RunArchive::create(const std::filesystem::path& path, const p
     state->start = start;
     state->options = options;
     state->path = path;
-    if (options.release_written_pages && options.store_raw) {
-        // The sec2 driver's descriptor (the default driver, which create_layout uses).
-        void* handle = nullptr;
-        if (H5Fget_vfd_handle(state->layout.file.get(), H5P_DEFAULT, &handle) >= 0 &&
-            handle != nullptr) {
-            state->page_release =
-                PageCacheRelease(*static_cast<int*>(handle),
-                                 std::max<std::uint64_t>(options.page_release_step_bytes, 4096));
-        }
-    }
+    state->page_release = page_release_for(state->layout, options, 0);
     return RunArchive(std::move(state));
+}
+
+Result<RunArchive> RunArchive::reopen(const std::filesystem::path& path, const std::string& run_id,
+                                      const ArchiveOptions& options) {
+    auto opened = detail::open_layout(path, run_id, options);
+    if (!opened) {
+        return tl::unexpected(opened.error());
+    }
+    Layout& layout = opened->layout;
+    if (auto cut = trim_torn_records(layout, options.store_raw); !cut) {
+        return tl::unexpected(cut.error());
+    }
+    if (auto swmr = detail::start_swmr_write(layout); !swmr) {
+        return tl::unexpected(swmr.error());
+    }
+    std::array<std::uint64_t, 5> archived{};
+    if (options.store_raw) {
+        auto kinds = read_series<std::uint8_t>(layout, layout.raw_kind, layout.kind_type.get());
+        auto orientations = read_series<std::uint8_t>(layout, layout.raw_orientation,
+                                                      layout.orientation_type.get());
+        if (!kinds || !orientations) {
+            return tl::unexpected((kinds ? orientations.error() : kinds.error()));
+        }
+        for (std::size_t i = 0; i < kinds->size(); ++i) {
+            ++archived[count_column(static_cast<pb::FrameKind>((*kinds)[i]),
+                                    static_cast<pb::Orientation>((*orientations)[i]))];
+        }
+        archived[count_column(pb::FRAME_KIND_FLAT, pb::ORIENTATION_UNSPECIFIED)] +=
+            layout.flatfield_sequence.rows;
+    }
+    auto state = std::make_unique<State>();
+    state->layout = std::move(layout);
+    state->start = opened->start;
+    state->options = options;
+    state->path = path;
+    hsize_t written_bytes = 0;
+    (void)H5Fget_filesize(state->layout.file.get(), &written_bytes);  // 0: all of it, as advice
+    state->page_release = page_release_for(state->layout, options, written_bytes);
+    const Layout& l = state->layout;
+    state->raw_frames = options.store_raw ? l.raw_sequence.rows : 0;
+    state->flatfields = options.store_raw ? l.flatfield_sequence.rows : 0;
+    state->reduced_frames = l.cake_sequence.rows;
+    state->results = l.result_written.rows;
+    state->state_changes = l.log_type.rows;
+    state->archived = archived;
+    return RunArchive(std::move(state));
+}
+
+Result<std::vector<std::uint64_t>> RunArchive::stored_raw_sequences() const {
+    assert(state_ && "use of a moved-from RunArchive");
+    const State& s = *state_;
+    if (auto ok = s.check_open("read the stored sequences"); !ok) {
+        return tl::unexpected(ok.error());
+    }
+    if (!s.options.store_raw) {
+        return std::vector<std::uint64_t>{};
+    }
+    auto raw = read_series<std::uint64_t>(s.layout, s.layout.raw_sequence, H5T_NATIVE_UINT64);
+    auto flats =
+        read_series<std::uint64_t>(s.layout, s.layout.flatfield_sequence, H5T_NATIVE_UINT64);
+    if (!raw || !flats) {
+        return tl::unexpected((raw ? flats.error() : raw.error()));
+    }
+    raw->insert(raw->end(), flats->begin(), flats->end());
+    return raw;
 }
 
 Result<void> RunArchive::append_raw(const pb::FrameHeader& header,

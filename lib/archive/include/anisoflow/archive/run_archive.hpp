@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <memory>
 #include <span>
+#include <string>
+#include <vector>
 
 #include "anisoflow/stream/v1/stream.pb.h"
 
@@ -52,6 +54,17 @@ class RunArchive {
     /// `overwrite`), a configuration the layout cannot hold (zero-sized detector or cake).
     [[nodiscard]] static Result<RunArchive> create(const std::filesystem::path& path,
                                                    const pb::RunStart& start,
+                                                   const ArchiveOptions& options = {});
+
+    /// Opens again the file of run `run_id` that a killed writer left behind ("running"), to go
+    /// on appending (docs/archive.md, "Reopening after a crash"): the run's configuration comes
+    /// from the file, a record the writer had not finished is cut off every dataset of its group,
+    /// and the counts below are the file's. Errors name the file: not a run file, another run's,
+    /// a run_state other than "running" (a completed or aborted run is never reopened), a file
+    /// whose raw frames or pixel type disagree with `options`, an HDF5 failure. Never run two
+    /// writers on one file: nothing can tell a live writer's file from a dead one's.
+    [[nodiscard]] static Result<RunArchive> reopen(const std::filesystem::path& path,
+                                                   const std::string& run_id,
                                                    const ArchiveOptions& options = {});
 
     RunArchive(RunArchive&& other) noexcept;
@@ -101,6 +114,9 @@ class RunArchive {
     [[nodiscard]] std::uint64_t reduced_frames() const;  ///< cakes in /entry/reduced
     [[nodiscard]] std::uint64_t results() const;         ///< rows of /entry/results
     [[nodiscard]] std::uint64_t state_changes() const;   ///< rows of /entry/run_log
+    /// Sequences of every stored raw frame (/entry/data/sequence, then the flat fields'), read
+    /// from the file: what a reopened archive has of the run. Empty without raw frames.
+    [[nodiscard]] Result<std::vector<std::uint64_t>> stored_raw_sequences() const;
 
   private:
     struct State;
