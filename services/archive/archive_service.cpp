@@ -49,6 +49,8 @@ constexpr milliseconds kCompressionWait{5};
 constexpr unsigned kMaxCompressionThreads = 4;
 // Missing raw frames named by sequence in a run's end detail (and log); the count is complete.
 constexpr std::size_t kMissingListedMax = 32;
+// Runs this process closed (or found closed), never reopened by a late message of theirs.
+constexpr std::size_t kFinishedRemembered = 256;
 
 unsigned compression_threads() {
     return std::clamp(std::thread::hardware_concurrency(), 1U, kMaxCompressionThreads);
@@ -165,6 +167,7 @@ bool file_name_char(char c) {
 
 struct ArchiveMetrics {
     metrics::Counter runs_opened;
+    metrics::Counter runs_reopened;
     metrics::Counter runs_closed;
     metrics::Counter reduced_written;
     metrics::Counter results_written;
@@ -177,6 +180,8 @@ struct ArchiveMetrics {
 
 Result<ArchiveMetrics> register_metrics(metrics::Registry& registry) {
     auto opened = registry.counter("anisoflow_archive_runs_opened_total", "run files created");
+    auto reopened = registry.counter("anisoflow_archive_runs_reopened_total",
+                                     "run files a killed archive left open, reopened to go on");
     auto closed = registry.counter("anisoflow_archive_runs_closed_total", "run files closed");
     auto reduced = registry.counter("anisoflow_archive_reduced_frames_written_total",
                                     "cakes appended to run files");
@@ -188,18 +193,19 @@ Result<ArchiveMetrics> register_metrics(metrics::Registry& registry) {
                                      "bytes of every message part read from the feeds");
     auto written = registry.counter("anisoflow_archive_bytes_written_total",
                                     "growth of the run files on disk, bytes");
-    auto errors = registry.counter_family(
-        "anisoflow_archive_errors_total", "messages that could not be archived, by reason",
-        "reason",
-        {"create", "no_open_run", "bad_cake", "write", "close", "raw_write", "raw_incomplete"});
+    auto errors =
+        registry.counter_family("anisoflow_archive_errors_total",
+                                "messages that could not be archived, by reason", "reason",
+                                {"create", "reopen", "no_open_run", "bad_cake", "write", "close",
+                                 "raw_write", "raw_incomplete"});
     auto rejected = registry.counter_family("anisoflow_archive_messages_rejected_total",
                                             "messages dropped by decode(), by reason", "reason");
-    if (!opened || !closed || !reduced || !results || !raw || !received || !written || !errors ||
-        !rejected) {
+    if (!opened || !reopened || !closed || !reduced || !results || !raw || !received || !written ||
+        !errors || !rejected) {
         return fail(ErrorCode::kInvalidArgument, "cannot register the archive metrics");
     }
-    return ArchiveMetrics{*opened,   *closed,  *reduced, *results, *raw,
-                          *received, *written, *errors,  *rejected};
+    return ArchiveMetrics{*opened, *reopened, *closed,  *reduced, *results,
+                          *raw,    *received, *written, *errors,  *rejected};
 }
 
 class ArchiveService {
@@ -411,44 +417,105 @@ class ArchiveService {
     }
 
     archive::RunArchive* find(const std::string& run_id, std::string_view what) {
-        auto found = runs_.find(run_id);
-        if (found == runs_.end()) {
+        OpenRun* run = open_run(run_id);
+        if (run == nullptr) {
             count_error("no_open_run",
                         fmt::format("{} of run {} without an open file", what, run_id));
             return nullptr;
         }
-        return &found->second.file;
+        return &run->file;
     }
 
-    void on_run_start(const pb::RunStart& start) {
-        if (runs_.contains(start.run_id())) {
-            return;
-        }
-        const std::filesystem::path path =
-            std::filesystem::path(config_.archive_dir()) / run_file_name(start.run_id());
+    [[nodiscard]] archive::ArchiveOptions archive_options() const {
         archive::ArchiveOptions options;
         options.store_raw = raw_enabled_;
         options.raw_compression = raw_compression_;
-        auto created = archive::RunArchive::create(path, start, options);
+        return options;
+    }
+
+    [[nodiscard]] std::filesystem::path run_path(const std::string& run_id) const {
+        return std::filesystem::path(config_.archive_dir()) / run_file_name(run_id);
+    }
+
+    // The open file of a run; a file a killed archive left "running" is reopened
+    // (docs/faults.md): a restarted archive hears no RunStart of a run already under way, so
+    // any message of the run reopens it. Null when there is no file to go on with.
+    OpenRun* open_run(const std::string& run_id) {
+        if (auto found = runs_.find(run_id); found != runs_.end()) {
+            return &found->second;
+        }
+        std::error_code ec;
+        const std::filesystem::path path = run_path(run_id);
+        if (finished_.contains(run_id) || !std::filesystem::exists(path, ec)) {
+            return nullptr;
+        }
+        auto reopened = archive::RunArchive::reopen(path, run_id, archive_options());
+        if (!reopened) {
+            count_error("reopen", reopened.error().message);
+            remember_finished(run_id);
+            return nullptr;
+        }
+        // The raw frames already stored, so that those the killed archive lost are named at
+        // the end (missing_raw).
+        std::set<std::uint64_t> stored;
+        if (auto sequences = reopened->stored_raw_sequences()) {
+            stored.insert(sequences->begin(), sequences->end());
+        } else {
+            count_error("reopen", sequences.error().message);
+        }
+        metrics_.runs_reopened.increment();
+        spdlog::info(
+            "run file reopened run={} path={} raw_frames={} cakes={} results={} state_changes={}",
+            run_id, path.string(), reopened->raw_frames() + reopened->flat_fields(),
+            reopened->reduced_frames(), reopened->results(), reopened->state_changes());
+        file_sizes_[run_id] = std::filesystem::file_size(path, ec);  // 0 when unknown
+        auto [it, added] =
+            runs_.emplace(run_id, OpenRun{std::move(*reopened), std::nullopt, !raw_enabled_,
+                                          Clock::time_point{}, 0, std::move(stored)});
+        return &it->second;
+    }
+
+    void remember_finished(const std::string& run_id) {
+        if (finished_.insert(run_id).second) {
+            finished_order_.push_back(run_id);
+        }
+        if (finished_order_.size() > kFinishedRemembered) {
+            finished_.erase(finished_order_.front());
+            finished_order_.pop_front();
+        }
+    }
+
+    void on_run_start(const pb::RunStart& start) {
+        const std::string& run_id = start.run_id();
+        if (runs_.contains(run_id)) {
+            return;
+        }
+        std::error_code ec;
+        const std::filesystem::path path = run_path(run_id);
+        if (!finished_.contains(run_id) && std::filesystem::exists(path, ec)) {
+            (void)open_run(run_id);  // a killed archive's file: reopened (or refused, counted)
+            return;
+        }
+        auto created = archive::RunArchive::create(path, start, archive_options());
         if (!created) {
             count_error("create", created.error().message);
             return;
         }
         metrics_.runs_opened.increment();
-        spdlog::info("run file created run={} path={}", start.run_id(), path.string());
+        spdlog::info("run file created run={} path={}", run_id, path.string());
         runs_.emplace(
-            start.run_id(),
+            run_id,
             OpenRun{std::move(*created), std::nullopt, !raw_enabled_, Clock::time_point{}, 0, {}});
     }
 
     // Run control's state change (docs/run-control.md) into /entry/run_log as it happens. One
     // that comes before its run's file is open is not lost: every RunEnd carries the whole log.
     void on_run_event(const pb::RunEvent& event) {
-        auto found = runs_.find(event.run_id());
-        if (found == runs_.end()) {
+        OpenRun* run = open_run(event.run_id());
+        if (run == nullptr) {
             return;
         }
-        if (auto ok = found->second.file.append_state_change(event.run_id(), event.change()); !ok) {
+        if (auto ok = run->file.append_state_change(event.run_id(), event.change()); !ok) {
             count_error("write", ok.error().message);
         }
     }
@@ -543,13 +610,13 @@ class ArchiveService {
     }
 
     void on_raw_end(const pb::RunEnd& end) {
-        auto found = runs_.find(end.run_id());
-        if (found == runs_.end()) {
+        OpenRun* run = open_run(end.run_id());
+        if (run == nullptr) {
             return;  // a repeated RunEnd of a closed run, or a run whose file failed
         }
         const pb::FrameCounts& sent = end.frames_sent();
-        found->second.raw_ended = true;
-        found->second.raw_frames_sent =
+        run->raw_ended = true;
+        run->raw_frames_sent =
             sent.data_p() + sent.data_n() + sent.dark() + sent.flat() + sent.background();
     }
 
@@ -622,16 +689,15 @@ class ArchiveService {
     }
 
     void on_run_end(const pb::RunEnd& end) {
-        auto found = runs_.find(end.run_id());
-        if (found == runs_.end()) {
+        OpenRun* run = open_run(end.run_id());
+        if (run == nullptr) {
             count_error("no_open_run",
                         fmt::format("the end of run {} without an open file", end.run_id()));
             return;
         }
-        if (!found->second.end) {
-            found->second.end = end;
-            found->second.raw_deadline =
-                Clock::now() + milliseconds(config_.raw_drain_timeout_ms());
+        if (!run->end) {
+            run->end = end;
+            run->raw_deadline = Clock::now() + milliseconds(config_.raw_drain_timeout_ms());
         }
     }
 
@@ -686,6 +752,7 @@ class ArchiveService {
         }
         count_bytes_written(run_id, run.file);
         file_sizes_.erase(run_id);
+        remember_finished(run_id);
         { [[maybe_unused]] OpenRun released = std::move(run); }
         metrics_.runs_closed.increment();
         spdlog::info("run file closed run={} raw_frames={} reduced_frames={} results={} reason={}",
@@ -706,6 +773,8 @@ class ArchiveService {
     using RawItem = std::variant<std::shared_ptr<RawJob>, pb::RunStart, pb::RunEnd, pb::RunEvent>;
     std::deque<RawItem> raw_order_;  // the raw feed's messages not yet applied, in feed order
     std::map<std::string, OpenRun, std::less<>> runs_;
+    std::set<std::string, std::less<>> finished_;  // closed or refused: never reopened
+    std::deque<std::string> finished_order_;       // oldest first, kFinishedRemembered at most
     std::map<std::string, std::uintmax_t, std::less<>> file_sizes_;
     std::map<std::string, Clock::time_point, std::less<>> last_logged_;
     transport::RejectionLog rejections_{"archive"};
