@@ -28,6 +28,7 @@
 #include "anisoflow/codec/lz4.hpp"
 #include "anisoflow/metrics/metrics.hpp"
 #include "anisoflow/reduce/cake_integrator.hpp"
+#include "anisoflow/runtime/disk_room.hpp"
 #include "anisoflow/transport/message.hpp"
 #include "anisoflow/transport/payload.hpp"
 #include "anisoflow/transport/rejection_log.hpp"
@@ -176,6 +177,8 @@ struct ArchiveMetrics {
     metrics::Counter bytes_written;
     metrics::CounterFamily errors;
     metrics::CounterFamily rejected;
+    metrics::Gauge disk_full;
+    metrics::Counter disk_full_holds;
 };
 
 Result<ArchiveMetrics> register_metrics(metrics::Registry& registry) {
@@ -200,12 +203,17 @@ Result<ArchiveMetrics> register_metrics(metrics::Registry& registry) {
                                  "raw_write", "raw_incomplete"});
     auto rejected = registry.counter_family("anisoflow_archive_messages_rejected_total",
                                             "messages dropped by decode(), by reason", "reason");
+    auto disk_full = registry.gauge("anisoflow_archive_disk_full",
+                                    "1 while archive_dir has less than min_free_disk_bytes free "
+                                    "and archive takes nothing from its feeds");
+    auto holds = registry.counter("anisoflow_archive_disk_full_holds_total",
+                                  "times archive held its feeds for a full disk");
     if (!opened || !reopened || !closed || !reduced || !results || !raw || !received || !written ||
-        !errors || !rejected) {
+        !errors || !rejected || !disk_full || !holds) {
         return fail(ErrorCode::kInvalidArgument, "cannot register the archive metrics");
     }
-    return ArchiveMetrics{*opened, *reopened, *closed,  *reduced, *results,
-                          *raw,    *received, *written, *errors,  *rejected};
+    return ArchiveMetrics{*opened,   *reopened, *closed, *reduced,  *results,   *raw,
+                          *received, *written,  *errors, *rejected, *disk_full, *holds};
 }
 
 class ArchiveService {
@@ -262,8 +270,15 @@ class ArchiveService {
                      config_.archive_dir(),
                      raw_enabled_ ? config_.raw_compression() : std::string("off"),
                      pool_ ? compression_threads() : 0U);
+        disk_room_ = runtime::DiskRoom(config_.archive_dir(), config_.min_free_disk_bytes());
         const runtime::StopToken stop = context_.stop.token();
         while (!stop.stop_requested()) {
+            if (!disk_has_room()) {
+                // Nothing is taken from the feeds and nothing written: their high-water marks
+                // hold analyze and ingest back, and ingest its source (docs/faults.md).
+                std::this_thread::sleep_for(kPollInterval);
+                continue;
+            }
             // Raw frames being compressed: look at the sockets without waiting, then wait (a
             // little) for the oldest frame instead.
             const bool compressing = !raw_order_.empty();
@@ -343,7 +358,7 @@ class ArchiveService {
     // Everything queued on `socket` now, without waiting (on the raw feed, up to the bound of
     // frames being compressed).
     Result<void> drain(zmq::socket_t& socket, const char* key, bool raw_feed) {
-        while (!(raw_feed && raw_full())) {
+        while (!(raw_feed && raw_full()) && disk_has_room()) {
             auto received = transport::receive(socket, milliseconds{0});
             if (!received) {
                 return tl::unexpected(received.error().with_context(key));
@@ -404,6 +419,32 @@ class ArchiveService {
             metrics_.bytes_written.increment(static_cast<double>(size - last));
         }
         last = size;
+    }
+
+    // Whether the run directory's disk has room for what comes next: at least
+    // min_free_disk_bytes free (docs/faults.md, "What each fault costs"). Says when a hold
+    // starts and ends.
+    bool disk_has_room() {
+        const runtime::DiskRoom::Check check = disk_room_.check();
+        if (check.error && !disk_room_error_logged_) {
+            disk_room_error_logged_ = true;  // a write failing then says the rest
+            spdlog::warn("cannot look at the free disk space, not holding: {}",
+                         check.error->message);
+        }
+        if (check.changed) {
+            metrics_.disk_full.set(check.has_room ? 0.0 : 1.0);
+            if (check.has_room) {
+                spdlog::info("disk has room again, taking the feeds archive_dir={} free_bytes={}",
+                             config_.archive_dir(), check.free_bytes);
+            } else {
+                metrics_.disk_full_holds.increment();
+                spdlog::warn(
+                    "disk full, holding the feeds archive_dir={} free_bytes={} "
+                    "min_free_disk_bytes={}",
+                    config_.archive_dir(), check.free_bytes, disk_room_.reserve_bytes());
+            }
+        }
+        return check.has_room;
     }
 
     void count_error(std::string_view reason, const std::string& detail) {
@@ -770,6 +811,8 @@ class ArchiveService {
     archive::RawCompression raw_compression_ = archive::RawCompression::kBslz4;
     // RAW frames are compressed on these threads when raw_compression is lz4 or bslz4.
     std::unique_ptr<CompressionPool> pool_;
+    runtime::DiskRoom disk_room_;
+    bool disk_room_error_logged_ = false;
     using RawItem = std::variant<std::shared_ptr<RawJob>, pb::RunStart, pb::RunEnd, pb::RunEvent>;
     std::deque<RawItem> raw_order_;  // the raw feed's messages not yet applied, in feed order
     std::map<std::string, OpenRun, std::less<>> runs_;

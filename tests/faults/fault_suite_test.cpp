@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -30,16 +31,20 @@
 #include <regex>
 #include <set>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <hdf5.h>
 #include <nlohmann/json.hpp>
 #include <signal.h>  // NOLINT(modernize-deprecated-headers): SIGSTOP/SIGCONT are POSIX
+#include <unistd.h>
 #include <zmq.hpp>
 
+#include "anisoflow/runtime/disk_room.hpp"
 #include "anisoflow/testing/cli_runner.hpp"
 #include "anisoflow/testing/hdf5_values.hpp"
 #include "anisoflow/testing/test_paths.hpp"
@@ -253,12 +258,50 @@ std::string compare_with_offline(const stream::v1::AnalysisResult& live,
 // ---------------------------------------------------------------------------------------------
 // One round.
 
-enum class Fault { kKill, kStall, kSlowDisk };
+enum class Fault { kKill, kStall, kSlowDisk, kFullDisk };
 
 // The slow disk: archive's writes into the run directory go at this rate. The run's cakes alone
 // (1000 x 72 cells, three float64 arrays: 1.7 MB each) then take ~9 s to write, three times the
 // stream's length, so archive falls behind and holds analyze back for most of the round.
 constexpr double kSlowDiskBytesPerS = 4e6;
+
+// The full disk: archive runs in its own user and mount namespace (unshare, no root needed where
+// the kernel allows unprivileged user namespaces) with a tmpfs of this size over the run
+// directory; the round fills it up to half the reserve with a ballast file, until ingest holds
+// its source back, and then deletes it. The run's file takes ~210 MB (1.7 MB of cakes per data
+// frame).
+constexpr std::uint64_t kFullDiskTmpfsBytes = 384ULL << 20U;
+constexpr std::uint64_t kFullDiskReserveBytes = 32ULL << 20U;
+
+// The run directory as archive sees it, in its own mount namespace (the full-disk round's tmpfs).
+fs::path archive_view(FaultChain& chain) {
+    return fs::path("/proc") / std::to_string(chain.child(Service::kArchive).pid()) / "root" /
+           fs::absolute(chain.runs_dir()).relative_path();
+}
+
+// Fills the file system of `ballast`'s directory with that one file until `leave_bytes` are
+// free (fatal failure when it cannot).
+void fill_disk(const fs::path& ballast, std::uint64_t leave_bytes) {
+    const auto free_bytes = runtime::free_disk_bytes(ballast.parent_path());
+    ASSERT_TRUE(free_bytes.has_value()) << free_bytes.error().message;
+    ASSERT_GT(*free_bytes, leave_bytes) << "the disk is full already";
+    const int fd = ::open(ballast.c_str(), O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0) << ballast << ": " << std::generic_category().message(errno);
+    const int allocated = ::posix_fallocate(fd, 0, static_cast<off_t>(*free_bytes - leave_bytes));
+    ::close(fd);
+    ASSERT_EQ(allocated, 0) << ballast << ": " << std::generic_category().message(allocated);
+}
+
+// Whether this machine lets an unprivileged process mount a tmpfs in a namespace of its own.
+bool can_mount_tmpfs() {
+    static const bool can = [] {
+        // NOLINTNEXTLINE(concurrency-mt-unsafe,cert-env33-c): before the round's threads start
+        return std::system(
+                   "unshare -rm sh -c 'mount -t tmpfs -o size=1m none /mnt' "
+                   ">/dev/null 2>&1") == 0;
+    }();
+    return can;
+}
 
 struct RoundPlan {
     std::string name;
@@ -338,7 +381,9 @@ void run_round(const RoundPlan& plan) {
     std::mt19937_64 random(seed);
     SimulatedRun run;
     run.run_id = "fault-" + plan.name;
-    if (plan.fault == Fault::kStall) {
+    // A stalled archive or analyze, or a full disk, must turn into backpressure on the source.
+    const bool holds_back = plan.fault == Fault::kStall || plan.fault == Fault::kFullDisk;
+    if (holds_back) {
         // Longer and larger frames: a stall must hold the source back while it still sends,
         // and a missing bound would show in ingest's memory.
         run.rows = 256;
@@ -354,14 +399,28 @@ void run_round(const RoundPlan& plan) {
     SCOPED_TRACE(::testing::Message() << "round " << plan.name << " seed " << seed
                                       << " (ANISOFLOW_FAULT_SEED=" << suite_seed() << ")");
 
+    if (plan.fault == Fault::kFullDisk && !can_mount_tmpfs()) {
+        GTEST_SKIP() << "this machine does not let an unprivileged process mount a tmpfs in a "
+                        "namespace of its own (unshare -rm): no full disk to give archive";
+    }
     FaultChain chain(plan.name);
-    if (plan.fault == Fault::kStall) {
+    if (holds_back) {
         const std::string frames = std::to_string(kStallQueueFrames);
         chain.set(Service::kIngest, "queue_capacity_frames", frames);
         chain.set(Service::kIngest, "source.receive_hwm_messages", frames);
         chain.set(Service::kIngest, "max_unconfirmed_frames", frames);
         chain.set(Service::kIngest, "endpoints.raw_out.send_hwm_messages", frames);
         chain.set(Service::kArchive, "endpoints.raw_in.receive_hwm_messages", frames);
+    }
+    if (plan.fault == Fault::kFullDisk) {
+        // $0 is the run directory, "$@" the archive's command line.
+        chain.set_prefix(Service::kArchive,
+                         {"/usr/bin/unshare", "-rm", "sh", "-c",
+                          fmt::format("mount -t tmpfs -o size={} anisoflow-full-disk \"$0\" && "
+                                      "exec \"$@\"",
+                                      kFullDiskTmpfsBytes),
+                          fs::absolute(chain.runs_dir()).string()});
+        chain.set(Service::kArchive, "min_free_disk_bytes", std::to_string(kFullDiskReserveBytes));
     }
     if (plan.fault == Fault::kSlowDisk) {
         chain.set_env(Service::kArchive, "LD_PRELOAD", ANISOFLOW_SLOW_WRITE);
@@ -389,8 +448,8 @@ void run_round(const RoundPlan& plan) {
     // A killed service is back before the stream ends (kill in the first 60 %, down at most
     // 30 % of the stream): a service restarted after its run ended is a known gap
     // (docs/faults.md, "What does not hold yet").
-    std::uniform_real_distribution<double> when(
-        0.2 * run.duration_s(), (plan.fault == Fault::kStall ? 0.4 : 0.6) * run.duration_s());
+    std::uniform_real_distribution<double> when(0.2 * run.duration_s(),
+                                                (holds_back ? 0.4 : 0.6) * run.duration_s());
     const double fault_at_s = plan.fault == Fault::kSlowDisk ? 0.0 : when(random);
     std::this_thread::sleep_for(std::chrono::duration<double>(fault_at_s));
     if (plan.fault == Fault::kKill) {
@@ -409,14 +468,21 @@ void run_round(const RoundPlan& plan) {
     } else if (plan.fault == Fault::kSlowDisk) {
         f.moment = fmt::format("archive writes at {:.0f} MB/s", kSlowDiskBytesPerS / 1e6);
     } else {
-        // Stopped until ingest holds its source back (its received count still for a second),
-        // then resumed: the queues in front of the stalled service are bounded, and a stall
-        // turns into backpressure, never into growth or loss.
+        // Stopped, or its disk full, until ingest holds its source back (its received count
+        // still for a second), then resumed or given room: the queues in front of the stalled
+        // service are bounded, and a stall or a full disk turns into backpressure, never into
+        // growth or loss.
         const pid_t ingest_pid = chain.child(Service::kIngest).pid();
         const std::uint64_t rss_before = testing::resident_bytes(ingest_pid);
         std::uint64_t rss_peak = rss_before;
         const auto stopped = Clock::now();
-        chain.child(plan.victim).signal(SIGSTOP);
+        fs::path ballast;
+        if (plan.fault == Fault::kStall) {
+            chain.child(plan.victim).signal(SIGSTOP);
+        } else {
+            ballast = archive_view(chain) / "ballast";
+            ASSERT_NO_FATAL_FAILURE(fill_disk(ballast, kFullDiskReserveBytes / 2));
+        }
         double received = -1.0;
         auto still_since = Clock::now();
         std::string held;
@@ -432,10 +498,24 @@ void run_round(const RoundPlan& plan) {
             }
         }
         const double stall_s = std::chrono::duration<double>(Clock::now() - stopped).count();
-        chain.child(plan.victim).signal(SIGCONT);
-        f.moment = fmt::format("stop {:.2f}s for {:.2f}s", fault_at_s, stall_s);
+        if (plan.fault == Fault::kStall) {
+            chain.child(plan.victim).signal(SIGCONT);
+            f.moment = fmt::format("stop {:.2f}s for {:.2f}s", fault_at_s, stall_s);
+        } else {
+            const std::string archive_metrics = chain.metrics(Service::kArchive);
+            EXPECT_EQ(testing::metric_value(archive_metrics, "anisoflow_archive_disk_full"), 1.0)
+                << "archive does not say its disk is full\n"
+                << archive_metrics;
+            std::error_code removed;
+            fs::remove(ballast, removed);
+            EXPECT_FALSE(removed) << ballast << ": " << removed.message();
+            f.moment = fmt::format("disk full {:.2f}s for {:.2f}s", fault_at_s, stall_s);
+        }
+        const std::string fault = plan.fault == Fault::kStall
+                                      ? service_name(plan.victim) + " stalled"
+                                      : std::string("archive's disk was full");
         EXPECT_LT(Clock::now() - stopped, kStallLimit)
-            << "ingest kept taking frames while " << service_name(plan.victim) << " stalled\n"
+            << "ingest kept taking frames while " << fault << "\n"
             << held;
         EXPECT_LT(received, static_cast<double>(run.frame_count()))
             << "the stream ended before the stall held it back";
@@ -446,8 +526,8 @@ void run_round(const RoundPlan& plan) {
         const std::uint64_t frame_bytes = run.rows * run.cols * 2;
         const std::uint64_t budget = kStallBudgetFrames * frame_bytes + kStallSlackBytes;
         if (kResidentMemoryMeaningful) {
-            EXPECT_LE(rss_peak - rss_before, budget) << "ingest grew beyond its queues while "
-                                                     << service_name(plan.victim) << " stalled";
+            EXPECT_LE(rss_peak - rss_before, budget)
+                << "ingest grew beyond its queues while " << fault;
         }
         f.moment += fmt::format(", ingest +{:.1f} MB",
                                 static_cast<double>(rss_peak - rss_before) / (1U << 20U));
@@ -487,11 +567,20 @@ void run_round(const RoundPlan& plan) {
                                   "anisoflow_ingest_frames_rejected_total{reason=\"no_run\"}");
         f.refused = std::isnan(refused) ? 0 : static_cast<std::size_t>(refused);
     }
+    const fs::path run_file = chain.runs_dir() / (run.run_id + ".nxs");
+    if (plan.fault == Fault::kFullDisk) {
+        // The file lives in archive's tmpfs, gone with archive: copied out while it runs.
+        std::error_code copied;
+        fs::copy_file(archive_view(chain) / run_file.filename(), run_file,
+                      fs::copy_options::overwrite_existing, copied);
+        EXPECT_FALSE(copied) << "the run file cannot be copied out of archive's tmpfs: "
+                             << copied.message();
+    }
     for (const auto& [name, code] : chain.stop_all()) {
         EXPECT_EQ(code, 0) << name << " did not exit 0 on SIGTERM\n" << chain.logs();
     }
 
-    const RunFile file = read_run_file(chain.runs_dir() / (run.run_id + ".nxs"));
+    const RunFile file = read_run_file(run_file);
     EXPECT_TRUE(file.opened) << "the run file does not open\n" << chain.logs();
     f.raw_archived = file.raw.size();
     f.cakes_archived = std::set<std::uint64_t>(file.cakes.begin(), file.cakes.end()).size();
@@ -571,10 +660,11 @@ INSTANTIATE_TEST_SUITE_P(
                       RoundPlan{"kill-ingest", Fault::kKill, Service::kIngest}),
     round_name);
 
-INSTANTIATE_TEST_SUITE_P(Disk, FaultRound,
-                         ::testing::Values(RoundPlan{"slow-disk", Fault::kSlowDisk,
-                                                     Service::kArchive}),
-                         round_name);
+INSTANTIATE_TEST_SUITE_P(
+    Disk, FaultRound,
+    ::testing::Values(RoundPlan{"slow-disk", Fault::kSlowDisk, Service::kArchive},
+                      RoundPlan{"full-disk", Fault::kFullDisk, Service::kArchive}),
+    round_name);
 
 INSTANTIATE_TEST_SUITE_P(
     Stall, FaultRound,
