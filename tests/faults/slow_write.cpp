@@ -16,46 +16,22 @@
 
 namespace {
 
-struct Throttle {
-    std::string directory;
+using WriteFunction = ssize_t (*)(int, const void*, size_t);
+using PwriteFunction = ssize_t (*)(int, const void*, size_t, off_t);
+
+// Read once when the library is loaded, before the process starts a thread: a lazily built
+// static would be initialised under a guard this uninstrumented library hides from
+// ThreadSanitizer, which then reports the first reads as racing with it. Constant-initialised,
+// so nothing runs before load_settings().
+struct Settings {
+    std::array<char, 4096> directory{};
+    std::size_t directory_size = 0;
     double bytes_per_s = 0.0;
+    WriteFunction write = nullptr;
+    PwriteFunction pwrite = nullptr;
+    PwriteFunction pwrite64 = nullptr;
 };
-
-const Throttle& throttle() {
-    static const Throttle settings = [] {
-        Throttle t;
-        // NOLINTBEGIN(concurrency-mt-unsafe): read once, at the first write
-        const char* directory = std::getenv("ANISOFLOW_SLOW_WRITE_DIR");
-        const char* rate = std::getenv("ANISOFLOW_SLOW_WRITE_BYTES_PER_S");
-        // NOLINTEND(concurrency-mt-unsafe)
-        if (directory != nullptr && rate != nullptr) {
-            t.directory = directory;
-            t.bytes_per_s = std::strtod(rate, nullptr);
-        }
-        return t;
-    }();
-    return settings;
-}
-
-// Sleeps as long as `bytes` take at the configured rate when `fd` is a file under the directory.
-void pace(int fd, std::size_t bytes) {
-    const Throttle& t = throttle();
-    if (t.bytes_per_s <= 0.0 || bytes == 0) {
-        return;
-    }
-    std::array<char, 4096> path{};
-    const std::string link = "/proc/self/fd/" + std::to_string(fd);
-    const ssize_t length = ::readlink(link.c_str(), path.data(), path.size() - 1);
-    if (length <= 0 || std::strncmp(path.data(), t.directory.c_str(), t.directory.size()) != 0) {
-        return;
-    }
-    const double seconds = static_cast<double>(bytes) / t.bytes_per_s;
-    timespec wait{};
-    wait.tv_sec = static_cast<time_t>(seconds);
-    wait.tv_nsec = static_cast<long>((seconds - static_cast<double>(wait.tv_sec)) * 1e9);
-    while (::nanosleep(&wait, &wait) != 0) {
-    }
-}
+Settings settings;  // NOLINT(cppcoreguidelines-avoid-non-const-global-variables): set at load
 
 template <typename Function>
 Function next(const char* name) {
@@ -63,26 +39,73 @@ Function next(const char* name) {
     return reinterpret_cast<Function>(::dlsym(RTLD_NEXT, name));
 }
 
+[[gnu::constructor]] void load_settings() {
+    settings.write = next<WriteFunction>("write");
+    settings.pwrite = next<PwriteFunction>("pwrite");
+    settings.pwrite64 = next<PwriteFunction>("pwrite64");
+    // NOLINTBEGIN(concurrency-mt-unsafe): read at load, before any thread
+    const char* directory = std::getenv("ANISOFLOW_SLOW_WRITE_DIR");
+    const char* rate = std::getenv("ANISOFLOW_SLOW_WRITE_BYTES_PER_S");
+    // NOLINTEND(concurrency-mt-unsafe)
+    if (directory == nullptr || rate == nullptr) {
+        return;
+    }
+    const std::size_t size = std::strlen(directory);
+    if (size >= settings.directory.size()) {
+        return;  // longer than a path can be: pass through
+    }
+    std::memcpy(settings.directory.data(), directory, size);
+    settings.directory_size = size;
+    settings.bytes_per_s = std::strtod(rate, nullptr);
+}
+
+// Sleeps as long as `bytes` take at the configured rate when `fd` is a file under the directory.
+void pace(int fd, std::size_t bytes) {
+    if (settings.bytes_per_s <= 0.0 || bytes == 0) {
+        return;
+    }
+    std::array<char, 4096> path{};
+    const std::string link = "/proc/self/fd/" + std::to_string(fd);
+    const ssize_t length = ::readlink(link.c_str(), path.data(), path.size() - 1);
+    if (length <= 0 ||
+        std::strncmp(path.data(), settings.directory.data(), settings.directory_size) != 0) {
+        return;
+    }
+    const double seconds = static_cast<double>(bytes) / settings.bytes_per_s;
+    timespec wait{};
+    wait.tv_sec = static_cast<time_t>(seconds);
+    wait.tv_nsec = static_cast<long>((seconds - static_cast<double>(wait.tv_sec)) * 1e9);
+    while (::nanosleep(&wait, &wait) != 0) {
+    }
+}
+
 }  // namespace
 
 extern "C" {
 
+// A write before load_settings() ran (another library's constructor) passes through.
 ssize_t write(int fd, const void* buffer, size_t bytes) {
-    static const auto real = next<ssize_t (*)(int, const void*, size_t)>("write");
+    if (settings.write == nullptr) {
+        return next<WriteFunction>("write")(fd, buffer, bytes);
+    }
     pace(fd, bytes);
-    return real(fd, buffer, bytes);
+    return settings.write(fd, buffer, bytes);
 }
 
 ssize_t pwrite(int fd, const void* buffer, size_t bytes, off_t offset) {
-    static const auto real = next<ssize_t (*)(int, const void*, size_t, off_t)>("pwrite");
+    if (settings.pwrite == nullptr) {
+        return next<PwriteFunction>("pwrite")(fd, buffer, bytes, offset);
+    }
     pace(fd, bytes);
-    return real(fd, buffer, bytes, offset);
+    return settings.pwrite(fd, buffer, bytes, offset);
 }
 
 ssize_t pwrite64(int fd, const void* buffer, size_t bytes, off_t offset) {
-    static const auto real = next<ssize_t (*)(int, const void*, size_t, off_t)>("pwrite64");
+    if (settings.pwrite64 == nullptr) {
+        return next<PwriteFunction>("pwrite64")(fd, buffer, bytes, offset);
+    }
     pace(fd, bytes);
-    return real(fd, buffer, bytes, offset);
+    return settings.pwrite64(fd, buffer, bytes, offset);
 }
 
 }  // extern "C"
