@@ -71,7 +71,7 @@ pb::StateChange state_change(std::uint32_t index) {
     change.set_type(index == 0 ? pb::STATE_CHANGE_TYPE_RUN_STARTED
                                : pb::STATE_CHANGE_TYPE_STATE_SET);
     change.set_changed_unix_ns(1715941800000000000 + index);
-    change.set_next_sequence(index * 10);
+    change.set_next_sequence(std::uint64_t{index} * 10);
     change.set_note("change " + std::to_string(index));
     return change;
 }
