@@ -282,4 +282,31 @@ Result<std::vector<std::string>> arguments_with_config(const std::vector<std::st
     return result;
 }
 
+void add_curve_options(CLI::App& command, CurveOptions& curve) {
+    command
+        .add_option("--curve-certificate", curve.certificate,
+                    "CURVE: this side's secret certificate (anisoflow keys DIR NAME writes "
+                    "DIR/NAME.key_secret); with --curve-public-keys-dir, on tcp only "
+                    "(docs/security.md)")
+        ->check(CLI::ExistingFile);
+    command
+        .add_option("--curve-public-keys-dir", curve.public_keys_dir,
+                    "CURVE: directory of trusted public certificates; the server's is "
+                    "<host>.key for tcp://<host>:port")
+        ->check(CLI::ExistingDirectory);
+}
+
+Result<transport::SocketSecurity> load_curve(const CurveOptions& curve) {
+    config::v1::Security security;
+    security.set_curve_certificate(curve.certificate);
+    security.set_curve_public_keys_dir(curve.public_keys_dir);
+    auto loaded = transport::SocketSecurity::load(security);
+    if (!loaded) {
+        // The loader names the service's keys; here they are options.
+        return tl::unexpected(
+            loaded.error().with_context("--curve-certificate / --curve-public-keys-dir"));
+    }
+    return std::move(*loaded);
+}
+
 }  // namespace anisoflow::app

@@ -1,6 +1,6 @@
 #pragma once
 // Pieces every anisoflow subcommand shares: progress on stderr, frame averaging for darks and
-// flats, the saturation level of a pixel type, output path checks.
+// flats, the saturation level of a pixel type, output path checks, CURVE options.
 
 #include <cstddef>
 #include <cstdint>
@@ -16,6 +16,7 @@
 #include "anisoflow/core/frame.hpp"
 #include "anisoflow/core/result.hpp"
 #include "anisoflow/reduce/corrections.hpp"
+#include "anisoflow/transport/socket_security.hpp"
 
 namespace anisoflow::app {
 
@@ -84,5 +85,19 @@ Result<void> check_output_path(const std::string& path, const char* option);
 /// Returns the arguments to parse, the TOML keys turned into flags after the given ones.
 Result<std::vector<std::string>> arguments_with_config(const std::vector<std::string>& arguments,
                                                        const CLI::App& subcommand);
+
+/// CURVE on a command's own tcp socket (docs/security.md, "CURVE between hosts"): the two
+/// settings of a service's [security] section, as `--curve-certificate` and
+/// `--curve-public-keys-dir`. Both empty: a plain socket.
+struct CurveOptions {
+    std::string certificate;      ///< this client's (or server's) secret certificate
+    std::string public_keys_dir;  ///< trusted public certificates; the server's is <host>.key
+};
+
+/// Declares --curve-certificate and --curve-public-keys-dir on `command`.
+void add_curve_options(CLI::App& command, CurveOptions& curve);
+
+/// The certificates the options name, read and checked; errors name the option and the file.
+Result<transport::SocketSecurity> load_curve(const CurveOptions& curve);
 
 }  // namespace anisoflow::app

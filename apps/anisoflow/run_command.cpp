@@ -22,6 +22,8 @@
 #include "anisoflow/transport/message.hpp"
 #include "anisoflow/transport/socket.hpp"
 
+#include "command_support.hpp"
+
 namespace anisoflow::app {
 
 namespace {
@@ -92,10 +94,14 @@ Result<pb::StartRun> start_request(const RunOptions& o) {
 // Sends one request and waits for its reply; a fresh REQ socket each time, so a lost reply
 // never leaves a socket stuck in its send/receive lock-step.
 Result<pb::RunControlReply> exchange(const RunOptions& o, const pb::RunControlRequest& request) {
+    auto security = load_curve(o.curve);
+    if (!security) {
+        return tl::unexpected(security.error());
+    }
     zmq::context_t context;
     transport::SocketOptions options;
     options.linger = milliseconds{0};
-    auto socket = transport::open_socket(context, zmq::socket_type::req, ">" + o.address, options);
+    auto socket = security->open(context, zmq::socket_type::req, ">" + o.address, options);
     if (!socket) {
         return tl::unexpected(socket.error().with_context("--address"));
     }
@@ -116,8 +122,11 @@ Result<pb::RunControlReply> exchange(const RunOptions& o, const pb::RunControlRe
         return tl::unexpected(received.error());
     }
     if (!*received) {
+        // A CURVE handshake ingest refused looks the same from here: nothing comes back.
         return fail(ErrorCode::kIo,
-                    "{}: no reply within {} ms (is ingest running with endpoints.run_control?)",
+                    "{}: no reply within {} ms (is ingest running with endpoints.run_control? "
+                    "with CURVE on, does ingest trust this client's certificate, "
+                    "--curve-certificate?)",
                     o.address, o.timeout_ms);
     }
     auto decoded = transport::decode(std::move(**received));
@@ -199,6 +208,7 @@ CLI::App* add_run_command(CLI::App& app, RunOptions& o) {
     run->add_option("--address", o.address, "ingest's run control endpoint")->capture_default_str();
     run->add_option("--timeout-ms", o.timeout_ms, "wait this long for the reply, ms")
         ->capture_default_str();
+    add_curve_options(*run, o.curve);
     run->add_flag("--json", o.json, "print the reply as JSON (RunControlReply)");
 
     CLI::App* start = run->add_subcommand("start", "open a run with its configuration");

@@ -7,12 +7,15 @@
 
 #include <CLI/CLI.hpp>
 
+#include "command_support.hpp"
+
 namespace anisoflow::app {
 
 struct RunOptions {
     std::string address = "tcp://127.0.0.1:5562";  ///< ingest's endpoints.run_control
     int timeout_ms = 5000;                         ///< wait for the reply this long
     bool json = false;                             ///< print the reply as JSON
+    CurveOptions curve;                            ///< CURVE to a tcp run control endpoint
     // start
     std::string config_path;  ///< TOML of an ExperimentConfig (docs/run-control.md)
     std::string poni_path;    ///< PONI file: the geometry, over the TOML's

@@ -337,13 +337,24 @@ class StreamSender {
             address.insert(0, ">");
         }
         StreamSender sender;
+        auto security = load_curve(o.stream_curve);
+        if (!security) {
+            return tl::unexpected(security.error());
+        }
         sender.context_ = std::make_unique<zmq::context_t>();
+        sender.security_ = std::move(*security);
+        // A bound CURVE socket admits the clients of --curve-public-keys-dir (ZAP handler).
+        if (sender.security_.curve() && !address.empty() && address.front() == '@') {
+            if (auto started = sender.security_.start(*sender.context_); !started) {
+                return tl::unexpected(started.error().with_context("--stream"));
+            }
+        }
         transport::SocketOptions options;
         options.send_hwm = 4;
         // Frames still queued when the run ends are delivered before the process exits.
         options.linger = std::chrono::minutes(1);
         auto socket =
-            transport::open_socket(*sender.context_, zmq::socket_type::push, address, options);
+            sender.security_.open(*sender.context_, zmq::socket_type::push, address, options);
         if (!socket) {
             return tl::unexpected(socket.error().with_context("--stream"));
         }
@@ -445,6 +456,7 @@ class StreamSender {
     }
 
     std::unique_ptr<zmq::context_t> context_;
+    transport::SocketSecurity security_;  // after the context: its ZAP handler goes first
     zmq::socket_t socket_;
     std::string run_id_;
     std::uint64_t sequence_ = 0;
@@ -508,6 +520,7 @@ CLI::App* add_simulate_command(CLI::App& app, SimulateOptions& o) {
     cmd->add_option("--stream", o.stream_address,
                     "also stream the run to ingest: PUSH to ADDR (>tcp://host:port connects, "
                     "@tcp://*:port binds): RunStart, darks, the flat, P and N frames, RunEnd");
+    add_curve_options(*cmd, o.stream_curve);
     cmd->add_option("--fps", o.stream_fps, "--stream: frames per second (0 = no pacing)")
         ->capture_default_str()
         ->check(CLI::NonNegativeNumber);

@@ -7,6 +7,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "command_support.hpp"
+
 namespace anisoflow::app {
 
 struct SimulateOptions {
@@ -14,9 +16,10 @@ struct SimulateOptions {
     /// --stream: PUSH RunStart, darks, the flat, P and N frames, RunEnd to this address
     /// (">tcp://ingest:5560" connects, "@..." binds; a bare "tcp://..." connects).
     std::string stream_address;
-    double stream_fps = 10.0;  ///< --fps: frames per second on the stream; 0 = as fast as taken
-    std::string run_id;        ///< --run-id; empty: "sim-<seed>-<unix time>"
-    std::string poni_path;     ///< empty: the built-in 2048x2048 detector at 100 keV
+    double stream_fps = 10.0;   ///< --fps: frames per second on the stream; 0 = as fast as taken
+    CurveOptions stream_curve;  ///< CURVE on a tcp --stream (a detector host to ingest's host)
+    std::string run_id;         ///< --run-id; empty: "sim-<seed>-<unix time>"
+    std::string poni_path;      ///< empty: the built-in 2048x2048 detector at 100 keV
     std::size_t rows = 2048;
     std::size_t cols = 2048;
     double distance_m = 0.35;
