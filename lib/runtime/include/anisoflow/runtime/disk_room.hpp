@@ -27,9 +27,9 @@ class DiskRoom {
 
     struct Check {
         bool has_room = true;
-        bool changed = false;           ///< differs from the previous check's answer
-        std::uint64_t free_bytes = 0;   ///< as statvfs said (0 when it failed)
-        std::optional<Error> error;     ///< statvfs failed: counted as room, to fail on the write
+        bool changed = false;          ///< differs from the previous check's answer
+        std::uint64_t free_bytes = 0;  ///< as statvfs said (0 when it failed)
+        std::optional<Error> error;    ///< statvfs failed: counted as room, to fail on the write
     };
 
     /// Looks now. A reserve of 0 never holds (and does not look).
