@@ -150,7 +150,9 @@ std::size_t dtype_size_bytes(pb::PixelDtype dtype);
 /// Fixed-length string sizes, bytes (longer text is truncated).
 inline constexpr std::size_t kRunStateBytes = 16;
 inline constexpr std::size_t kTimeBytes = 40;
-inline constexpr std::size_t kDetailBytes = 512;
+// Room for an operator's reason and archive's two lists of missing frames (missing_sequences,
+// missing_cakes: 32 sequences each at most) without cutting a list.
+inline constexpr std::size_t kDetailBytes = 2048;
 inline constexpr std::size_t kNoteBytes = 256;  // StateChange.note (ingest cuts it there too)
 
 /// Creates the file, the whole tree and switches to SWMR write mode.

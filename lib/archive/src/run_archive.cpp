@@ -539,6 +539,38 @@ Result<std::vector<std::uint64_t>> RunArchive::stored_raw_sequences() const {
     return raw;
 }
 
+Result<std::vector<std::uint64_t>> RunArchive::stored_data_sequences() const {
+    assert(state_ && "use of a moved-from RunArchive");
+    const State& s = *state_;
+    if (auto ok = s.check_open("read the stored sequences"); !ok) {
+        return tl::unexpected(ok.error());
+    }
+    if (!s.options.store_raw) {
+        return std::vector<std::uint64_t>{};
+    }
+    auto sequences = read_series<std::uint64_t>(s.layout, s.layout.raw_sequence, H5T_NATIVE_UINT64);
+    auto kinds = read_series<std::uint8_t>(s.layout, s.layout.raw_kind, s.layout.kind_type.get());
+    if (!sequences || !kinds) {
+        return tl::unexpected((sequences ? kinds.error() : sequences.error()));
+    }
+    std::vector<std::uint64_t> data;
+    for (std::size_t i = 0; i < sequences->size() && i < kinds->size(); ++i) {
+        if ((*kinds)[i] == static_cast<std::uint8_t>(pb::FRAME_KIND_DATA)) {
+            data.push_back((*sequences)[i]);
+        }
+    }
+    return data;
+}
+
+Result<std::vector<std::uint64_t>> RunArchive::stored_cake_sequences() const {
+    assert(state_ && "use of a moved-from RunArchive");
+    const State& s = *state_;
+    if (auto ok = s.check_open("read the stored sequences"); !ok) {
+        return tl::unexpected(ok.error());
+    }
+    return read_series<std::uint64_t>(s.layout, s.layout.cake_sequence, H5T_NATIVE_UINT64);
+}
+
 Result<void> RunArchive::append_raw(const pb::FrameHeader& header,
                                     std::span<const std::byte> payload) {
     assert(state_ && "use of a moved-from RunArchive");

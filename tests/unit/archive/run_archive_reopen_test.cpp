@@ -132,6 +132,14 @@ TEST(RunArchiveReopen, GoesOnAppendingToTheFileOfAKilledWriter) {
     auto sequences = archive.stored_raw_sequences();
     ASSERT_TRUE(sequences.has_value()) << sequences.error().message;
     EXPECT_EQ(*sequences, (std::vector<std::uint64_t>{0, 1, 2, 3, 4}));
+    // The data frames (not the dark) and the cakes the killed writer stored: archive names the
+    // data frames without a cake at the end (missing_cakes).
+    auto data = archive.stored_data_sequences();
+    ASSERT_TRUE(data.has_value()) << data.error().message;
+    EXPECT_EQ(*data, (std::vector<std::uint64_t>{1, 2, 3, 4}));
+    auto cake_sequences = archive.stored_cake_sequences();
+    ASSERT_TRUE(cake_sequences.has_value()) << cake_sequences.error().message;
+    EXPECT_EQ(*cake_sequences, (std::vector<std::uint64_t>{1, 2}));
 
     for (std::uint64_t sequence = 5; sequence < 7; ++sequence) {
         ASSERT_TRUE(append_frame(archive, sequence).has_value());

@@ -117,6 +117,12 @@ class RunArchive {
     /// Sequences of every stored raw frame (/entry/data/sequence, then the flat fields'), read
     /// from the file: what a reopened archive has of the run. Empty without raw frames.
     [[nodiscard]] Result<std::vector<std::uint64_t>> stored_raw_sequences() const;
+    /// Sequences of the stored raw frames of kind DATA (/entry/data/sequence where
+    /// /entry/data/kind is DATA): the frames that should each have a cake. Empty without raw
+    /// frames.
+    [[nodiscard]] Result<std::vector<std::uint64_t>> stored_data_sequences() const;
+    /// Sequences of every stored cake (/entry/reduced/sequence), read from the file.
+    [[nodiscard]] Result<std::vector<std::uint64_t>> stored_cake_sequences() const;
 
   private:
     struct State;
