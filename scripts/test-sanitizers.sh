@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The tests under sanitizers (Debug builds, docs/development.md "Sanitizers"):
 #   asan: the asan preset (ASan + UBSan, everything built) runs the unit tests, then the
-#         end-to-end tests (CTest label integration; the fault suite, label faults, not yet:
-#         docs/faults.md);
+#         end-to-end tests (CTest labels integration and faults: the fault suite, whose time
+#         limits stretch under a sanitizer, docs/faults.md);
 #   tsan: the tsan preset builds only those end-to-end tests and the binaries they start
 #         (target anisoflow_e2e) and runs them under ThreadSanitizer.
 # The services and `anisoflow` that the tests start as child processes are built with the same
