@@ -48,7 +48,8 @@ constexpr milliseconds kPollInterval{50};
 constexpr milliseconds kCompressionWait{5};
 // Threads that compress RAW frames (LZ4 of a 2048 x 2048 uint16 frame is ~16 ms on one core).
 constexpr unsigned kMaxCompressionThreads = 4;
-// Missing raw frames named by sequence in a run's end detail (and log); the count is complete.
+// Missing raw frames (and data frames without their cake) named by sequence in a run's end
+// detail (and log); the count is complete.
 constexpr std::size_t kMissingListedMax = 32;
 // Runs this process closed (or found closed), never reopened by a late message of theirs.
 constexpr std::size_t kFinishedRemembered = 256;
@@ -179,6 +180,7 @@ struct ArchiveMetrics {
     metrics::CounterFamily rejected;
     metrics::Gauge disk_full;
     metrics::Counter disk_full_holds;
+    metrics::Counter cakes_missing;
 };
 
 Result<ArchiveMetrics> register_metrics(metrics::Registry& registry) {
@@ -208,12 +210,16 @@ Result<ArchiveMetrics> register_metrics(metrics::Registry& registry) {
                                     "and archive takes nothing from its feeds");
     auto holds = registry.counter("anisoflow_archive_disk_full_holds_total",
                                   "times archive held its feeds for a full disk");
+    auto cakes_missing = registry.counter(
+        "anisoflow_archive_cakes_missing_total",
+        "data frames archived without their cake when the run file closed (missing_cakes)");
     if (!opened || !reopened || !closed || !reduced || !results || !raw || !received || !written ||
-        !errors || !rejected || !disk_full || !holds) {
+        !errors || !rejected || !disk_full || !holds || !cakes_missing) {
         return fail(ErrorCode::kInvalidArgument, "cannot register the archive metrics");
     }
-    return ArchiveMetrics{*opened,   *reopened, *closed, *reduced,  *results,   *raw,
-                          *received, *written,  *errors, *rejected, *disk_full, *holds};
+    return ArchiveMetrics{*opened,    *reopened, *closed,       *reduced, *results,
+                          *raw,       *received, *written,      *errors,  *rejected,
+                          *disk_full, *holds,    *cakes_missing};
 }
 
 class ArchiveService {
@@ -328,6 +334,10 @@ class ArchiveService {
         Clock::time_point raw_deadline;
         std::uint64_t raw_frames_sent = 0;      // frames the raw feed's RunEnd says it sent
         std::set<std::uint64_t> raw_sequences;  // stored raw frames, to name the missing ones
+        // Stored raw frames of kind DATA and stored cakes, to name the data frames whose cake
+        // never came (missing_cakes): one cake per data frame, of the frame's sequence.
+        std::set<std::uint64_t> data_sequences;
+        std::set<std::uint64_t> cake_sequences;
     };
 
     Result<zmq::socket_t> open_pull(const cfg::Socket& socket, const char* key) {
@@ -504,15 +514,29 @@ class ArchiveService {
         } else {
             count_error("reopen", sequences.error().message);
         }
+        // The data frames and cakes already stored, so that the cakes the killed archive lost
+        // (taken off its feed or queued in its socket) are named at the end (missing_cakes).
+        std::set<std::uint64_t> data;
+        if (auto sequences = reopened->stored_data_sequences()) {
+            data.insert(sequences->begin(), sequences->end());
+        } else {
+            count_error("reopen", sequences.error().message);
+        }
+        std::set<std::uint64_t> cakes;
+        if (auto sequences = reopened->stored_cake_sequences()) {
+            cakes.insert(sequences->begin(), sequences->end());
+        } else {
+            count_error("reopen", sequences.error().message);
+        }
         metrics_.runs_reopened.increment();
         spdlog::info(
             "run file reopened run={} path={} raw_frames={} cakes={} results={} state_changes={}",
             run_id, path.string(), reopened->raw_frames() + reopened->flat_fields(),
             reopened->reduced_frames(), reopened->results(), reopened->state_changes());
         file_sizes_[run_id] = std::filesystem::file_size(path, ec);  // 0 when unknown
-        auto [it, added] =
-            runs_.emplace(run_id, OpenRun{std::move(*reopened), std::nullopt, !raw_enabled_,
-                                          Clock::time_point{}, 0, std::move(stored)});
+        auto [it, added] = runs_.emplace(
+            run_id, OpenRun{std::move(*reopened), std::nullopt, !raw_enabled_, Clock::time_point{},
+                            0, std::move(stored), std::move(data), std::move(cakes)});
         return &it->second;
     }
 
@@ -544,9 +568,14 @@ class ArchiveService {
         }
         metrics_.runs_opened.increment();
         spdlog::info("run file created run={} path={}", run_id, path.string());
-        runs_.emplace(
-            run_id,
-            OpenRun{std::move(*created), std::nullopt, !raw_enabled_, Clock::time_point{}, 0, {}});
+        runs_.emplace(run_id, OpenRun{std::move(*created),
+                                      std::nullopt,
+                                      !raw_enabled_,
+                                      Clock::time_point{},
+                                      0,
+                                      {},
+                                      {},
+                                      {}});
     }
 
     // Run control's state change (docs/run-control.md) into /entry/run_log as it happens. One
@@ -645,6 +674,9 @@ class ArchiveService {
         }
         if (auto open = runs_.find(run_id); open != runs_.end()) {
             open->second.raw_sequences.insert(header.sequence());
+            if (header.kind() == pb::FRAME_KIND_DATA) {
+                open->second.data_sequences.insert(header.sequence());
+            }
         }
         metrics_.raw_written.increment();
         count_bytes_written(run_id, *file);
@@ -706,6 +738,9 @@ class ArchiveService {
             count_error("write", appended.error().message);
             return;
         }
+        if (auto open = runs_.find(h.run_id()); open != runs_.end()) {
+            open->second.cake_sequences.insert(h.sequence());
+        }
         metrics_.reduced_written.increment();
         count_bytes_written(h.run_id(), *file);
     }
@@ -760,6 +795,9 @@ class ArchiveService {
                 count_error("raw_incomplete", fmt::format("run {}: {}", it->first, missing));
                 end.set_detail(end.detail().empty() ? missing : end.detail() + "; " + missing);
             }
+            if (const std::string cakes = missing_cakes(it->first, run); !cakes.empty()) {
+                end.set_detail(end.detail().empty() ? cakes : end.detail() + "; " + cakes);
+            }
             auto node = runs_.extract(it++);
             close(node.key(), node.mapped(), end);
         }
@@ -780,6 +818,37 @@ class ArchiveService {
             }
         }
         return missing;
+    }
+
+    // The data frames stored without their cake, named by sequence (the first
+    // kMissingListedMax, then "and N more") and counted; empty when every one has its cake. A
+    // cake of a frame whose raw frame is missing too is named by missing_sequences already: its
+    // kind is not known here. Cakes analyze had sent to a killed archive die with it
+    // (docs/faults.md); this is where they are named.
+    std::string missing_cakes(const std::string& run_id, const OpenRun& run) {
+        std::vector<std::uint64_t> listed;
+        std::size_t missing = 0;
+        for (const std::uint64_t s : run.data_sequences) {
+            if (!run.cake_sequences.contains(s)) {
+                ++missing;
+                if (listed.size() < kMissingListedMax) {
+                    listed.push_back(s);
+                }
+            }
+        }
+        if (missing == 0) {
+            return {};
+        }
+        metrics_.cakes_missing.increment(static_cast<double>(missing));
+        const std::string more = missing > listed.size()
+                                     ? fmt::format(" and {} more", missing - listed.size())
+                                     : std::string();
+        std::string text = fmt::format(
+            "cakes incomplete: {} of {} data frames archived without their cake "
+            "missing_cakes=[{}]{}",
+            missing, run.data_sequences.size(), fmt::join(listed, ","), more);
+        spdlog::warn("data frames without their cake run={} detail=\"{}\"", run_id, text);
+        return text;
     }
 
     // Closes the file and lets go of every HDF5 handle of it before saying so: a reader that
