@@ -7,7 +7,6 @@
 #include <limits>
 #include <map>
 #include <optional>
-#include <set>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -16,6 +15,7 @@
 #include "anisoflow/metrics/metrics.hpp"
 #include "anisoflow/transport/payload.hpp"
 #include "anisoflow/transport/rejection_log.hpp"
+#include "anisoflow/transport/seen_sequences.hpp"
 #include "anisoflow/transport/socket.hpp"
 #include "anisoflow/transport/socket_security.hpp"
 
@@ -87,7 +87,7 @@ struct RunState {
     std::optional<physics::AnisotropyAnalyzer> analyzer;
     reduce::CakeAccumulator p;
     reduce::CakeAccumulator n;
-    std::set<std::uint64_t> sequences;               // data frames kept
+    transport::SeenSequences sequences;              // data frames kept (as ranges)
     std::vector<transport::ReducedMessage> pending;  // before RunStart
     bool changed = false;                            // frames merged since the last result
     Clock::time_point last_result{};                 // when the analysis of the last result began
@@ -646,7 +646,7 @@ class AnalyzeService {
         if (!run.sequences.empty()) {
             std::vector<std::uint64_t> unseen;
             for (std::uint64_t s = 0;
-                 s < *run.sequences.rbegin() && unseen.size() < kMissingListedMax; ++s) {
+                 s < *run.sequences.highest() && unseen.size() < kMissingListedMax; ++s) {
                 if (!run.sequences.contains(s)) {
                     unseen.push_back(s);
                 }

@@ -10,7 +10,6 @@
 #include <mutex>
 #include <optional>
 #include <span>
-#include <unordered_set>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -31,6 +30,7 @@
 #include "anisoflow/transport/message.hpp"
 #include "anisoflow/transport/payload.hpp"
 #include "anisoflow/transport/rejection_log.hpp"
+#include "anisoflow/transport/seen_sequences.hpp"
 #include "anisoflow/transport/socket.hpp"
 #include "anisoflow/transport/socket_security.hpp"
 
@@ -239,7 +239,7 @@ class RunTracker {
         }
         last_message_ = Clock::now();
         const std::uint64_t sequence = header.sequence();
-        if (!seen_.insert(sequence).second) {
+        if (!seen_.insert(sequence)) {
             metrics_.frames_rejected.with("duplicate").increment();
             return true;
         }
@@ -278,7 +278,7 @@ class RunTracker {
     Metrics& metrics_;
     milliseconds timeout_;
     std::optional<std::string> run_id_;
-    std::unordered_set<std::uint64_t> seen_;
+    transport::SeenSequences seen_;  // for duplicates; holds ranges, not every sequence
     std::uint64_t next_expected_ = 0;
     Clock::time_point last_message_;
 };

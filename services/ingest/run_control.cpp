@@ -358,7 +358,7 @@ std::optional<Refusal> RunController::tag_image(pb::FrameHeader& header, const s
         ++frames_refused_;
         return Refusal::kNoState;
     }
-    if (!images_seen_.insert(image_number).second) {
+    if (!images_seen_.insert(image_number)) {
         ++frames_refused_;
         return Refusal::kDuplicate;
     }

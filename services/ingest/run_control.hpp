@@ -10,12 +10,12 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_set>
 #include <vector>
 
 #include "anisoflow/stream/v1/stream.pb.h"
 
 #include "anisoflow/core/frame.hpp"
+#include "anisoflow/transport/seen_sequences.hpp"
 
 namespace anisoflow::ingest {
 
@@ -125,7 +125,7 @@ class RunController {
     // The acquisition (detector series) open inside the run.
     std::optional<std::string> series_;
     bool series_refused_ = false;  // shape mismatch: its images are refused
-    std::unordered_set<std::uint64_t> images_seen_;
+    transport::SeenSequences images_seen_;
     Clock::time_point last_image_;
 };
 
