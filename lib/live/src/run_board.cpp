@@ -69,6 +69,13 @@ nlohmann::json config_json(const pb::ExperimentConfig& config) {
 
 }  // namespace
 
+nlohmann::json RunBoard::point_json(const HistoryPoint& point) {
+    return {{"frames_p", point.frames_p}, {"frames_n", point.frames_n},
+            {"alpha", point.alpha},       {"alpha_stderr", point.alpha_stderr},
+            {"eps_aff", point.eps_aff},   {"eps_aff_stderr", point.eps_aff_stderr},
+            {"unix_ns", point.unix_ns}};
+}
+
 RunBoard::RunBoard(std::size_t runs_kept) : runs_kept_(std::max<std::size_t>(1, runs_kept)) {}
 
 RunBoard::Run& RunBoard::run_of(const std::string& run_id) {
@@ -132,10 +139,8 @@ void RunBoard::on_run_end(const pb::RunEnd& end, std::int64_t now_unix_ns) {
 nlohmann::json RunBoard::on_result(const transport::ResultMessage& message,
                                    std::int64_t now_unix_ns) {
     const pb::AnalysisResult& r = message.header;
-    nlohmann::json point = {{"frames_p", r.n_frames_p()}, {"frames_n", r.n_frames_n()},
-                            {"alpha", r.alpha()},         {"alpha_stderr", r.alpha_stderr()},
-                            {"eps_aff", r.eps_aff()},     {"eps_aff_stderr", r.eps_aff_stderr()},
-                            {"unix_ns", now_unix_ns}};
+    const HistoryPoint point{r.n_frames_p(), r.n_frames_n(),     r.alpha(),  r.alpha_stderr(),
+                             r.eps_aff(),    r.eps_aff_stderr(), now_unix_ns};
     nlohmann::json curves = curves_json(message);
     nlohmann::json image = image_json(message);
     nlohmann::json summary = summary_json(r);
@@ -149,11 +154,11 @@ nlohmann::json RunBoard::on_result(const transport::ResultMessage& message,
     run.latest_unix_ns = now_unix_ns;
     ++run.results;
     if (run.history.size() >= kMaxHistoryPoints) {  // keep every other point: the shape stays
-        nlohmann::json thinned = nlohmann::json::array();
+        std::size_t kept = 0;
         for (std::size_t i = 0; i < run.history.size(); i += 2) {
-            thinned.push_back(std::move(run.history[i]));
+            run.history[kept++] = run.history[i];
         }
-        run.history = std::move(thinned);
+        run.history.resize(kept);
     }
     run.history.push_back(point);
     return {{"type", "result"},
@@ -161,7 +166,7 @@ nlohmann::json RunBoard::on_result(const transport::ResultMessage& message,
             {"is_final", r.is_final()},
             {"has_image", !run.latest_image.is_null()},
             {"summary", std::move(summary)},
-            {"point", std::move(point)}};
+            {"point", point_json(point)}};
 }
 
 void RunBoard::on_heartbeat(const pb::Heartbeat& heartbeat, std::int64_t now_unix_ns) {
@@ -227,7 +232,11 @@ std::optional<nlohmann::json> RunBoard::run(std::string_view run_id) const {
                        {"note", c.note()}});
     }
     out["log"] = std::move(log);
-    out["history"] = run.history;
+    nlohmann::json history = nlohmann::json::array();
+    for (const HistoryPoint& point : run.history) {
+        history.push_back(point_json(point));
+    }
+    out["history"] = std::move(history);
     return out;
 }
 

@@ -96,6 +96,27 @@ TEST(RunBoard, FoldsARunsMessagesIntoOneView) {
     EXPECT_FALSE(board.run("never-seen"));
 }
 
+TEST(RunBoard, KeepsTheConvergenceSeriesThinnedToItsLimit) {
+    RunBoard board(2);
+    board.on_run_start(start_of("a"), 1);
+    for (std::size_t i = 0; i < kMaxHistoryPoints + 1; ++i) {
+        board.on_result(result_of("a", static_cast<double>(i), false),
+                        static_cast<std::int64_t>(i));
+    }
+    const auto run = board.run("a");
+    ASSERT_TRUE(run);
+    const nlohmann::json& history = (*run)["history"];
+    // Full at kMaxHistoryPoints: every other point kept, then the newest appended.
+    ASSERT_EQ(history.size(), kMaxHistoryPoints / 2 + 1);
+    EXPECT_EQ(history[0]["alpha"], 0.0);
+    EXPECT_EQ(history[1]["alpha"], 2.0);
+    EXPECT_EQ(history.back()["alpha"], static_cast<double>(kMaxHistoryPoints));
+    EXPECT_EQ(history.back()["unix_ns"], static_cast<std::int64_t>(kMaxHistoryPoints));
+    EXPECT_EQ(history.back()["frames_p"], 3);
+    EXPECT_EQ(history.back()["frames_n"], 0);
+    EXPECT_EQ(history.back().size(), 7U);  // frames_p/n, alpha, eps_aff (each with stderr), unix_ns
+}
+
 TEST(RunBoard, ForgetsTheOldestEndedRunFirstAndListsNewestFirst) {
     RunBoard board(2);
     board.on_run_start(start_of("first"), 1);

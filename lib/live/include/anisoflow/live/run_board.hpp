@@ -56,6 +56,16 @@ class RunBoard {
     [[nodiscard]] nlohmann::json health(std::int64_t now_unix_ns) const;
 
   private:
+    // One point of a run's convergence series (one per result).
+    struct HistoryPoint {
+        std::uint64_t frames_p = 0;
+        std::uint64_t frames_n = 0;
+        double alpha = 0.0;
+        double alpha_stderr = 0.0;
+        double eps_aff = 0.0;
+        double eps_aff_stderr = 0.0;
+        std::int64_t unix_ns = 0;
+    };
     struct Run {
         std::optional<pb::RunStart> start;
         std::string state = "running";  // "running", "completed", "aborted"
@@ -67,7 +77,7 @@ class RunBoard {
         nlohmann::json latest_curves;
         nlohmann::json latest_image;  // null until a result carries one
         std::int64_t latest_unix_ns = 0;
-        nlohmann::json history = nlohmann::json::array();
+        std::vector<HistoryPoint> history;  // as numbers: a JSON object a point took ~700 bytes
         std::uint64_t results = 0;
         std::uint64_t order = 0;  // when first seen, for newest-first listing
     };
@@ -79,6 +89,7 @@ class RunBoard {
     Run& run_of(const std::string& run_id);
     void forget_old_runs();
     [[nodiscard]] nlohmann::json list_entry(const std::string& run_id, const Run& run) const;
+    [[nodiscard]] static nlohmann::json point_json(const HistoryPoint& point);
 
     std::size_t runs_kept_;
     mutable std::mutex mutex_;
