@@ -586,10 +586,12 @@ void run_round(const RoundPlan& plan) {
     f.cakes_archived = std::set<std::uint64_t>(file.cakes.begin(), file.cakes.end()).size();
     EXPECT_EQ(file.cakes.size(), f.cakes_archived) << "a cake archived twice";
 
-    // Missing frames must be named: analyze's unseen list for cakes, the run file's detail for
-    // raw frames.
+    // Missing frames must be named: analyze's unseen list or the run file's missing_cakes for
+    // cakes, the run file's missing_sequences for raw frames (and the cake of a frame named
+    // there: archive does not know the kind of a frame it never got).
     const std::set<std::uint64_t> unseen =
         sequences_named(testing::read_text(chain.log("analyze")), "unseen_sequences");
+    const std::set<std::uint64_t> cakes_missing = sequences_named(file.end_detail, "missing_cakes");
     const std::set<std::uint64_t> raw_missing =
         sequences_named(file.end_detail, "missing_sequences");
     std::vector<std::uint64_t> absent;  // in the run file nowhere, named nowhere
@@ -597,9 +599,11 @@ void run_round(const RoundPlan& plan) {
     for (std::uint64_t s = 0; s < run.frame_count(); ++s) {
         const bool data = s >= run.darks + 1;
         const bool raw_ok = file.raw.contains(s) || raw_missing.contains(s);
-        const bool cake_ok = !data || file.cakes.contains(s) || unseen.contains(s);
+        const bool cake_named =
+            unseen.contains(s) || cakes_missing.contains(s) || raw_missing.contains(s);
+        const bool cake_ok = !data || file.cakes.contains(s) || cake_named;
         f.reported_missing += (!file.raw.contains(s) && raw_missing.contains(s) ? 1 : 0) +
-                              (data && !file.cakes.contains(s) && unseen.contains(s) ? 1 : 0);
+                              (data && !file.cakes.contains(s) && cake_named ? 1 : 0);
         if (!raw_ok || !cake_ok) {
             absent.push_back(s);
         }
@@ -657,7 +661,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(RoundPlan{"kill-reduce", Fault::kKill, Service::kReduce0},
                       RoundPlan{"kill-gateway", Fault::kKill, Service::kGateway},
                       RoundPlan{"kill-analyze", Fault::kKill, Service::kAnalyze},
-                      RoundPlan{"kill-ingest", Fault::kKill, Service::kIngest}),
+                      RoundPlan{"kill-ingest", Fault::kKill, Service::kIngest},
+                      RoundPlan{"kill-archive", Fault::kKill, Service::kArchive}),
     round_name);
 
 INSTANTIATE_TEST_SUITE_P(
@@ -671,14 +676,6 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(RoundPlan{"stall-archive", Fault::kStall, Service::kArchive},
                       RoundPlan{"stall-analyze", Fault::kStall, Service::kAnalyze}),
     round_name);
-
-// Known gap (docs/faults.md, "What does not hold yet"): the restarted archive reopens the run
-// file and the round passes most runs, but a cake in flight to the killed archive is lost and
-// named nowhere (1 run in ~16 on the dev VM). Run it with --gtest_also_run_disabled_tests.
-INSTANTIATE_TEST_SUITE_P(DISABLED_Gap, FaultRound,
-                         ::testing::Values(RoundPlan{"kill-archive", Fault::kKill,
-                                                     Service::kArchive}),
-                         round_name);
 
 }  // namespace
 }  // namespace anisoflow::faults
