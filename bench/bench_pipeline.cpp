@@ -58,6 +58,7 @@
 #include "anisoflow/metrics/metrics.hpp"
 #include "anisoflow/physics/scattering_factors.hpp"
 #include "anisoflow/runtime/config_loader.hpp"
+#include "anisoflow/runtime/memory_trimmer.hpp"
 #include "anisoflow/runtime/service_config.hpp"
 #include "anisoflow/runtime/service_main.hpp"
 #include "anisoflow/runtime/service_thread.hpp"
@@ -781,6 +782,8 @@ int main(int argc, char** argv) {
         return 2;
     }
     spdlog::set_level(spdlog::level::warn);  // the services' per-run lines would bury the table
+    // The services' allocator regime (run_service): freed memory trimmed every few seconds.
+    const anisoflow::runtime::MemoryTrimmer trimmer(anisoflow::runtime::kMemoryTrimInterval);
     const fs::path dir = fs::temp_directory_path() / ("afbench-" + std::to_string(::getpid()));
     fs::remove_all(dir);
     fs::create_directories(dir);

@@ -6,11 +6,11 @@
 #include <string>
 
 #include <fmt/format.h>
-#include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include "anisoflow/runtime/logging.hpp"
+#include "anisoflow/runtime/memory_trimmer.hpp"
 
 namespace anisoflow::runtime::detail {
 
@@ -24,23 +24,6 @@ std::string_view signal_name(int signal_number) {
             return "SIGTERM";
         default:
             return "none";
-    }
-}
-
-// Frame-sized buffers (a 1024 x 1024 frame is 2 MB, its cake's parts 0.5 MB each) are taken by
-// one thread (ZeroMQ's I/O thread, a worker stage) and freed by another, at up to hundreds a
-// second. glibc serves blocks from 128 KiB up with mmap, which goes back to the system at free(),
-// but it raises that threshold to the size of every mmapped block freed (up to 32 MiB): after the
-// first frame, frames come from the threads' heaps, where the most ever in flight stays resident
-// and free holes split them: resident memory crept up for a whole run (docs/performance.md,
-// "Soak"). Setting the threshold pins it at glibc's initial value: such blocks are mmapped and
-// unmapped every time, at the cost of an mmap, a munmap and a page fault per 4 KiB touched.
-constexpr int kMmapThresholdBytes = 128 * 1024;
-
-void pin_mmap_threshold() {
-    // Once, at start, before the service's own threads.
-    if (::mallopt(M_MMAP_THRESHOLD, kMmapThresholdBytes) == 0) {  // NOLINT(concurrency-mt-unsafe)
-        spdlog::warn("mallopt(M_MMAP_THRESHOLD) failed: resident memory may creep up in long runs");
     }
 }
 
@@ -74,7 +57,9 @@ int run_service(std::string_view service, const google::protobuf::Message& confi
         print_error(service, configured.error().message);
         return 1;
     }
-    pin_mmap_threshold();
+    // Before the service's threads: freed frame buffers go back to the system every few
+    // seconds (memory_trimmer.hpp), so a long run's resident memory stays flat.
+    const MemoryTrimmer trimmer(kMemoryTrimInterval);
     auto stop = StopSource::create();
     if (!stop) {
         spdlog::error("cannot start error=\"{}\"", stop.error().message);
