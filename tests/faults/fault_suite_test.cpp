@@ -615,7 +615,7 @@ void run_round(const RoundPlan& plan) {
         // A killed ingest takes what it held with it, and its successor refuses the rest of a
         // run it never saw start (counted). Both can only be the run's tail: every frame
         // before the last one archived is archived or named.
-        EXPECT_EQ(file.state, "aborted") << file.end_detail;
+        EXPECT_EQ(file.state, "aborted") << file.end_detail << "\n" << chain.logs();
         for (const std::uint64_t s : absent) {
             EXPECT_GT(s, highest_kept) << "frame " << s << " silently absent before frame "
                                        << highest_kept << " was archived\n"
