@@ -613,31 +613,10 @@ Result<void> check_start(const std::string& file_name, const pb::RunStart& start
     return {};
 }
 
-// The metadata cache of a run file, bytes: HDF5 grows it with the file (chunk indexes of a run
-// of many thousand frames) up to 32 MiB by default, which a long run's archive saw as resident
-// memory creeping up (docs/performance.md, "Soak"). Appends touch only the newest index entries,
-// so a small fixed cache serves them as well.
-constexpr std::size_t kMetadataCacheBytes = 2U << 20U;
-
-// The file access of every run file: libver latest, which SWMR needs, and a fixed metadata cache.
+// The file access of every run file: libver latest, which SWMR needs.
 Hid file_access() {
     Hid access = plist_handle(H5Pcreate(H5P_FILE_ACCESS));
     if (!access || H5Pset_libver_bounds(access.get(), H5F_LIBVER_LATEST, H5F_LIBVER_LATEST) < 0) {
-        return {};
-    }
-    H5AC_cache_config_t cache{};
-    cache.version = H5AC__CURR_CACHE_CONFIG_VERSION;
-    if (H5Pget_mdc_config(access.get(), &cache) < 0) {
-        return {};
-    }
-    cache.set_initial_size = true;
-    cache.initial_size = kMetadataCacheBytes;
-    cache.min_size = kMetadataCacheBytes;
-    cache.max_size = kMetadataCacheBytes;
-    cache.incr_mode = H5C_incr__off;
-    cache.flash_incr_mode = H5C_flash_incr__off;
-    cache.decr_mode = H5C_decr__off;
-    if (H5Pset_mdc_config(access.get(), &cache) < 0) {
         return {};
     }
     return access;
