@@ -32,6 +32,7 @@
 #include "anisoflow/transport/message.hpp"
 #include "anisoflow/transport/payload.hpp"
 #include "anisoflow/transport/rejection_log.hpp"
+#include "anisoflow/transport/seen_sequences.hpp"
 #include "anisoflow/transport/socket.hpp"
 #include "anisoflow/transport/socket_security.hpp"
 
@@ -332,12 +333,15 @@ class ArchiveService {
         std::optional<pb::RunEnd> end;  // the feed's RunEnd
         bool raw_ended = false;         // the raw feed's RunEnd came: every raw frame is in
         Clock::time_point raw_deadline;
-        std::uint64_t raw_frames_sent = 0;      // frames the raw feed's RunEnd says it sent
-        std::set<std::uint64_t> raw_sequences;  // stored raw frames, to name the missing ones
+        std::uint64_t raw_frames_sent = 0;  // frames the raw feed's RunEnd says it sent
+        // Stored raw frames, DATA frames among them and cakes, to name what is missing at the
+        // end: as ranges, since one entry per frame grew with every frame of a long run
+        // (docs/performance.md, "Soak").
+        transport::SeenSequences raw_sequences;
         // Stored raw frames of kind DATA and stored cakes, to name the data frames whose cake
         // never came (missing_cakes): one cake per data frame, of the frame's sequence.
-        std::set<std::uint64_t> data_sequences;
-        std::set<std::uint64_t> cake_sequences;
+        transport::SeenSequences data_sequences;
+        transport::SeenSequences cake_sequences;
     };
 
     Result<zmq::socket_t> open_pull(const cfg::Socket& socket, const char* key) {
@@ -508,23 +512,29 @@ class ArchiveService {
         }
         // The raw frames already stored, so that those the killed archive lost are named at
         // the end (missing_raw).
-        std::set<std::uint64_t> stored;
+        transport::SeenSequences stored;
         if (auto sequences = reopened->stored_raw_sequences()) {
-            stored.insert(sequences->begin(), sequences->end());
+            for (const std::uint64_t s : *sequences) {
+                stored.insert(s);
+            }
         } else {
             count_error("reopen", sequences.error().message);
         }
         // The data frames and cakes already stored, so that the cakes the killed archive lost
         // (taken off its feed or queued in its socket) are named at the end (missing_cakes).
-        std::set<std::uint64_t> data;
+        transport::SeenSequences data;
         if (auto sequences = reopened->stored_data_sequences()) {
-            data.insert(sequences->begin(), sequences->end());
+            for (const std::uint64_t s : *sequences) {
+                data.insert(s);
+            }
         } else {
             count_error("reopen", sequences.error().message);
         }
-        std::set<std::uint64_t> cakes;
+        transport::SeenSequences cakes;
         if (auto sequences = reopened->stored_cake_sequences()) {
-            cakes.insert(sequences->begin(), sequences->end());
+            for (const std::uint64_t s : *sequences) {
+                cakes.insert(s);
+            }
         } else {
             count_error("reopen", sequences.error().message);
         }
@@ -809,7 +819,7 @@ class ArchiveService {
     static std::vector<std::uint64_t> missing_raw(const OpenRun& run) {
         std::uint64_t upper = run.raw_ended ? run.raw_frames_sent : 0;
         if (!run.raw_ended && !run.raw_sequences.empty()) {
-            upper = *run.raw_sequences.rbegin();
+            upper = *run.raw_sequences.highest();
         }
         std::vector<std::uint64_t> missing;
         for (std::uint64_t s = 0; s < upper && missing.size() < kMissingListedMax; ++s) {
@@ -828,14 +838,14 @@ class ArchiveService {
     std::string missing_cakes(const std::string& run_id, const OpenRun& run) {
         std::vector<std::uint64_t> listed;
         std::size_t missing = 0;
-        for (const std::uint64_t s : run.data_sequences) {
+        run.data_sequences.for_each([&](std::uint64_t s) {
             if (!run.cake_sequences.contains(s)) {
                 ++missing;
                 if (listed.size() < kMissingListedMax) {
                     listed.push_back(s);
                 }
             }
-        }
+        });
         if (missing == 0) {
             return {};
         }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -77,6 +78,28 @@ TEST(SeenSequences, ClearStartsANewRun) {
     EXPECT_TRUE(seen.empty());
     EXPECT_TRUE(seen.insert(0));
     EXPECT_TRUE(seen.insert(7));
+}
+
+TEST(SeenSequences, CountsAndVisitsEverySequenceInOrder) {
+    SeenSequences seen;
+    EXPECT_EQ(seen.size(), 0U);
+    for (const std::uint64_t s : {9U, 3U, 4U, 5U, 12U, 10U}) {
+        ASSERT_TRUE(seen.insert(s));
+    }
+    EXPECT_EQ(seen.size(), 6U);
+    std::vector<std::uint64_t> visited;
+    seen.for_each([&](std::uint64_t s) { visited.push_back(s); });
+    EXPECT_EQ(visited, (std::vector<std::uint64_t>{3, 4, 5, 9, 10, 12}));
+
+    // The top of the range of sequences: the visit ends there and does not wrap.
+    constexpr std::uint64_t kMax = std::numeric_limits<std::uint64_t>::max();
+    SeenSequences top;
+    ASSERT_TRUE(top.insert(kMax));
+    ASSERT_TRUE(top.insert(kMax - 1));
+    EXPECT_EQ(top.size(), 2U);
+    std::vector<std::uint64_t> last;
+    top.for_each([&](std::uint64_t s) { last.push_back(s); });
+    EXPECT_EQ(last, (std::vector<std::uint64_t>{kMax - 1, kMax}));
 }
 
 }  // namespace

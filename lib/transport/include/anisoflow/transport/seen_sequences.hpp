@@ -56,6 +56,28 @@ class SeenSequences {
     /// Ranges of consecutive sequences held (one more than the gaps between them).
     [[nodiscard]] std::size_t ranges() const { return ranges_.size(); }
 
+    /// How many sequences are held.
+    [[nodiscard]] std::uint64_t size() const {
+        std::uint64_t held = 0;
+        for (const auto& [first, last] : ranges_) {
+            held += last - first + 1;
+        }
+        return held;
+    }
+
+    /// Calls `visit(sequence)` for every sequence held, in increasing order.
+    template <typename Visit>
+    void for_each(Visit&& visit) const {
+        for (const auto& [first, last] : ranges_) {
+            for (std::uint64_t s = first;; ++s) {
+                visit(s);
+                if (s == last) {
+                    break;
+                }
+            }
+        }
+    }
+
     void clear() { ranges_.clear(); }
 
   private:
