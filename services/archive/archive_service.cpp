@@ -510,34 +510,23 @@ class ArchiveService {
             remember_finished(run_id);
             return nullptr;
         }
-        // The raw frames already stored, so that those the killed archive lost are named at
-        // the end (missing_raw).
-        transport::SeenSequences stored;
-        if (auto sequences = reopened->stored_raw_sequences()) {
-            for (const std::uint64_t s : *sequences) {
-                stored.insert(s);
+        // What is already stored, so that what the killed archive lost (taken off its feeds or
+        // queued in its sockets) is named at the end: raw frames (missing_raw), data frames and
+        // cakes (missing_cakes).
+        const auto read_back = [&](Result<std::vector<std::uint64_t>> sequences) {
+            transport::SeenSequences held;
+            if (!sequences) {
+                count_error("reopen", sequences.error().message);
+                return held;
             }
-        } else {
-            count_error("reopen", sequences.error().message);
-        }
-        // The data frames and cakes already stored, so that the cakes the killed archive lost
-        // (taken off its feed or queued in its socket) are named at the end (missing_cakes).
-        transport::SeenSequences data;
-        if (auto sequences = reopened->stored_data_sequences()) {
             for (const std::uint64_t s : *sequences) {
-                data.insert(s);
+                held.insert(s);
             }
-        } else {
-            count_error("reopen", sequences.error().message);
-        }
-        transport::SeenSequences cakes;
-        if (auto sequences = reopened->stored_cake_sequences()) {
-            for (const std::uint64_t s : *sequences) {
-                cakes.insert(s);
-            }
-        } else {
-            count_error("reopen", sequences.error().message);
-        }
+            return held;
+        };
+        transport::SeenSequences stored = read_back(reopened->stored_raw_sequences());
+        transport::SeenSequences data = read_back(reopened->stored_data_sequences());
+        transport::SeenSequences cakes = read_back(reopened->stored_cake_sequences());
         metrics_.runs_reopened.increment();
         spdlog::info(
             "run file reopened run={} path={} raw_frames={} cakes={} results={} state_changes={}",
