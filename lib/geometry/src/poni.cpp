@@ -368,11 +368,15 @@ Result<void> read_pixel_size_key(const Entries& entries, std::string_view lower_
     return {};
 }
 
-/// k when `pixel_m` is k times `model_pixel_m` (k >= 1 integer), i.e. a k x k binning.
-std::optional<std::size_t> binning_factor(double pixel_m, double model_pixel_m) {
+/// k when `pixel_m` is k times `model_pixel_m` (k >= 1 integer), i.e. a k x k binning, and k
+/// leaves at least one binned pixel of the model's `model_pixels`: a larger factor would give a
+/// detector of no rows (or columns), which no PONI describes (and k would not fit a size_t).
+std::optional<std::size_t> binning_factor(double pixel_m, double model_pixel_m,
+                                          std::size_t model_pixels) {
     const double ratio = pixel_m / model_pixel_m;
     const double k = std::round(ratio);
-    if (k < 1.0 || std::abs(k * model_pixel_m - pixel_m) > kBinningRelativeTolerance * pixel_m) {
+    if (!(k >= 1.0) || k > static_cast<double>(model_pixels) ||
+        std::abs(k * model_pixel_m - pixel_m) > kBinningRelativeTolerance * pixel_m) {
         return std::nullopt;
     }
     return static_cast<std::size_t>(k);
@@ -432,8 +436,8 @@ Result<DetectorModel> resolve_detector(const Entries& entries, DetectorFacts fac
             "files carry no shape: name a known Detector or re-export as PONI 2.1)",
             shown_name, model_hint());
     }
-    const auto bin1 = binning_factor(facts.pixel1->value_m, model->pixel1_m);
-    const auto bin2 = binning_factor(facts.pixel2->value_m, model->pixel2_m);
+    const auto bin1 = binning_factor(facts.pixel1->value_m, model->pixel1_m, model->max_shape.rows);
+    const auto bin2 = binning_factor(facts.pixel2->value_m, model->pixel2_m, model->max_shape.cols);
     if (!bin1 || !bin2) {
         return fail(ErrorCode::kNotFound,
                     "PONI detector {} has no max_shape and its pixel size {} x {} m is not a "

@@ -530,6 +530,20 @@ TEST(PoniParser, BinnedModelPixelsDivideTheModelShape) {
         AllOf(HasSubstr("max_shape"), HasSubstr("Perkin")));
 }
 
+TEST(PoniParser, RejectsABinningLargerThanTheModelNamingMaxShape) {
+    // 1.72 m pixels on a Pilatus1M would be a binning of 10^4, leaving a detector of 0 rows;
+    // such a file was accepted once and written back with max_shape [0, 0] (found by fuzzing).
+    EXPECT_THAT(
+        parse_error(poni_with_detector("Detector: Pilatus1M", R"(Detector_config: {"pixel1": 1.72,)"
+                                                              R"( "pixel2": 0.000172})"),
+                    ErrorCode::kNotFound),
+        AllOf(HasSubstr("max_shape"), HasSubstr("Pilatus1M")));
+    // The largest binning that leaves one row is still a binning.
+    const PoniGeometry g = parse_ok(poni_with_detector(
+        "Detector: Pilatus1M", R"(Detector_config: {"pixel1": 0.179396, "pixel2": 0.000172})"));
+    EXPECT_EQ(g.detector.max_shape, (FrameShape{1, 981}));
+}
+
 TEST(PoniParser, ExplicitConfigWinsOverTheModelTable) {
     // A Pilatus1M written by pyFAI carries its own max_shape; the file's values are used and the
     // Detector value is kept as written.
