@@ -342,6 +342,14 @@ class ArchiveService {
         // never came (missing_cakes): one cake per data frame, of the frame's sequence.
         transport::SeenSequences data_sequences;
         transport::SeenSequences cake_sequences;
+        // The raw feed's RunEnd.sequences_end: frames of the run at the source, counting those
+        // a killed ingest took with it, which raw_frames_sent does not (docs/faults.md).
+        std::uint64_t raw_sequences_end = 0;
+
+        // Frames the run had at the source, as far as the raw feed's RunEnd tells.
+        [[nodiscard]] std::uint64_t raw_frames_expected() const {
+            return std::max(raw_frames_sent, raw_sequences_end);
+        }
     };
 
     Result<zmq::socket_t> open_pull(const cfg::Socket& socket, const char* key) {
@@ -690,6 +698,7 @@ class ArchiveService {
         run->raw_ended = true;
         run->raw_frames_sent =
             sent.data_p() + sent.data_n() + sent.dark() + sent.flat() + sent.background();
+        run->raw_sequences_end = end.sequences_end();
     }
 
     void on_reduced(const transport::ReducedMessage& cake) {
@@ -785,10 +794,10 @@ class ArchiveService {
             }
             pb::RunEnd end = *run.end;
             const std::uint64_t stored = run.file.raw_frames() + run.file.flat_fields();
-            if (raw_enabled_ && (!run.raw_ended || stored < run.raw_frames_sent)) {
+            if (raw_enabled_ && (!run.raw_ended || stored < run.raw_frames_expected())) {
                 const std::string missing = fmt::format(
                     "raw frames incomplete: {} archived{} missing_sequences=[{}]", stored,
-                    run.raw_ended ? fmt::format(" of {} sent", run.raw_frames_sent)
+                    run.raw_ended ? fmt::format(" of {} sent", run.raw_frames_expected())
                                   : std::string(", the raw feed never ended the run"),
                     fmt::join(missing_raw(run), ","));
                 count_error("raw_incomplete", fmt::format("run {}: {}", it->first, missing));
@@ -803,10 +812,11 @@ class ArchiveService {
     }
 
     // Raw frames not stored, by sequence (the first kMissingListedMax): every sequence below the
-    // count the raw feed's RunEnd gives, or (no RunEnd: its ingest died) below the highest one
-    // stored, since sequences count every frame of a run from 0 (docs/protocol.md).
+    // count the raw feed's RunEnd gives (its sequences_end where a killed ingest lost frames
+    // before sending them), or (no RunEnd: its ingest died) below the highest one stored, since
+    // sequences count every frame of a run from 0 (docs/protocol.md).
     static std::vector<std::uint64_t> missing_raw(const OpenRun& run) {
-        std::uint64_t upper = run.raw_ended ? run.raw_frames_sent : 0;
+        std::uint64_t upper = run.raw_ended ? run.raw_frames_expected() : 0;
         if (!run.raw_ended && !run.raw_sequences.empty()) {
             upper = *run.raw_sequences.highest();
         }

@@ -43,6 +43,8 @@
 #include "anisoflow/transport/payload.hpp"
 #include "anisoflow/transport/socket.hpp"
 
+#include "run_messages.hpp"
+
 namespace anisoflow {
 namespace {
 
@@ -61,81 +63,28 @@ constexpr auto kPatience = 30s;
 #endif
 
 constexpr std::uint32_t kSide = 64;  // the test detector: 64 x 64 uint16 pixels
-constexpr std::uint64_t kDarks = 2;  // sequences 0 and 1, then the flat (2), then data frames
-constexpr std::uint64_t kFirstData = kDarks + 1;
+constexpr std::uint64_t kDarks = testing::kSmallRunDarks;
+constexpr std::uint64_t kFirstData = testing::kSmallRunFirstData;
 
 // ---- the run's messages -------------------------------------------------------------------------
 
 pb::RunStart run_start(const std::string& run_id) {
-    pb::RunStart start;
-    start.set_run_id(run_id);
-    start.set_source_version("test");
-    pb::ExperimentConfig& c = *start.mutable_config();
-    pb::PoniGeometry& g = *c.mutable_geometry();
-    g.set_detector_rows(kSide);
-    g.set_detector_cols(kSide);
-    g.set_pixel1_m(400e-6);
-    g.set_pixel2_m(400e-6);
-    g.set_distance_m(0.08);
-    g.set_poni1_m(kSide * 0.5 * 400e-6);
-    g.set_poni2_m(kSide * 0.5 * 400e-6);
-    g.set_wavelength_m(0.123984e-10);  // 100 keV
-    c.set_composition("Cu50Zr50");
-    c.set_density_per_cubic_angstrom(0.06);
-    c.set_nu(0.37);
-    c.set_mode(pb::EXTRACTION_MODE_PN);
-    c.set_q_min_inv_angstrom(1.0);
-    c.set_q_max_inv_angstrom(10.0);
-    c.set_n_q(30);
-    c.set_n_chi(8);
-    c.set_r_max_angstrom(20.0);
-    c.set_n_r(200);
-    c.set_r_fit_min_angstrom(2.3);
-    c.set_r_fit_max_angstrom(15.0);
-    c.set_normalisation(pb::NORMALISATION_HIGH_Q);
-    c.set_r_poly_angstrom(0.9);
-    c.set_polarization_factor(0.99);
-    return start;
+    return testing::small_run_start(run_id, kSide);
 }
 
-pb::FrameKind kind_of(std::uint64_t sequence) {
-    if (sequence < kDarks) {
-        return pb::FRAME_KIND_DARK;
-    }
-    return sequence < kFirstData ? pb::FRAME_KIND_FLAT : pb::FRAME_KIND_DATA;
-}
+pb::FrameKind kind_of(std::uint64_t sequence) { return testing::small_run_kind(sequence); }
 
-// Data frames alternate P, N, P, ... from the first one.
 pb::Orientation orientation_of(std::uint64_t sequence) {
-    if (kind_of(sequence) != pb::FRAME_KIND_DATA) {
-        return pb::ORIENTATION_UNSPECIFIED;
-    }
-    return (sequence - kFirstData) % 2 == 0 ? pb::ORIENTATION_P : pb::ORIENTATION_N;
+    return testing::small_run_orientation(sequence);
 }
 
 pb::FrameHeader frame_header(const std::string& run_id, std::uint64_t sequence) {
-    pb::FrameHeader header;
-    header.set_run_id(run_id);
-    header.set_sequence(sequence);
-    header.set_kind(kind_of(sequence));
-    header.set_orientation(orientation_of(sequence));
-    header.set_encoding(pb::ENCODING_RAW);
-    header.set_dtype(pb::PIXEL_DTYPE_UINT16);
-    header.set_rows(kSide);
-    header.set_cols(kSide);
-    header.set_exposure_s(1.0);
-    header.set_uncompressed_size_bytes(std::uint64_t{kSide} * kSide * 2);
-    return header;
+    return testing::small_run_header(run_id, sequence, kSide);
 }
 
 // A RAW uint16 frame of ingest's raw feed; its pixels carry its sequence.
 transport::Multipart raw_frame(const std::string& run_id, std::uint64_t sequence) {
-    std::vector<std::uint16_t> pixels(std::size_t{kSide} * kSide,
-                                      static_cast<std::uint16_t>(100 + sequence));
-    auto parts = transport::encode_frame(frame_header(run_id, sequence),
-                                         transport::make_payload(std::move(pixels)));
-    EXPECT_TRUE(parts) << parts.error().message;
-    return parts ? std::move(*parts) : transport::Multipart{};
+    return testing::small_run_frame(run_id, sequence, kSide);
 }
 
 // The cake of a data frame as analyze forwards it: reduce's sums, on the run's cake grid.
@@ -504,6 +453,44 @@ TEST(ArchiveService, NamesALostRawFrameOnlyInMissingSequences) {
     EXPECT_EQ(named(run.end_detail, "missing_sequences"), (std::multiset<std::uint64_t>{4, 6}))
         << run.end_detail;
     EXPECT_EQ(named(run.end_detail, "missing_cakes"), (std::multiset<std::uint64_t>{7}))
+        << run.end_detail;
+    EXPECT_NE(run.end_detail.find("raw frames incomplete: 7 archived of 9 sent"), std::string::npos)
+        << run.end_detail;
+    EXPECT_EQ(archive.stop(), 0) << archive.log();
+}
+
+TEST(ArchiveService, NamesFramesAKilledIngestNeverSentFromSequencesEnd) {
+    // Ingest was killed holding frames 5 and 6 and its successor resumed the run (docs/faults.md,
+    // "A killed ingest"): the RunEnds count the 7 frames the two ingests sent, and only
+    // sequences_end says that the run had 9. Both lost frames are named; without sequences_end
+    // nothing would be, and the count would read "7 of 7".
+    ArchiveUnderTest archive;
+    ASSERT_TRUE(archive.start());
+    constexpr std::uint64_t kFrames = 9;
+    const pb::RunStart start = run_start("ingest-lost");
+    archive.send_raw(control(start));
+    archive.send_feed(control(start));
+    pb::RunEnd end = run_end(start.run_id(), 0);
+    for (std::uint64_t s = 0; s < kFrames; ++s) {
+        if (s == 5 || s == 6) {
+            continue;
+        }
+        archive.send_raw(raw_frame(start.run_id(), s));
+        transport::count_frame(*end.mutable_frames_sent(), frame_header(start.run_id(), s));
+        if (kind_of(s) == pb::FRAME_KIND_DATA) {
+            archive.send_feed(cake(start, s));
+        }
+    }
+    end.set_sequences_end(kFrames);
+    archive.send_feed(control(end));
+    archive.send_raw(control(end));
+    ASSERT_EQ(archive.wait_metric(kClosed, 1), 1) << archive.log();
+
+    EXPECT_EQ(archive.metric(kCakesMissing), 0);
+    const RunFile run = read_run_file(archive.run_path(start.run_id()));
+    ASSERT_TRUE(run.opened);
+    EXPECT_EQ(run.state, "completed");
+    EXPECT_EQ(named(run.end_detail, "missing_sequences"), (std::multiset<std::uint64_t>{5, 6}))
         << run.end_detail;
     EXPECT_NE(run.end_detail.find("raw frames incomplete: 7 archived of 9 sent"), std::string::npos)
         << run.end_detail;
