@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
+#include "anisoflow/state/v1/state.pb.h"
 #include "anisoflow/stream/v1/stream.pb.h"
 
 #include "anisoflow/core/clock.hpp"
@@ -34,6 +35,7 @@
 #include "anisoflow/transport/socket.hpp"
 #include "anisoflow/transport/socket_security.hpp"
 
+#include "open_run_store.hpp"
 #include "run_control.hpp"
 
 namespace anisoflow::ingest {
@@ -56,6 +58,8 @@ bool needs_credit(pb::FrameKind kind) {
 
 struct StartEvent {
     pb::RunStart start;
+    // Set when a restarted ingest resumes a run a killed one left open: what was sent before.
+    std::optional<state::v1::IngestOpenRun> resumed;
 };
 struct FrameEvent {
     pb::FrameHeader header;
@@ -67,6 +71,7 @@ struct EndEvent {
     pb::RunEndReason reason = pb::RUN_END_REASON_COMPLETED;
     std::string detail;
     std::vector<pb::StateChange> history;  // under run control: the run log, for RunEnd
+    std::uint64_t source_frames = 0;       // frames of the run by the source's own count; 0: none
 };
 // Under run control: a change of the run's state, published where it falls among the frames.
 struct RunEventEvent {
@@ -96,6 +101,7 @@ struct Metrics {
     metrics::Counter bytes_sent;
     metrics::Histogram dispatch_seconds;
     metrics::Counter raw_frames_sent;
+    metrics::Counter runs_resumed;
 };
 
 // Bounds of the latency histograms, seconds: 1 ms to 60 s (a frame may wait for credit).
@@ -155,8 +161,11 @@ Result<Metrics> register_metrics(metrics::Registry& registry) {
         kLatencySecondsBuckets);
     auto raw_sent = registry.counter("anisoflow_ingest_raw_frames_sent_total",
                                      "frames handed to archive on the raw frame feed");
+    auto resumed = registry.counter(
+        "anisoflow_ingest_runs_resumed_total",
+        "runs a killed ingest left open in state_dir that this one resumed after its restart");
     for (const auto* error :
-         {raw_sent ? nullptr : &raw_sent.error(),
+         {raw_sent ? nullptr : &raw_sent.error(), resumed ? nullptr : &resumed.error(),
           bytes_received ? nullptr : &bytes_received.error(),
           bytes_sent ? nullptr : &bytes_sent.error(),
           dispatch_seconds ? nullptr : &dispatch_seconds.error(),
@@ -178,7 +187,7 @@ Result<Metrics> register_metrics(metrics::Registry& registry) {
                    *redispatched,     *acked,           *confirmed,      *out_of_order,
                    *rejected,         *ended,           *depth,          *alive,
                    *in_flight,        *unconfirmed,     *bytes_received, *bytes_sent,
-                   *dispatch_seconds, *raw_sent};
+                   *dispatch_seconds, *raw_sent,        *resumed};
 }
 
 // ---- the source thread: runs opened, numbered, checked and closed
@@ -211,6 +220,23 @@ class RunTracker {
 
     [[nodiscard]] const std::optional<std::string>& open_run() const { return run_id_; }
 
+    // Takes up the run a killed ingest left open (state_dir): its later frames are the open
+    // run's, not refused as of no run. Frames the killed one took are not known here, so a
+    // repeat of one is not caught as a duplicate; sequences already sent count as expected.
+    bool resume(state::v1::IngestOpenRun open, const runtime::StopToken& stop) {
+        run_id_ = open.start().run_id();
+        seen_.clear();
+        next_expected_ = open.sequences_end();
+        last_message_ = Clock::now();
+        spdlog::warn(
+            "run resumed run={} resumes={} data_p={} data_n={} sequences_end={}: a previous "
+            "ingest left it open; frames it had taken but not sent are named missing at the end",
+            *run_id_, open.resumes() + 1, open.frames_sent().data_p(), open.frames_sent().data_n(),
+            open.sequences_end());
+        pb::RunStart start = open.start();
+        return queue_.push(StartEvent{std::move(start), std::move(open)}, stop);
+    }
+
     bool start(pb::RunStart start, const runtime::StopToken& stop) {
         if (run_id_ && *run_id_ == start.run_id()) {
             last_message_ = Clock::now();
@@ -227,7 +253,7 @@ class RunTracker {
         next_expected_ = 0;
         last_message_ = Clock::now();
         spdlog::info("run started run={}", *run_id_);
-        return queue_.push(StartEvent{std::move(start)}, stop);
+        return queue_.push(StartEvent{std::move(start), std::nullopt}, stop);
     }
 
     // Checks and queues one frame of the open run; false only when stop interrupted the push.
@@ -251,11 +277,11 @@ class RunTracker {
     }
 
     bool end(pb::RunEndReason reason, std::string detail, const runtime::StopToken& stop,
-             std::vector<pb::StateChange> history = {}) {
+             std::vector<pb::StateChange> history = {}, std::uint64_t source_frames = 0) {
         if (!run_id_) {
             return true;
         }
-        EndEvent event{*run_id_, reason, std::move(detail), std::move(history)};
+        EndEvent event{*run_id_, reason, std::move(detail), std::move(history), source_frames};
         if (reason == pb::RUN_END_REASON_ABORTED) {
             spdlog::warn("run aborted run={} detail=\"{}\"", event.run_id, event.detail);
         }
@@ -312,7 +338,12 @@ Result<void> read_anisoflow_stream(zmq::socket_t& socket, RunTracker& tracker, M
             pushed = tracker.frame(std::move(frame->header), std::move(frame->payload), stop);
         } else if (auto* end = std::get_if<transport::RunEndMessage>(&*decoded)) {
             if (tracker.open_run() && *tracker.open_run() == end->end.run_id()) {
-                pushed = tracker.end(end->end.reason(), end->end.detail(), stop);
+                // The sender counts what it sent: frames a killed ingest took with it are then
+                // known to the one that ends the run, even with no later frame to show them.
+                const pb::FrameCounts& counts = end->end.frames_sent();
+                pushed = tracker.end(end->end.reason(), end->end.detail(), stop, {},
+                                     counts.data_p() + counts.data_n() + counts.dark() +
+                                         counts.flat() + counts.background());
             } else {
                 metrics.frames_rejected.with("no_run").increment();
             }
@@ -724,6 +755,13 @@ struct RunBook {
     Clock::time_point next_republish;
     std::optional<EndEvent> end;  // set once the source ended the run
     Clock::time_point drain_deadline;
+    std::uint64_t sequences_end = 0;  // one past the highest sequence dispatched
+    std::uint32_t resumes = 0;        // restarts of ingest this run has seen (state_dir)
+
+    // RunEnd.sequences_end: what was dispatched, or the source's count where that is more.
+    [[nodiscard]] std::uint64_t frames_at_source() const {
+        return std::max(sequences_end, end ? end->source_frames : 0);
+    }
 };
 
 // A RunEnd already published, repeated for subscribers that missed it (run_end_repeats).
@@ -749,6 +787,8 @@ struct IngestService::State {
     zmq::socket_t raw;          // the raw frame feed to archive; unset when raw archiving is off
     zmq::socket_t run_control;  // REP of run control; unset when off (docs/run-control.md)
     std::optional<io::WatchedFolder> folder;  // kind watched_folder; the source thread's
+    std::optional<OpenRunStore> store;        // config.state_dir set; the dispatch thread's
+    std::optional<state::v1::IngestOpenRun> left_open;  // found there at start, to resume
     IngestEndpoints endpoints;
     Metrics metrics;
     std::unique_ptr<EventQueue> queue;
@@ -762,6 +802,7 @@ struct IngestService::State {
     Clock::time_point held_since;
     Clock::time_point next_held_warning;  // repeated every send_timeout_ms while held
     Clock::time_point next_idle_warning;  // frames waiting and no worker alive
+    bool save_failing = false;            // the last save of the open run failed (logged once)
 
     void publish(Result<transport::Multipart> message) {
         if (!message) {
@@ -775,6 +816,27 @@ struct IngestService::State {
             spdlog::warn("control publish failed error=\"{}\"", sent.error().message);
         } else if (*sent) {
             metrics.bytes_sent.increment(static_cast<double>(bytes));
+        }
+    }
+
+    // The run as sent so far, for an ingest restarted after a crash (config.state_dir). Once per
+    // frame: a rename of a file of ~1 KB, small beside a frame's dispatch.
+    void save_open_run(const RunBook& book) {
+        if (!store) {
+            return;
+        }
+        state::v1::IngestOpenRun open;
+        *open.mutable_start() = book.start;
+        *open.mutable_frames_sent() = book.sent;
+        *open.mutable_raw_frames_sent() = book.raw_sent;
+        open.set_sequences_end(book.sequences_end);
+        open.set_resumes(book.resumes);
+        if (auto saved = store->save(open); !saved && !save_failing) {
+            spdlog::error("open run not saved run={} error=\"{}\": a restart will not resume it",
+                          book.start.run_id(), saved.error().message);
+            save_failing = true;  // said once; the next save that works clears it
+        } else if (saved) {
+            save_failing = false;
         }
     }
 
@@ -803,12 +865,17 @@ struct IngestService::State {
                 return;
             }
             publish(transport::encode_control(start->start));
-            runs.emplace(id, RunBook{start->start,
-                                     {},
-                                     {},
-                                     now + milliseconds(config.run_start_republish_interval_ms()),
-                                     std::nullopt,
-                                     {}});
+            RunBook book;
+            book.start = start->start;
+            book.next_republish = now + milliseconds(config.run_start_republish_interval_ms());
+            if (start->resumed) {
+                book.sent = start->resumed->frames_sent();
+                book.raw_sent = start->resumed->raw_frames_sent();
+                book.sequences_end = start->resumed->sequences_end();
+                book.resumes = start->resumed->resumes() + 1;
+                metrics.runs_resumed.increment();
+            }
+            save_open_run(runs.emplace(id, std::move(book)).first->second);
         } else if (auto* frame = std::get_if<FrameEvent>(&event)) {
             const auto book = runs.find(frame->header.run_id());
             if (book == runs.end()) {
@@ -822,6 +889,9 @@ struct IngestService::State {
                 return;
             }
             transport::count_frame(book->second.sent, header);
+            book->second.sequences_end =
+                std::max(book->second.sequences_end, header.sequence() + 1);
+            save_open_run(book->second);
             metrics.dispatch_seconds.observe(
                 std::chrono::duration<double>(now - frame->received_at).count());
         } else if (auto* run_event = std::get_if<RunEventEvent>(&event)) {
@@ -865,9 +935,15 @@ struct IngestService::State {
             pb::RunEnd end;
             end.set_run_id(it->first);
             *end.mutable_frames_sent() = book.sent;
+            end.set_sequences_end(book.frames_at_source());
             end.set_reason(book.end->reason);
             end.set_ended_unix_ns(unix_now_ns());
             std::string detail = book.end->detail;
+            if (book.resumes > 0) {
+                detail += fmt::format("{}resumed after {} restart{} of ingest",
+                                      detail.empty() ? "" : "; ", book.resumes,
+                                      book.resumes == 1 ? "" : "s");
+            }
             if (!drained) {
                 const transport::Dispatcher::RunBacklog left = dispatcher->backlog(it->first);
                 detail += fmt::format(
@@ -886,6 +962,12 @@ struct IngestService::State {
                                  now + milliseconds(config.run_start_republish_interval_ms())});
             }
             dispatcher->end_run(it->first);
+            if (store) {
+                if (auto cleared = store->clear(it->first); !cleared) {
+                    spdlog::error("open run not cleared run={} error=\"{}\"", it->first,
+                                  cleared.error().message);
+                }
+            }
             const bool aborted = end.reason() == pb::RUN_END_REASON_ABORTED;
             metrics.runs_ended.with(aborted ? "aborted" : "completed").increment();
             spdlog::info(
@@ -1014,6 +1096,7 @@ struct IngestService::State {
             pb::RunEnd raw_end;
             raw_end.set_run_id(end->run_id);
             *raw_end.mutable_frames_sent() = book->second.raw_sent;
+            raw_end.set_sequences_end(std::max(book->second.sequences_end, end->source_frames));
             raw_end.set_reason(end->reason);
             raw_end.set_ended_unix_ns(unix_now_ns());
             raw_end.set_detail(end->detail);
@@ -1067,6 +1150,22 @@ struct IngestService::State {
         RunTracker tracker(
             *queue, metrics,
             controlled ? milliseconds::zero() : milliseconds(config.source().series_timeout_ms()));
+        if (left_open) {
+            const std::string run_id = left_open->start().run_id();
+            if (!tracker.resume(std::move(*left_open), stop)) {
+                return {};
+            }
+            left_open.reset();
+            // Run control's state (acquisitions, frame kinds) is not kept: such a run ends
+            // aborted, counted and named, instead of being continued under a guess.
+            if (controlled && !tracker.end(pb::RUN_END_REASON_ABORTED,
+                                           "ingest restarted under run control: its run state "
+                                           "was lost, the run is not continued",
+                                           stop)) {
+                return {};
+            }
+            spdlog::debug("open run taken up run={}", run_id);
+        }
         if (!controlled) {
             return config.source().kind() == cfg::SOURCE_KIND_DECTRIS_STREAM
                        ? read_dectris_stream(source, config.source(), dectris_run, tracker, metrics,
@@ -1164,6 +1263,19 @@ Result<IngestService> IngestService::create(const cfg::IngestConfig& config,
         }
     }
     state->queue = std::make_unique<EventQueue>(config.queue_capacity_frames(), kSourcePoll);
+    if (!config.state_dir().empty()) {
+        auto store = OpenRunStore::open(config.state_dir());
+        if (!store) {
+            return tl::unexpected(store.error());
+        }
+        // A file that does not read is reported and moved aside: ingest starts without it.
+        if (auto left = store->load(); !left) {
+            spdlog::error("open run not resumed error=\"{}\"", left.error().message);
+        } else {
+            state->left_open = std::move(*left);
+        }
+        state->store.emplace(std::move(*store));
+    }
 
     transport::DispatcherOptions options;
     options.worker_timeout = milliseconds(config.worker_timeout_ms());

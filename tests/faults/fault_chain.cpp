@@ -115,6 +115,8 @@ FaultChain::FaultChain(std::string name)
     ingest = concat(ingest, option("send_timeout_ms", "500"));
     ingest = concat(ingest, option("source.series_timeout_ms", ms(3000ms)));
     ingest = concat(ingest, option("metrics.bind_address", "127.0.0.1:0"));
+    // The run open at the source, for a restarted ingest to resume (docs/faults.md).
+    ingest = concat(ingest, option("state_dir", (dir_ / "ingest-state").string()));
     services_[Service::kIngest] = Spec{ANISOFLOW_INGEST, ingest, {}, {}, nullptr};
 
     for (const Service reducer : {Service::kReduce0, Service::kReduce1}) {

@@ -80,9 +80,9 @@ void expect_every_field_set(const google::protobuf::Message& message, const std:
         } else if (field->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_BOOL) {
             // proto3 scalars have no presence: zero means "not written" (or written as zero,
             // which validate() refuses for every numeric setting anyway). The optional sockets
-            // (raw frames, run control), the watched folder's settings and CURVE security are
-            // the exceptions: their defaults are empty (off, or unused by the default source
-            // kind).
+            // (raw frames, run control), the watched folder's settings, CURVE security and
+            // ingest's state_dir are the exceptions: their defaults are empty (off, or unused by
+            // the default source kind; a state directory is a deployment's choice).
             const std::string key = where + field->name();
             if (key.ends_with("endpoints.raw_out.address") ||
                 key.ends_with("endpoints.raw_in.address") ||
@@ -90,7 +90,7 @@ void expect_every_field_set(const google::protobuf::Message& message, const std:
                 key.ends_with("source.watch_directory") || key.ends_with("source.watch_pattern") ||
                 key.ends_with("source.watch_hdf5_dataset") ||
                 key.ends_with("security.curve_certificate") ||
-                key.ends_with("security.curve_public_keys_dir")) {
+                key.ends_with("security.curve_public_keys_dir") || key == "ingest: state_dir") {
                 continue;
             }
             EXPECT_TRUE(reflection->HasField(message, field)) << key;
