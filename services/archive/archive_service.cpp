@@ -203,7 +203,7 @@ Result<ArchiveMetrics> register_metrics(metrics::Registry& registry) {
         registry.counter_family("anisoflow_archive_errors_total",
                                 "messages that could not be archived, by reason", "reason",
                                 {"create", "reopen", "no_open_run", "bad_cake", "write", "close",
-                                 "raw_write", "raw_incomplete"});
+                                 "raw_write", "raw_incomplete", "no_analyze_end"});
     auto rejected = registry.counter_family("anisoflow_archive_messages_rejected_total",
                                             "messages dropped by decode(), by reason", "reason");
     auto disk_full = registry.gauge("anisoflow_archive_disk_full",
@@ -327,7 +327,8 @@ class ArchiveService {
 
   private:
     // One run's file, closed once the feed's RunEnd came and (with raw frames on) the raw feed
-    // ended the run too, or raw_drain_timeout_ms after the feed's RunEnd.
+    // ended the run too, or raw_drain_timeout_ms after the feed's RunEnd, or
+    // analyze_end_timeout_ms after the raw feed's RunEnd when the feed's never comes.
     struct OpenRun {
         archive::RunArchive file;
         std::optional<pb::RunEnd> end;  // the feed's RunEnd
@@ -345,6 +346,9 @@ class ArchiveService {
         // The raw feed's RunEnd.sequences_end: frames of the run at the source, counting those
         // a killed ingest took with it, which raw_frames_sent does not (docs/faults.md).
         std::uint64_t raw_sequences_end = 0;
+        // The raw feed's RunEnd (ingest's), which ends the run when analyze's does not come.
+        std::optional<pb::RunEnd> raw_end{};
+        Clock::time_point analyze_deadline{};
 
         // Frames the run had at the source, as far as the raw feed's RunEnd tells.
         [[nodiscard]] std::uint64_t raw_frames_expected() const {
@@ -699,6 +703,10 @@ class ArchiveService {
         run->raw_frames_sent =
             sent.data_p() + sent.data_n() + sent.dark() + sent.flat() + sent.background();
         run->raw_sequences_end = end.sequences_end();
+        if (!run->raw_end) {
+            run->raw_end = end;
+            run->analyze_deadline = Clock::now() + milliseconds(config_.analyze_end_timeout_ms());
+        }
     }
 
     void on_reduced(const transport::ReducedMessage& cake) {
@@ -788,6 +796,17 @@ class ArchiveService {
     void close_runs_due(Clock::time_point now) {
         for (auto it = runs_.begin(); it != runs_.end();) {
             OpenRun& run = it->second;
+            if (!run.end && run.raw_end && now >= run.analyze_deadline) {
+                // An analyze restarted after the run's end never heard of it: without this the
+                // file stays open until archive stops. Its cakes that never came are named below.
+                run.end = *run.raw_end;
+                const std::string why =
+                    fmt::format("analyze never ended the run: closed {} ms after ingest's RunEnd",
+                                config_.analyze_end_timeout_ms());
+                count_error("no_analyze_end", fmt::format("run {}: {}", it->first, why));
+                run.end->set_detail(run.end->detail().empty() ? why
+                                                              : run.end->detail() + "; " + why);
+            }
             if (!run.end || (!run.raw_ended && now < run.raw_deadline)) {
                 ++it;
                 continue;

@@ -148,6 +148,7 @@ FaultChain::FaultChain(std::string name)
     archive = concat(archive, endpoint("control_in", ">" + ipc("control")));
     archive = concat(archive, option("archive_dir", runs_dir().string()));
     archive = concat(archive, option("raw_drain_timeout_ms", ms(4000ms)));
+    archive = concat(archive, option("analyze_end_timeout_ms", ms(10000ms)));
     archive = concat(archive, option("flush_interval_ms", "200"));
     archive = concat(archive, option("metrics.bind_address", "127.0.0.1:0"));
     services_[Service::kArchive] = Spec{ANISOFLOW_ARCHIVE, archive, {}, {}, nullptr};

@@ -245,6 +245,12 @@ class ArchiveUnderTest {
     ArchiveUnderTest(ArchiveUnderTest&&) = delete;
     ArchiveUnderTest& operator=(ArchiveUnderTest&&) = delete;
 
+    /// One more `--set key=value` for the next start().
+    void set_option(const std::string& key, const std::string& value) {
+        args_.push_back("--set");
+        args_.push_back(key + "=" + value);
+    }
+
     /// Starts (or restarts) archive and waits for its ready line and its metrics port.
     bool start() {
         const std::size_t from = log_size();
@@ -493,6 +499,38 @@ TEST(ArchiveService, NamesFramesAKilledIngestNeverSentFromSequencesEnd) {
     EXPECT_EQ(named(run.end_detail, "missing_sequences"), (std::multiset<std::uint64_t>{5, 6}))
         << run.end_detail;
     EXPECT_NE(run.end_detail.find("raw frames incomplete: 7 archived of 9 sent"), std::string::npos)
+        << run.end_detail;
+    EXPECT_EQ(archive.stop(), 0) << archive.log();
+}
+
+TEST(ArchiveService, ClosesARunAnalyzeNeverEndedAfterIngestsRunEnd) {
+    // An analyze restarted after the run's end never hears of it: only ingest's RunEnd (the raw
+    // feed's) comes. The file is closed analyze_end_timeout_ms later, completed as ingest said,
+    // naming the cakes that never came, instead of staying open until archive stops.
+    ArchiveUnderTest archive;
+    archive.set_option("analyze_end_timeout_ms", "300");
+    ASSERT_TRUE(archive.start());
+    constexpr std::uint64_t kFrames = 8;
+    const pb::RunStart start = run_start("analyze-gone");
+    archive.send_raw(control(start));
+    archive.send_feed(control(start));
+    for (std::uint64_t s = 0; s < kFrames; ++s) {
+        archive.send_raw(raw_frame(start.run_id(), s));
+    }
+    for (const std::uint64_t s : {3, 4, 5}) {  // forwarded before the old analyze was killed
+        archive.send_feed(cake(start, s));
+    }
+    archive.send_raw(control(run_end(start.run_id(), kFrames)));
+    ASSERT_EQ(archive.wait_metric(kClosed, 1), 1) << archive.log();
+
+    EXPECT_EQ(archive.metric(errors("no_analyze_end")), 1);
+    EXPECT_EQ(archive.metric(kCakesMissing), 2);
+    const RunFile run = read_run_file(archive.run_path(start.run_id()));
+    ASSERT_TRUE(run.opened);
+    EXPECT_EQ(run.state, "completed");
+    EXPECT_EQ(named(run.end_detail, "missing_cakes"), (std::multiset<std::uint64_t>{6, 7}))
+        << run.end_detail;
+    EXPECT_NE(run.end_detail.find("analyze never ended the run"), std::string::npos)
         << run.end_detail;
     EXPECT_EQ(archive.stop(), 0) << archive.log();
 }

@@ -244,6 +244,8 @@ std::vector<std::string> validate(const cfg::ArchiveConfig& config) {
     }
     check_positive(problems, "raw_drain_timeout_ms", config.raw_drain_timeout_ms(),
                    "a run's last raw frames need at least 1 ms to arrive");
+    check_positive(problems, "analyze_end_timeout_ms", config.analyze_end_timeout_ms(),
+                   "analyze needs time to end a run after ingest did");
     return problems;
 }
 
