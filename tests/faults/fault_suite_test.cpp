@@ -5,8 +5,9 @@
 //  - every frame the simulator sent is in the run file (raw frame, and its cake for a data
 //    frame) or named missing by sequence number in the run file's `run_end_detail` or analyze's
 //    final log line, never silently absent;
-//  - when the final result holds every data frame it equals `anisoflow analyze` over the same
-//    frames written to files (SUMMARY.json numbers to 1e-9 relative);
+//  - the final result equals `anisoflow analyze` over the data frames it holds (all of them, or
+//    all but those a restarted analyze names unseen) written to files (SUMMARY.json numbers to
+//    1e-9 relative);
 //  - the run file opens and holds what was flushed before the fault;
 //  - a restarted service is back in the chain within 5 s;
 //  - every service exits 0 on SIGTERM at the end.
@@ -33,6 +34,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <fcntl.h>
@@ -217,6 +219,30 @@ const nlohmann::json& offline_summary(const SimulatedRun& run) {
     EXPECT_EQ(reference.analyzed.exit_code, 0) << testing::describe(reference.analyzed);
     std::ifstream in(reference.summary_json);
     return cache[key] = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+}
+
+// The offline reference of a result that holds only some data frames (a killed analyze took the
+// others with it): the same analysis over those frames, P index i being sequence darks + 1 + i
+// and N index i sequence darks + 1 + frames_per_orientation + i. Not cached: each is a one-off.
+nlohmann::json offline_summary_of(const SimulatedRun& run, const std::vector<std::size_t>& p_frames,
+                                  const std::vector<std::size_t>& n_frames) {
+    const auto keep_only = [&](const fs::path& files) {
+        for (const auto& [name, indices] : {std::pair{"p", &p_frames}, std::pair{"n", &n_frames}}) {
+            const fs::path all = files / (std::string(name) + ".h5");
+            const fs::path part = files / (std::string(name) + "-part.h5");
+            if (!testing::copy_frames(all.string(), "/entry/data/data", part.string(), *indices)) {
+                ADD_FAILURE() << "cannot copy frames of " << all;
+                return false;
+            }
+            fs::rename(part, all);
+        }
+        return true;
+    };
+    const auto reference = testing::run_offline_analysis(ANISOFLOW_CLI, testing::scratch_dir(),
+                                                         run.frame_options(), keep_only);
+    EXPECT_EQ(reference.analyzed.exit_code, 0) << testing::describe(reference.analyzed);
+    std::ifstream in(reference.summary_json);
+    return nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
 }
 
 // "" when the live result equals the offline one, else what differs.
@@ -627,14 +653,31 @@ void run_round(const RoundPlan& plan) {
                                      << fmt::format("{}", fmt::join(absent, ",")) << "\n"
                                      << chain.logs();
 
-    if (final_result && final_result->n_frames_p() == run.frames_per_orientation &&
-        final_result->n_frames_n() == run.frames_per_orientation) {
-        const std::string differences = compare_with_offline(*final_result, offline_summary(run));
+    if (final_result) {
+        // The result holds the data frames analyze does not name unseen: the offline analysis
+        // of exactly those must give the same numbers, whole run or not.
+        std::vector<std::size_t> p_frames;
+        std::vector<std::size_t> n_frames;
+        const std::size_t per = run.frames_per_orientation;
+        for (std::size_t i = 0; i < per; ++i) {
+            if (!unseen.contains(run.darks + 1 + i)) {
+                p_frames.push_back(i);
+            }
+            if (!unseen.contains(run.darks + 1 + per + i)) {
+                n_frames.push_back(i);
+            }
+        }
+        const bool whole = p_frames.size() == per && n_frames.size() == per;
+        const std::string differences = compare_with_offline(
+            *final_result,
+            whole ? offline_summary(run) : offline_summary_of(run, p_frames, n_frames));
         EXPECT_EQ(differences, "") << chain.logs();
-        f.result = differences.empty() ? "= offline" : "differs";
-    } else if (final_result) {
-        f.result = fmt::format("partial P {} N {}", final_result->n_frames_p(),
-                               final_result->n_frames_n());
+        f.result = whole ? "= offline"
+                         : fmt::format("P {} N {} = offline", p_frames.size(), n_frames.size());
+        if (!differences.empty()) {
+            f.result = whole ? "differs"
+                             : fmt::format("P {} N {} differs", p_frames.size(), n_frames.size());
+        }
     } else {
         f.result = "none";
     }

@@ -59,16 +59,17 @@ std::vector<std::string> concat(std::vector<std::string> a, const std::vector<st
     return a;
 }
 
-OfflineAnalysis run_offline_analysis(const std::filesystem::path& cli,
-                                     const std::filesystem::path& dir,
-                                     const std::vector<std::string>& simulate_options) {
+OfflineAnalysis run_offline_analysis(
+    const std::filesystem::path& cli, const std::filesystem::path& dir,
+    const std::vector<std::string>& simulate_options,
+    const std::function<bool(const std::filesystem::path& files)>& before_analysis) {
     const std::filesystem::path files = dir / "files";
     OfflineAnalysis offline;
     offline.summary_json = dir / "SUMMARY.json";
     offline.simulated = run_cli(
         cli, dir,
         concat({"--log-level", "warn", "simulate", "--out-dir", files.string()}, simulate_options));
-    if (offline.simulated.exit_code != 0) {
+    if (offline.simulated.exit_code != 0 || (before_analysis && !before_analysis(files))) {
         return offline;
     }
     offline.analyzed = run_cli(cli, dir,

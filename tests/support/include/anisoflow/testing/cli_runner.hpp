@@ -2,6 +2,7 @@
 // Runs the real `anisoflow` binary as a child process, as the end-to-end tests do.
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -28,9 +29,12 @@ struct OfflineAnalysis {
     CliRun analyzed;
     std::filesystem::path summary_json;
 };
-OfflineAnalysis run_offline_analysis(const std::filesystem::path& cli,
-                                     const std::filesystem::path& dir,
-                                     const std::vector<std::string>& simulate_options);
+/// `before_analysis`, when given, runs on DIR/files between the two (e.g. to keep only some
+/// frames of p.h5 and n.h5); false from it skips the analysis (its exit code stays -1).
+OfflineAnalysis run_offline_analysis(
+    const std::filesystem::path& cli, const std::filesystem::path& dir,
+    const std::vector<std::string>& simulate_options,
+    const std::function<bool(const std::filesystem::path& files)>& before_analysis = {});
 
 /// The command, its exit code and both streams, for assertion messages.
 std::string describe(const CliRun& run);
