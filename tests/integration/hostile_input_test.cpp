@@ -46,6 +46,7 @@
 #include "dectris_emulator.hpp"
 #include "ingest_harness.hpp"
 #include "reduce_service.hpp"
+#include "run_messages.hpp"
 
 namespace anisoflow {
 namespace {
@@ -322,35 +323,7 @@ std::string short_socket_dir() {
 }
 
 pb::RunStart run_start(const std::string& run_id) {
-    pb::RunStart start;
-    start.set_run_id(run_id);
-    start.set_source_version("test");
-    pb::ExperimentConfig& c = *start.mutable_config();
-    pb::PoniGeometry& g = *c.mutable_geometry();
-    g.set_detector_rows(kSide);
-    g.set_detector_cols(kSide);
-    g.set_pixel1_m(400e-6);
-    g.set_pixel2_m(400e-6);
-    g.set_distance_m(0.08);
-    g.set_poni1_m(kSide * 0.5 * 400e-6);  // the beam at the centre
-    g.set_poni2_m(kSide * 0.5 * 400e-6);
-    g.set_wavelength_m(0.123984e-10);  // 100 keV
-    c.set_composition("Cu50Zr50");
-    c.set_density_per_cubic_angstrom(0.06);
-    c.set_nu(0.37);
-    c.set_mode(pb::EXTRACTION_MODE_PN);
-    c.set_q_min_inv_angstrom(1.0);
-    c.set_q_max_inv_angstrom(10.0);
-    c.set_n_q(30);
-    c.set_n_chi(8);
-    c.set_r_max_angstrom(20.0);
-    c.set_n_r(200);
-    c.set_r_fit_min_angstrom(2.3);
-    c.set_r_fit_max_angstrom(15.0);
-    c.set_normalisation(pb::NORMALISATION_HIGH_Q);
-    c.set_r_poly_angstrom(0.9);
-    c.set_polarization_factor(0.99);
-    return start;
+    return testing::small_run_start(run_id, kSide);
 }
 
 // One reduce worker on a thread; the test is ingest (a ROUTER on frames) and analyze (a ROUTER on

@@ -70,6 +70,14 @@ struct Source {
     void send_frame(const std::string& run_id, std::uint64_t sequence) {
         send(testing::small_run_frame(run_id, sequence, kSide));
     }
+    /// The source's RunEnd, counting `sent` (what `anisoflow simulate --stream` sends).
+    void send_end(const std::string& run_id, const pb::FrameCounts& sent) {
+        pb::RunEnd end;
+        end.set_run_id(run_id);
+        end.set_reason(pb::RUN_END_REASON_COMPLETED);
+        *end.mutable_frames_sent() = sent;
+        send_control(end);
+    }
     zmq::socket_t socket;
 };
 
@@ -132,11 +140,7 @@ TEST(IngestResume, ARestartedIngestResumesTheRunItsPredecessorLeftOpen) {
     for (std::uint64_t s = 7; s < 10; ++s) {
         source.send_frame(start.run_id(), s);
     }
-    pb::RunEnd source_end;
-    source_end.set_run_id(start.run_id());
-    source_end.set_reason(pb::RUN_END_REASON_COMPLETED);
-    *source_end.mutable_frames_sent() = counts_of(start.run_id(), {0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
-    source.send_control(source_end);
+    source.send_end(start.run_id(), counts_of(start.run_id(), {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
 
     const auto end = reducer.until_run_end(start.run_id());
     ASSERT_TRUE(end) << "no RunEnd\n" << second.metrics();
@@ -175,10 +179,7 @@ TEST(IngestResume, AnUnreadableStateFileIsSetAsideAndIngestServes) {
     for (std::uint64_t s = 0; s < 4; ++s) {
         source.send_frame(start.run_id(), s);
     }
-    pb::RunEnd source_end;
-    source_end.set_run_id(start.run_id());
-    source_end.set_reason(pb::RUN_END_REASON_COMPLETED);
-    source.send_control(source_end);
+    source.send_end(start.run_id(), {});  // no count: sequences_end is what ingest saw
     const auto end = reducer.until_run_end(start.run_id());
     ASSERT_TRUE(end);
     EXPECT_EQ(end->reason(), pb::RUN_END_REASON_COMPLETED) << end->detail();
