@@ -71,6 +71,7 @@
 #include "analyze_service.hpp"
 #include "archive_service.hpp"
 #include "ingest_service.hpp"
+#include "open_run_store.hpp"
 #include "reduce_service.hpp"
 
 namespace {
@@ -714,6 +715,30 @@ double memcpy_ms(std::size_t bytes) {
     return best;
 }
 
+// Ingest with state_dir rewrites its open run after every dispatched frame (docs/faults.md, "A
+// killed ingest"): the median time of one such save, in ms, on this machine's temp directory.
+double open_run_save_ms(const pb::RunStart& start, const fs::path& dir) {
+    auto store = anisoflow::ingest::OpenRunStore::open(dir / "ingest-state");
+    if (!store) {
+        std::fprintf(stderr, "bench_pipeline: %s\n", store.error().message.c_str());
+        return 0.0;
+    }
+    anisoflow::state::v1::IngestOpenRun open;
+    *open.mutable_start() = start;
+    std::vector<double> times;
+    for (std::uint64_t sequence = 0; sequence < 200; ++sequence) {
+        open.mutable_frames_sent()->set_data_p(sequence);
+        open.set_sequences_end(sequence + 1);
+        const auto t0 = Clock::now();
+        if (auto saved = store->save(open); !saved) {
+            std::fprintf(stderr, "bench_pipeline: %s\n", saved.error().message.c_str());
+            return 0.0;
+        }
+        times.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    }
+    return percentile(times, 0.50);
+}
+
 std::vector<std::string> split(const std::string& list) {
     std::vector<std::string> items;
     for (std::size_t at = 0; at <= list.size();) {
@@ -810,6 +835,10 @@ int main(int argc, char** argv) {
         o.rows, o.cols, static_cast<double>(frame_bytes) / 1e6, o.reducers, o.reduce_threads,
         o.recompute_ms, std::thread::hardware_concurrency());
     std::printf("  memcpy of one frame: %.3f ms\n", copy_ms);
+    const double save_ms = open_run_save_ms(start, dir);
+    std::printf(
+        "  ingest's state_dir save per dispatched frame: %.3f ms (%.2f x memcpy of a frame)\n",
+        save_ms, save_ms / copy_ms);
     std::printf("  %-9s %-12s %10s %14s %12s %10s %10s %14s %6s\n", "detector", "raw archive",
                 "frames/s", "x memcpy time", "cpu ms/frame", "p50 ms", "p99 ms", "p99 after 1 s",
                 "lost");
