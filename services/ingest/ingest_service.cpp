@@ -820,7 +820,7 @@ struct IngestService::State {
     }
 
     // The run as sent so far, for an ingest restarted after a crash (config.state_dir). Once per
-    // frame: a rename of a file of ~1 KB, small beside a frame's dispatch.
+    // frame: a rename of a file under 1 KB, small beside a frame's dispatch.
     void save_open_run(const RunBook& book) {
         if (!store) {
             return;
