@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -17,6 +18,11 @@ namespace {
 
 constexpr std::size_t kDefaultChunkCacheBytes = std::size_t{1} << 20;  // HDF5's default
 constexpr std::size_t kMaxChunkCacheBytes = std::size_t{256} << 20;    // bound per open stack
+/// Most chunks one frame may be split into. HDF5 1.10 builds an entry (with its own dataspace
+/// selections) for every chunk a read selects, stored or not: about 2.4 KB each, so an 11 kB file
+/// declaring 30-pixel chunks made one 50 MB frame read take 2 GB (fuzz_io_hdf5). 65,536 chunks
+/// cost HDF5 about 160 MB, and a 4096 x 4096 frame tiled in 16 x 16 pixels still opens.
+constexpr std::uint64_t kMaxChunksPerFrame = std::uint64_t{1} << 16;
 
 struct TypeChoice {
     PixelType pixel_type;
@@ -79,19 +85,45 @@ Result<TypeChoice> choose_type(hid_t file_type) {
                 "unsupported {} data type (frames must be integers or floats)", name);
 }
 
-/// Chunk cache able to hold one frame's worth of chunks, so a chunk spanning several frames is
-/// decompressed once rather than once per frame. Empty when HDF5's default already suffices.
-std::optional<std::size_t> chunk_cache_bytes(hid_t dataset, std::size_t element_bytes,
-                                             const std::vector<hsize_t>& dims) {
+/// The chunk dimensions of a chunked dataset of rank `rank`; empty when it is not chunked.
+std::optional<std::vector<hsize_t>> chunk_dims(hid_t dataset, std::size_t rank) {
     Hid create_plist = plist_handle(H5Dget_create_plist(dataset));
     if (!create_plist || H5Pget_layout(create_plist.get()) != H5D_CHUNKED) {
         return std::nullopt;
     }
-    std::vector<hsize_t> chunk(dims.size());
+    std::vector<hsize_t> chunk(rank);
     if (H5Pget_chunk(create_plist.get(), static_cast<int>(chunk.size()), chunk.data()) !=
-        static_cast<int>(dims.size())) {
+        static_cast<int>(rank)) {
         return std::nullopt;
     }
+    return chunk;
+}
+
+/// Refuses chunks that split one frame (the last two axes) into more than kMaxChunksPerFrame,
+/// before a read asks HDF5 for its per-chunk bookkeeping. The frame itself already fits
+/// kMaxFrameBytes, so the count (at most its pixel count) cannot overflow.
+Result<void> check_chunks_per_frame(const std::vector<hsize_t>& chunk,
+                                    const std::vector<hsize_t>& dims, const std::string& label) {
+    std::uint64_t chunks = 1;
+    for (std::size_t axis = dims.size() - 2; axis < dims.size(); ++axis) {
+        if (chunk[axis] > 0) {  // a corrupt 0 must not divide by zero
+            chunks *= (dims[axis] + chunk[axis] - 1) / chunk[axis];
+        }
+    }
+    if (chunks > kMaxChunksPerFrame) {
+        return fail(ErrorCode::kUnsupported,
+                    "{}: chunks of {} in a dataset of shape {} split each frame into {} chunks, "
+                    "more than the {} a frame may span (rewrite the file with larger chunks)",
+                    label, format_dims(chunk), format_dims(dims), chunks, kMaxChunksPerFrame);
+    }
+    return {};
+}
+
+/// Chunk cache able to hold one frame's worth of chunks, so a chunk spanning several frames is
+/// decompressed once rather than once per frame. Empty when HDF5's default already suffices.
+std::optional<std::size_t> chunk_cache_bytes(const std::vector<hsize_t>& chunk,
+                                             std::size_t element_bytes,
+                                             const std::vector<hsize_t>& dims) {
     std::size_t chunk_bytes = element_bytes;
     std::size_t chunks_per_frame = 1;
     for (std::size_t axis = 0; axis < dims.size(); ++axis) {
@@ -244,8 +276,14 @@ Result<std::unique_ptr<FrameSource>> open_hdf5_source(const std::filesystem::pat
                     format_dims(dims));
     }
 
+    const auto chunk = chunk_dims(dataset->get(), dims.size());
+    if (chunk) {
+        if (auto chunks = check_chunks_per_frame(*chunk, dims, label); !chunks) {
+            return tl::unexpected(chunks.error());
+        }
+    }
     const auto cache_bytes =
-        chunk_cache_bytes(dataset->get(), pixel_size_bytes(type->pixel_type), dims);
+        chunk ? chunk_cache_bytes(*chunk, pixel_size_bytes(type->pixel_type), dims) : std::nullopt;
     if (cache_bytes) {
         // Reopen with a chunk cache big enough for one frame's chunks (see chunk_cache_bytes).
         constexpr std::size_t kSlotsPerMiB = 100;  // HDF5 advises ~100 hash slots per cached MiB

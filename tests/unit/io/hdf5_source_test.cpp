@@ -347,6 +347,53 @@ TEST(Hdf5FrameSource, RefusesAFrameLargerThanTheBoundBeforeAllocatingIt) {
     EXPECT_THAT(mask.error().message, HasSubstr("larger than"));
 }
 
+/// Declares (never writes) a chunked uint16 dataset of `dims` at /entry/data/data.
+void declare_chunked_stack(const fs::path& file, const std::vector<hsize_t>& dims,
+                           const std::vector<hsize_t>& chunk) {
+    const hid_t h5 = H5Fcreate(file.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    ASSERT_GE(h5, 0);
+    const hid_t groups = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(groups, 1);
+    const hid_t space = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
+    const hid_t create = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(create, static_cast<int>(chunk.size()), chunk.data());
+    const hid_t dataset =
+        H5Dcreate2(h5, "/entry/data/data", H5T_STD_U16LE, space, groups, create, H5P_DEFAULT);
+    ASSERT_GE(dataset, 0);
+    H5Dclose(dataset);
+    H5Pclose(create);
+    H5Sclose(space);
+    H5Pclose(groups);
+    H5Fclose(h5);
+}
+
+// Found by fuzz_io_hdf5 (docs/fuzzing.md): an 11 kB file declaring a [2, 6, 4194309] uint16
+// stack in chunks of 1 x 6 x 5 pixels (838,862 chunks per 50 MB frame). HDF5 1.10 keeps ~2.4 KB
+// of bookkeeping per chunk a read selects, so reading frame 0 took 2 GB (libFuzzer's
+// out-of-memory). Chunks splitting a frame into more than 65,536 are refused when it is opened.
+TEST(Hdf5FrameSource, RefusesChunksThatSplitAFrameIntoTooManyPieces) {
+    const fs::path file = testing::scratch_dir() / "tiny_chunks.h5";
+    declare_chunked_stack(file, {2, 6, 4194309}, {1, 6, 5});
+    auto source = open_frame_source(file.string());
+    ASSERT_FALSE(source.has_value());
+    EXPECT_EQ(source.error().code, ErrorCode::kUnsupported);
+    EXPECT_THAT(source.error().message,
+                HasSubstr("tiny_chunks.h5::/entry/data/data: chunks of [1, 6, 5] in a "
+                          "dataset of shape [2, 6, 4194309] split each frame into 838862 "
+                          "chunks, more than the 65536 a frame may span"));
+    auto mask = read_mask(file.string() + "::/entry/data/data", {6, 4194309});
+    ASSERT_FALSE(mask.has_value());
+    EXPECT_THAT(mask.error().message, HasSubstr("838862 chunks"));
+
+    // The bound itself: a 4096 x 4096 frame in 16 x 16 tiles opens, one more column does not.
+    declare_chunked_stack(file, {1, 4096, 4096}, {1, 16, 16});
+    EXPECT_TRUE(open_frame_source(file.string()).has_value());
+    declare_chunked_stack(file, {1, 4096, 4097}, {1, 16, 16});
+    auto wider = open_frame_source(file.string());
+    ASSERT_FALSE(wider.has_value());
+    EXPECT_THAT(wider.error().message, HasSubstr("into 65792 chunks"));
+}
+
 TEST(FrameShapeCheck, NamesSourceAndBothShapes) {
     const fs::path file = testing::scratch_dir() / "frames.h5";
     ASSERT_TRUE(fixtures::write_hdf5<std::uint16_t>(file, "/entry/data/data", {1024, 1024},
