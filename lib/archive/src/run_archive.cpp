@@ -1005,6 +1005,18 @@ Result<void> RunArchive::close(const pb::RunEnd& end) {
 bool RunArchive::is_open() const { return state_ && state_->open; }
 const std::filesystem::path& RunArchive::path() const { return state_->path; }
 std::uint64_t RunArchive::raw_frames() const { return state_->raw_frames; }
+
+std::size_t RunArchive::metadata_cache_bytes() const {
+    std::size_t max_bytes = 0;
+    std::size_t min_clean_bytes = 0;
+    std::size_t current_bytes = 0;
+    int entries = 0;
+    if (!state_->open || H5Fget_mdc_size(state_->layout.file.get(), &max_bytes, &min_clean_bytes,
+                                         &current_bytes, &entries) < 0) {
+        return 0;
+    }
+    return current_bytes;
+}
 std::uint64_t RunArchive::flat_fields() const { return state_->flatfields; }
 std::uint64_t RunArchive::reduced_frames() const { return state_->reduced_frames; }
 std::uint64_t RunArchive::results() const { return state_->results; }

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <span>
@@ -198,6 +199,35 @@ double resident_fraction(const std::filesystem::path& path) {
     const auto in_cache = std::count_if(resident.begin(), resident.end(),
                                         [](unsigned char r) { return (r & 1U) != 0; });
     return static_cast<double>(in_cache) / static_cast<double>(resident.size());
+}
+
+// HDF5's metadata cache keeps each dataset's chunk index as the run grows: left at HDF5's
+// default (up to 32 MB) it grew by ~77 bytes a frame in archive's 30-minute soak
+// (docs/performance.md, "Soak"). Capped, it holds at most kMetadataCacheMaxBytes however many
+// frames the run has: here enough raw frames and cakes that the uncapped cache would pass it.
+TEST(RunArchive, MetadataCacheStaysBoundedAsTheRunGrows) {
+    const auto dir = testing::scratch_dir();
+    RunArchive archive = create(dir / "run.nxs", RawCompression::kNone);
+    const std::vector<std::uint16_t> pixels = s::pixels(1);
+    std::size_t largest = 0;
+    constexpr std::uint64_t kFrames = 12000;
+    for (std::uint64_t sequence = 1; sequence <= kFrames; ++sequence) {
+        const pb::Orientation orientation =
+            sequence % 2 == 1 ? pb::ORIENTATION_P : pb::ORIENTATION_N;
+        ASSERT_TRUE(append_raw(archive, sequence, pb::FRAME_KIND_DATA, orientation, pixels));
+        const std::vector<double> cake = s::cake(sequence);
+        ASSERT_TRUE(
+            archive.append_reduced(s::reduced_frame(sequence, orientation), cake, cake, cake));
+        if (sequence % 500 == 0) {
+            largest = std::max(largest, archive.metadata_cache_bytes());
+        }
+    }
+    EXPECT_GT(largest, 0U);
+    EXPECT_LE(largest, kMetadataCacheMaxBytes);
+    std::printf("metadata cache after %llu frames and cakes: largest %zu bytes\n",
+                static_cast<unsigned long long>(kFrames), largest);
+    ASSERT_TRUE(archive.close(run_end(pb::RUN_END_REASON_COMPLETED)));
+    EXPECT_EQ(archive.metadata_cache_bytes(), 0U);
 }
 
 // Raw frames go to disk and out of the page cache as the file grows (docs/archive.md, "Page

@@ -123,12 +123,18 @@ class RunArchive {
     [[nodiscard]] Result<std::vector<std::uint64_t>> stored_data_sequences() const;
     /// Sequences of every stored cake (/entry/reduced/sequence), read from the file.
     [[nodiscard]] Result<std::vector<std::uint64_t>> stored_cake_sequences() const;
+    /// Bytes HDF5's metadata cache holds for this file now: at most kMetadataCacheMaxBytes
+    /// however long the run (0 once closed).
+    [[nodiscard]] std::size_t metadata_cache_bytes() const;
 
   private:
     struct State;
     explicit RunArchive(std::unique_ptr<State> state);
     std::unique_ptr<State> state_;
 };
+
+/// The most memory HDF5's metadata cache of one run file may hold (layout.cpp, file_access()).
+inline constexpr std::size_t kMetadataCacheMaxBytes = std::size_t{256} << 10U;
 
 /// The text stored in /entry/run_state.
 inline constexpr const char* kRunStateRunning = "running";
