@@ -23,6 +23,22 @@ constexpr std::size_t kMaxChunkCacheBytes = std::size_t{256} << 20;    // bound 
 /// declaring 30-pixel chunks made one 50 MB frame read take 2 GB (fuzz_io_hdf5). 65,536 chunks
 /// cost HDF5 about 160 MB, and a 4096 x 4096 frame tiled in 16 x 16 pixels still opens.
 constexpr std::uint64_t kMaxChunksPerFrame = std::uint64_t{1} << 16;
+/// Widest numeric element read, bytes: 128-bit integers and x86 long doubles still convert to
+/// float64. A corrupt datatype message can declare gigabytes per element, and HDF5 allocates and
+/// fills a conversion buffer of at least one element before it reads anything: 2 GB for a 4 x 4
+/// mask, or a single malloc beyond libFuzzer's limit (fuzz_io_hdf5).
+constexpr std::size_t kMaxElementBytes = 16;
+
+/// Refuses an integer or float element of 0 bytes (H5Tget_size's error value) or wider than
+/// kMaxElementBytes, before HDF5 is asked to convert it.
+Result<void> check_element_size(std::size_t size, const char* type_name) {
+    if (size == 0 || size > kMaxElementBytes) {
+        return fail(ErrorCode::kUnsupported,
+                    "unsupported {}-byte {} data type (numbers of 1 to {} bytes are read)", size,
+                    type_name, kMaxElementBytes);
+    }
+    return {};
+}
 
 struct TypeChoice {
     PixelType pixel_type;
@@ -32,6 +48,12 @@ struct TypeChoice {
 Result<TypeChoice> choose_type(hid_t file_type) {
     const H5T_class_t type_class = H5Tget_class(file_type);
     const std::size_t size = H5Tget_size(file_type);
+    if (type_class == H5T_INTEGER || type_class == H5T_FLOAT) {
+        if (auto width = check_element_size(size, type_class == H5T_INTEGER ? "integer" : "float");
+            !width) {
+            return tl::unexpected(width.error());
+        }
+    }
     if (type_class == H5T_INTEGER) {
         const bool is_signed = H5Tget_sign(file_type) == H5T_SGN_2;
         switch (size) {
@@ -214,6 +236,11 @@ Result<std::vector<double>> read_count_time(hid_t file, std::size_t frame_count)
     const H5T_class_t type_class = H5Tget_class(file_type.get());
     if (type_class != H5T_INTEGER && type_class != H5T_FLOAT) {
         return fail(ErrorCode::kUnsupported, "{} is not numeric", path);
+    }
+    if (auto width = check_element_size(H5Tget_size(file_type.get()),
+                                        type_class == H5T_INTEGER ? "integer" : "float");
+        !width) {
+        return tl::unexpected(width.error().with_context(path));
     }
     const auto dims = dataset_dims(dataset->get());
     if (dims.size() > 1) {

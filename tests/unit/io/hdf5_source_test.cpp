@@ -394,6 +394,55 @@ TEST(Hdf5FrameSource, RefusesChunksThatSplitAFrameIntoTooManyPieces) {
     EXPECT_THAT(wider.error().message, HasSubstr("into 65792 chunks"));
 }
 
+/// Declares (never writes) a dataset of `dims` at `path` of `base` widened to `bytes` per element.
+void declare_wide_numbers(const fs::path& file, const char* path, const std::vector<hsize_t>& dims,
+                          hid_t base, std::size_t bytes) {
+    const hid_t h5 = H5Fopen(file.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    ASSERT_GE(h5, 0);
+    const hid_t groups = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(groups, 1);
+    const hid_t type = H5Tcopy(base);
+    ASSERT_GE(H5Tset_size(type, bytes), 0);
+    const hid_t space = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
+    const hid_t dataset = H5Dcreate2(h5, path, type, space, groups, H5P_DEFAULT, H5P_DEFAULT);
+    ASSERT_GE(dataset, 0);
+    H5Dclose(dataset);
+    H5Sclose(space);
+    H5Tclose(type);
+    H5Pclose(groups);
+    H5Fclose(h5);
+}
+
+// Found by fuzz_io_hdf5 (docs/fuzzing.md): an 11 kB file whose /mask (4 x 4) declares a
+// 34,359,216,128-bit integer, or whose count_time declares a 2 GB float. HDF5 allocates and fills
+// a conversion buffer of at least one element before reading: 2 GB of memory for 16 pixels, or
+// one malloc beyond libFuzzer's limit. Numbers wider than 16 bytes are refused before the read.
+TEST(Hdf5FrameSource, RefusesNumbersWiderThanSixteenBytes) {
+    const fs::path file = testing::scratch_dir() / "wide.h5";
+    ASSERT_TRUE(fixtures::write_hdf5<std::uint16_t>(file, "/entry/data/data", {2, 4, 4},
+                                                    std::vector<std::uint16_t>(32)));
+    declare_wide_numbers(file, "/mask", {4, 4}, H5T_STD_U8LE, 17);
+    auto mask = read_mask(file.string() + "::/mask", {4, 4});
+    ASSERT_FALSE(mask.has_value());
+    EXPECT_EQ(mask.error().code, ErrorCode::kUnsupported);
+    EXPECT_THAT(mask.error().message,
+                HasSubstr("wide.h5::/mask: unsupported 17-byte integer data type (numbers of 1 "
+                          "to 16 bytes are read)"));
+
+    // 16 bytes (128-bit integers, x86 long doubles) still convert to float64.
+    declare_wide_numbers(file, "/mask16", {4, 4}, H5T_STD_U8LE, 16);
+    auto wide_mask = read_mask(file.string() + "::/mask16", {4, 4});
+    EXPECT_TRUE(wide_mask.has_value()) << wide_mask.error().message;
+
+    declare_wide_numbers(file, "/entry/instrument/detector/count_time", {2}, H5T_IEEE_F64LE,
+                         32);  // one per frame
+    auto source = open_frame_source(file.string());
+    ASSERT_FALSE(source.has_value());
+    EXPECT_THAT(source.error().message,
+                HasSubstr("/entry/instrument/detector/count_time: unsupported 32-byte float data "
+                          "type"));
+}
+
 TEST(FrameShapeCheck, NamesSourceAndBothShapes) {
     const fs::path file = testing::scratch_dir() / "frames.h5";
     ASSERT_TRUE(fixtures::write_hdf5<std::uint16_t>(file, "/entry/data/data", {1024, 1024},
