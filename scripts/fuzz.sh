@@ -132,8 +132,10 @@ for target in "${targets[@]}"; do
     echo "  crash input: $input (log: $dir/log)"
     # CI keeps only what is printed: the report's first lines and a small input in base64 are
     # enough to reproduce the crash elsewhere (docs/fuzzing.md, "A crash becomes a regression").
-    grep -m 1 -A 12 -E '^==[0-9]+==ERROR|runtime error:|^SUMMARY|deadly signal' "$dir/log" |
-      sed 's/^/    | /' || true
+    # The last round's log: earlier rounds end in crashes set aside as third-party ones.
+    last_round=$(find "$dir" -maxdepth 1 -name 'round-*.log' -printf '%f\n' | sort -V | tail -1)
+    grep -m 1 -A 12 -E '^==[0-9]+==ERROR|runtime error:|^SUMMARY|deadly signal' \
+      "$dir/${last_round:-log}" | sed 's/^/    | /' || true
     if [ -f "$input" ] && [ "$(stat -c %s "$input")" -le 4096 ]; then
       echo "    input (base64; decode with base64 -d):"
       base64 -w 96 "$input" | sed 's/^/    /'
