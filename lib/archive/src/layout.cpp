@@ -615,9 +615,9 @@ Result<void> check_start(const std::string& file_name, const pb::RunStart& start
 
 // The file access of every run file: libver latest, which SWMR needs, and a metadata cache of
 // at most kMetadataCacheMaxBytes. HDF5's default lets the cache grow to 32 MB, and it keeps the
-// chunk index of every dataset as the run grows (~25 bytes per appended chunk of three datasets):
-// archive's memory rose by ~45 KiB a minute over a 30-minute soak (docs/performance.md, "Soak").
-// Appends touch only the end of each index, so a small cache costs no extra reads.
+// chunk index of every dataset as the run grows (~25 bytes per appended chunk of three datasets,
+// memory that grows with the run; docs/performance.md, "Soak"). Appends touch only the end of
+// each index, so a small cache costs no extra reads.
 Hid file_access() {
     Hid access = plist_handle(H5Pcreate(H5P_FILE_ACCESS));
     if (!access || H5Pset_libver_bounds(access.get(), H5F_LIBVER_LATEST, H5F_LIBVER_LATEST) < 0) {

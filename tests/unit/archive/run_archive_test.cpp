@@ -202,9 +202,9 @@ double resident_fraction(const std::filesystem::path& path) {
 }
 
 // HDF5's metadata cache keeps each dataset's chunk index as the run grows: left at HDF5's
-// default (up to 32 MB) it grew by ~77 bytes a frame in archive's 30-minute soak
-// (docs/performance.md, "Soak"). Capped, it holds at most kMetadataCacheMaxBytes however many
-// frames the run has: here enough raw frames and cakes that the uncapped cache would pass it.
+// default (up to 32 MB) it grows with the run (docs/performance.md, "Soak"). Capped, it holds at
+// most kMetadataCacheMaxBytes however many frames the run has: here enough raw frames and cakes
+// that the uncapped cache would pass it.
 TEST(RunArchive, MetadataCacheStaysBoundedAsTheRunGrows) {
     const auto dir = testing::scratch_dir();
     RunArchive archive = create(dir / "run.nxs", RawCompression::kNone);
