@@ -669,9 +669,8 @@ class AnalyzeService {
             metrics_.frames_missing.increment(static_cast<double>(missing));
             // Sequences run over every kind; dark and flat frames never reach analyze, so the
             // unseen numbers below include them (docs/protocol.md).
-            const std::uint64_t total = std::max<std::uint64_t>(
-                sent.data_p() + sent.data_n() + sent.dark() + sent.flat() + sent.background(),
-                run.end->sequences_end());
+            const std::uint64_t total =
+                std::max(transport::total_frames(sent), run.end->sequences_end());
             std::vector<std::uint64_t> unseen;
             for (std::uint64_t s = 0; s < total && unseen.size() < kMissingListedMax; ++s) {
                 if (!run.sequences.contains(s)) {

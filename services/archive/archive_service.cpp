@@ -698,10 +698,8 @@ class ArchiveService {
         if (run == nullptr) {
             return;  // a repeated RunEnd of a closed run, or a run whose file failed
         }
-        const pb::FrameCounts& sent = end.frames_sent();
         run->raw_ended = true;
-        run->raw_frames_sent =
-            sent.data_p() + sent.data_n() + sent.dark() + sent.flat() + sent.background();
+        run->raw_frames_sent = transport::total_frames(end.frames_sent());
         run->raw_sequences_end = end.sequences_end();
         if (!run->raw_end) {
             run->raw_end = end;

@@ -340,10 +340,8 @@ Result<void> read_anisoflow_stream(zmq::socket_t& socket, RunTracker& tracker, M
             if (tracker.open_run() && *tracker.open_run() == end->end.run_id()) {
                 // The sender counts what it sent: frames a killed ingest took with it are then
                 // known to the one that ends the run, even with no later frame to show them.
-                const pb::FrameCounts& counts = end->end.frames_sent();
                 pushed = tracker.end(end->end.reason(), end->end.detail(), stop, {},
-                                     counts.data_p() + counts.data_n() + counts.dark() +
-                                         counts.flat() + counts.background());
+                                     transport::total_frames(end->end.frames_sent()));
             } else {
                 metrics.frames_rejected.with("no_run").increment();
             }

@@ -634,6 +634,10 @@ std::uint64_t size_of(const Multipart& parts) {
     return bytes;
 }
 
+std::uint64_t total_frames(const pb::FrameCounts& counts) {
+    return counts.data_p() + counts.data_n() + counts.dark() + counts.flat() + counts.background();
+}
+
 void count_frame(pb::FrameCounts& counts, const pb::FrameHeader& header) {
     switch (header.kind()) {
         case pb::FRAME_KIND_DATA:

@@ -150,6 +150,9 @@ std::uint64_t size_of(const Multipart& parts);
 /// Adds one frame to the count of its kind (and, for DATA, its orientation: N, else P).
 void count_frame(pb::FrameCounts& counts, const pb::FrameHeader& header);
 
+/// Every frame `counts` holds, of any kind and orientation.
+[[nodiscard]] std::uint64_t total_frames(const pb::FrameCounts& counts);
+
 /// "data", "dark", "flat", "background"; "none" for UNSPECIFIED or an unknown value.
 std::string_view frame_kind_name(pb::FrameKind kind);
 /// "P", "N"; "-" for UNSPECIFIED or an unknown value.
