@@ -12,6 +12,7 @@
 #include <cstring>
 #include <deque>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -569,6 +570,32 @@ Result<std::vector<std::uint64_t>> RunArchive::stored_cake_sequences() const {
         return tl::unexpected(ok.error());
     }
     return read_series<std::uint64_t>(s.layout, s.layout.cake_sequence, H5T_NATIVE_UINT64);
+}
+
+Result<std::optional<RunArchive::ResultMark>> RunArchive::last_result() const {
+    assert(state_ && "use of a moved-from RunArchive");
+    const State& s = *state_;
+    if (auto ok = s.check_open("read the last result"); !ok) {
+        return tl::unexpected(ok.error());
+    }
+    if (s.results == 0) {
+        return std::optional<ResultMark>{};
+    }
+    const Layout& l = s.layout;
+    auto frames_p = read_series<std::uint64_t>(l, l.result_frames_p, H5T_NATIVE_UINT64);
+    auto frames_n = read_series<std::uint64_t>(l, l.result_frames_n, H5T_NATIVE_UINT64);
+    auto is_final = read_series<std::uint8_t>(l, l.result_is_final, H5T_NATIVE_UINT8);
+    if (!frames_p || !frames_n || !is_final) {
+        return tl::unexpected(!frames_p ? frames_p.error()
+                                        : (!frames_n ? frames_n.error() : is_final.error()));
+    }
+    const std::size_t last = static_cast<std::size_t>(s.results) - 1;
+    if (frames_p->size() <= last || frames_n->size() <= last || is_final->size() <= last) {
+        return fail(ErrorCode::kCorrupt, "{}: /entry/results holds fewer rows than counted ({})",
+                    l.file_name, s.results);
+    }
+    return std::optional<ResultMark>{
+        ResultMark{(*frames_p)[last], (*frames_n)[last], (*is_final)[last] != 0}};
 }
 
 Result<void> RunArchive::append_raw(const pb::FrameHeader& header,

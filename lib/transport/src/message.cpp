@@ -366,6 +366,37 @@ Check check_run_control_reply(const pb::RunControlReply& h,
     return check_part_count("RunControlReply", "a control message", 0, payloads.size());
 }
 
+Check check_ranges(const char* field, const pb::RunReceipt& run,
+                   const google::protobuf::RepeatedPtrField<pb::SequenceRange>& ranges) {
+    for (const pb::SequenceRange& range : ranges) {
+        if (range.first() > range.last()) {
+            return reject(RejectReason::kInvalidField,
+                          "ArchiveReceipts: run {}: {} range [{}, {}] ends before it begins",
+                          run.run_id(), field, range.first(), range.last());
+        }
+    }
+    return {};
+}
+
+Check check_archive_receipts(const pb::ArchiveReceipts& h,
+                             std::span<const zmq::message_t> payloads) {
+    if (h.session() == 0) {
+        return reject(RejectReason::kInvalidField, "ArchiveReceipts.session is unset (0)");
+    }
+    for (const pb::RunReceipt& run : h.runs()) {
+        if (auto ok = check_run_id("ArchiveReceipts.runs", run.run_id()); !ok) {
+            return ok;
+        }
+        if (auto ok = check_ranges("raw", run, run.raw()); !ok) {
+            return ok;
+        }
+        if (auto ok = check_ranges("cakes", run, run.cakes()); !ok) {
+            return ok;
+        }
+    }
+    return check_part_count("ArchiveReceipts", "a control message", 0, payloads.size());
+}
+
 Check check_body(const pb::Envelope& envelope, std::span<const zmq::message_t> payloads) {
     switch (envelope.body_case()) {
         case pb::Envelope::kRunStart:
@@ -390,6 +421,8 @@ Check check_body(const pb::Envelope& envelope, std::span<const zmq::message_t> p
             return check_run_control_request(envelope.run_control_request(), payloads);
         case pb::Envelope::kRunControlReply:
             return check_run_control_reply(envelope.run_control_reply(), payloads);
+        case pb::Envelope::kArchiveReceipts:
+            return check_archive_receipts(envelope.archive_receipts(), payloads);
         case pb::Envelope::BODY_NOT_SET:
             break;
     }
@@ -477,10 +510,10 @@ std::string_view to_string(RejectReason reason) {
 }
 
 std::string_view message_type_name(const Message& message) {
-    constexpr std::string_view kNames[] = {"RunStart",          "FrameHeader",    "ReducedFrame",
-                                           "AnalysisResult",    "RunEnd",         "Heartbeat",
-                                           "WorkerCredit",      "FrameAck",       "RunEvent",
-                                           "RunControlRequest", "RunControlReply"};
+    constexpr std::string_view kNames[] = {
+        "RunStart", "FrameHeader",       "ReducedFrame",    "AnalysisResult",
+        "RunEnd",   "Heartbeat",         "WorkerCredit",    "FrameAck",
+        "RunEvent", "RunControlRequest", "RunControlReply", "ArchiveReceipts"};
     static_assert(std::size(kNames) == std::variant_size_v<Message>);
     return kNames[message.index()];
 }
@@ -549,6 +582,8 @@ DecodeResult decode(Multipart&& parts) {
             return RunControlRequestMessage{std::move(*envelope.mutable_run_control_request())};
         case pb::Envelope::kRunControlReply:
             return RunControlReplyMessage{std::move(*envelope.mutable_run_control_reply())};
+        case pb::Envelope::kArchiveReceipts:
+            return ArchiveReceiptsMessage{std::move(*envelope.mutable_archive_receipts())};
         case pb::Envelope::BODY_NOT_SET:
             break;
     }
@@ -624,6 +659,11 @@ Result<Multipart> encode_control(const pb::RunControlRequest& request) {
 Result<Multipart> encode_control(const pb::RunControlReply& reply) {
     return control_message(
         [&](pb::Envelope& envelope) { *envelope.mutable_run_control_reply() = reply; });
+}
+
+Result<Multipart> encode_control(const pb::ArchiveReceipts& receipts) {
+    return control_message(
+        [&](pb::Envelope& envelope) { *envelope.mutable_archive_receipts() = receipts; });
 }
 
 std::uint64_t size_of(const Multipart& parts) {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -123,6 +124,15 @@ class RunArchive {
     [[nodiscard]] Result<std::vector<std::uint64_t>> stored_data_sequences() const;
     /// Sequences of every stored cake (/entry/reduced/sequence), read from the file.
     [[nodiscard]] Result<std::vector<std::uint64_t>> stored_cake_sequences() const;
+    /// What the last row of /entry/results says it analysed: a reopened archive compares a
+    /// result sent again with it (docs/protocol.md, "Archive receipts"). nullopt while there is
+    /// no result.
+    struct ResultMark {
+        std::uint64_t frames_p = 0;  ///< /entry/results/frames_p
+        std::uint64_t frames_n = 0;  ///< /entry/results/frames_n
+        bool is_final = false;       ///< /entry/results/is_final
+    };
+    [[nodiscard]] Result<std::optional<ResultMark>> last_result() const;
     /// Bytes HDF5's metadata cache holds for this file now: at most kMetadataCacheMaxBytes
     /// however long the run (0 once closed).
     [[nodiscard]] std::size_t metadata_cache_bytes() const;

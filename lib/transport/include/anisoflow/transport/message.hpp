@@ -104,12 +104,17 @@ struct RunControlRequestMessage {
 struct RunControlReplyMessage {
     pb::RunControlReply reply;
 };
-using Message = std::variant<RunStartMessage, FrameMessage, ReducedMessage, ResultMessage,
-                             RunEndMessage, HeartbeatMessage, WorkerCreditMessage, FrameAckMessage,
-                             RunEventMessage, RunControlRequestMessage, RunControlReplyMessage>;
+struct ArchiveReceiptsMessage {
+    pb::ArchiveReceipts receipts;
+};
+using Message =
+    std::variant<RunStartMessage, FrameMessage, ReducedMessage, ResultMessage, RunEndMessage,
+                 HeartbeatMessage, WorkerCreditMessage, FrameAckMessage, RunEventMessage,
+                 RunControlRequestMessage, RunControlReplyMessage, ArchiveReceiptsMessage>;
 
 /// "RunStart", "FrameHeader", "ReducedFrame", "AnalysisResult", "RunEnd", "Heartbeat",
-/// "WorkerCredit", "FrameAck", "RunEvent", "RunControlRequest", "RunControlReply".
+/// "WorkerCredit", "FrameAck", "RunEvent", "RunControlRequest", "RunControlReply",
+/// "ArchiveReceipts".
 std::string_view message_type_name(const Message& message);
 
 using DecodeResult = tl::expected<Message, Rejection>;
@@ -143,6 +148,8 @@ using DecodeResult = tl::expected<Message, Rejection>;
 [[nodiscard]] Result<Multipart> encode_control(const pb::RunEvent& event);
 [[nodiscard]] Result<Multipart> encode_control(const pb::RunControlRequest& request);
 [[nodiscard]] Result<Multipart> encode_control(const pb::RunControlReply& reply);
+/// Archive's receipts (docs/protocol.md, "Archive receipts"), without payload parts.
+[[nodiscard]] Result<Multipart> encode_control(const pb::ArchiveReceipts& receipts);
 
 /// Bytes of every part of a message, for the bytes in/out metrics.
 std::uint64_t size_of(const Multipart& parts);

@@ -78,6 +78,15 @@ class SeenSequences {
         }
     }
 
+    /// Calls `visit(first, last)` for every range of consecutive sequences held (both ends
+    /// included), in increasing order.
+    template <typename Visit>
+    void for_each_range(Visit&& visit) const {
+        for (const auto& [first, last] : ranges_) {
+            visit(first, last);
+        }
+    }
+
     void clear() { ranges_.clear(); }
 
   private:

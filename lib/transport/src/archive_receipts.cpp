@@ -1,0 +1,148 @@
+#include "anisoflow/transport/archive_receipts.hpp"
+
+#include <algorithm>
+#include <iterator>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+
+namespace anisoflow::transport {
+
+namespace {
+
+// Whether `sequence` is in one of `ranges`, which archive sends sorted and disjoint.
+bool in_ranges(const google::protobuf::RepeatedPtrField<pb::SequenceRange>& ranges,
+               std::uint64_t sequence) {
+    const auto after = std::upper_bound(
+        ranges.begin(), ranges.end(), sequence,
+        [](std::uint64_t s, const pb::SequenceRange& range) { return s < range.first(); });
+    return after != ranges.begin() && std::prev(after)->last() >= sequence;
+}
+
+}  // namespace
+
+void append_ranges(const SeenSequences& sequences,
+                   google::protobuf::RepeatedPtrField<pb::SequenceRange>& ranges) {
+    sequences.for_each_range([&](std::uint64_t first, std::uint64_t last) {
+        pb::SequenceRange* range = ranges.Add();
+        range->set_first(first);
+        range->set_last(last);
+    });
+}
+
+Multipart share(Multipart& parts) {
+    Multipart shared(parts.size());
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+        shared[i].copy(parts[i]);  // zmq_msg_copy: a reference to the same bytes
+    }
+    return shared;
+}
+
+bool UnreceiptedMessages::keep(Multipart parts) {
+    if (parts.empty()) {
+        return false;
+    }
+    // Part 0 again rather than a key from the caller: every sender keeps messages alike, and a
+    // header parse is microseconds against the milliseconds of a frame.
+    pb::Envelope envelope;
+    if (!envelope.ParseFromArray(parts.front().data(), static_cast<int>(parts.front().size()))) {
+        return false;
+    }
+    Kept kept;
+    switch (envelope.body_case()) {
+        case pb::Envelope::kRunStart:
+            kept.kind = Kind::kRunStart;
+            kept.run_id = envelope.run_start().run_id();
+            break;
+        case pb::Envelope::kFrameHeader:
+            kept.kind = Kind::kFrame;
+            kept.run_id = envelope.frame_header().run_id();
+            kept.sequence = envelope.frame_header().sequence();
+            break;
+        case pb::Envelope::kReducedFrame:
+            kept.kind = Kind::kFrame;
+            kept.run_id = envelope.reduced_frame().run_id();
+            kept.sequence = envelope.reduced_frame().sequence();
+            break;
+        case pb::Envelope::kAnalysisResult: {
+            const pb::AnalysisResult& result = envelope.analysis_result();
+            kept.kind = Kind::kResult;
+            kept.run_id = result.run_id();
+            kept.frames_p = result.n_frames_p();
+            kept.frames_n = result.n_frames_n();
+            kept.is_final = result.is_final();
+            // The newer result supersedes the older: only the run's latest must reach the file.
+            std::erase_if(kept_, [&](const Kept& k) {
+                return k.kind == Kind::kResult && k.run_id == kept.run_id;
+            });
+            break;
+        }
+        case pb::Envelope::kRunEnd:
+            kept.kind = Kind::kRunEnd;
+            kept.run_id = envelope.run_end().run_id();
+            break;
+        default:
+            return false;  // heartbeats, run events: not needed again
+    }
+    kept.parts = std::move(parts);
+    if (kept.kind == Kind::kFrame) {
+        ++frames_;
+    }
+    kept_.push_back(std::move(kept));
+    return true;
+}
+
+bool UnreceiptedMessages::covered(const Kept& kept, const pb::RunReceipt& run) const {
+    if (run.finished()) {
+        return true;
+    }
+    switch (kept.kind) {
+        case Kind::kRunStart:
+            return true;  // listed at all: the file exists
+        case Kind::kFrame:
+            return in_ranges(feed_ == ReceiptFeed::kRawFrames ? run.raw() : run.cakes(),
+                             kept.sequence);
+        case Kind::kResult:
+            return run.has_result() && run.result_frames_p() == kept.frames_p &&
+                   run.result_frames_n() == kept.frames_n && run.result_final() == kept.is_final;
+        case Kind::kRunEnd:
+            return false;  // only a finished run's
+    }
+    return false;
+}
+
+UnreceiptedMessages::Applied UnreceiptedMessages::apply(const pb::ArchiveReceipts& receipts) {
+    Applied applied;
+    applied.new_session = session_ != receipts.session();
+    session_ = receipts.session();
+    if (kept_.empty()) {
+        return applied;
+    }
+    std::unordered_map<std::string_view, const pb::RunReceipt*> runs;
+    for (const pb::RunReceipt& run : receipts.runs()) {
+        runs.emplace(run.run_id(), &run);
+    }
+    applied.forgotten = std::erase_if(kept_, [&](const Kept& kept) {
+        const auto run = runs.find(kept.run_id);
+        if (run == runs.end() || !covered(kept, *run->second)) {
+            return false;
+        }
+        if (kept.kind == Kind::kFrame) {
+            --frames_;
+        }
+        return true;
+    });
+    return applied;
+}
+
+std::deque<Multipart> UnreceiptedMessages::take_all() {
+    std::deque<Multipart> all;
+    for (Kept& kept : kept_) {
+        all.push_back(std::move(kept.parts));
+    }
+    kept_.clear();
+    frames_ = 0;
+    return all;
+}
+
+}  // namespace anisoflow::transport
