@@ -282,7 +282,7 @@ Result<void> write_text(const fs::path& path, const std::string& text) {
 }
 
 struct Endpoints {
-    std::string stream, frames, control, reduced, results, archive, raw;
+    std::string stream, frames, control, reduced, results, archive, raw, receipts;
 };
 
 std::string common_toml(const std::string& instance) {
@@ -322,6 +322,9 @@ Result<std::vector<std::pair<std::string, fs::path>>> write_configs(const DemoOp
     const bool raw = o.raw_compression != "off";
     if (raw) {
         ingest += endpoint_toml("raw_out", "@" + e.raw);
+        // Raw frames are kept until archive has stored them (docs/protocol.md, "Archive
+        // receipts"), as are analyze's messages to archive.
+        ingest += endpoint_toml("receipts_in", ">" + e.receipts);
     }
     if (auto added = add("ingest", "ingest", ingest); !added) {
         return tl::unexpected(added.error());
@@ -343,6 +346,7 @@ Result<std::vector<std::pair<std::string, fs::path>>> write_configs(const DemoOp
     analyze += endpoint_toml("control_in", ">" + e.control);
     analyze += endpoint_toml("results_out", "@" + e.results);
     analyze += endpoint_toml("archive_out", "@" + e.archive);
+    analyze += endpoint_toml("receipts_in", ">" + e.receipts);
     if (auto added = add("analyze", "analyze", analyze); !added) {
         return tl::unexpected(added.error());
     }
@@ -353,6 +357,7 @@ Result<std::vector<std::pair<std::string, fs::path>>> write_configs(const DemoOp
     archive += endpoint_toml("results_in", ">" + e.results);
     archive += endpoint_toml("control_in", ">" + e.control);
     archive += endpoint_toml("archive_in", ">" + e.archive);
+    archive += endpoint_toml("receipts_out", "@" + e.receipts);
     if (raw) {
         archive += endpoint_toml("raw_in", ">" + e.raw);
     }
@@ -642,7 +647,7 @@ class Demo {
             return "ipc://" + path.string();
         };
         endpoints_ = Endpoints{ipc("stream"),  ipc("frames"),  ipc("control"), ipc("reduced"),
-                               ipc("results"), ipc("archive"), ipc("raw")};
+                               ipc("results"), ipc("archive"), ipc("raw"),     ipc("receipts")};
         if ((sock_dir / "reduced").string().size() > kMaxIpcPath) {
             return fail(ErrorCode::kInvalidArgument,
                         "--out-dir {} is too long for ipc:// socket paths (at most {} bytes with "

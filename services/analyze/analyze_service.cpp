@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <chrono>
 #include <deque>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <optional>
@@ -13,6 +14,7 @@
 
 #include "anisoflow/core/clock.hpp"
 #include "anisoflow/metrics/metrics.hpp"
+#include "anisoflow/transport/archive_receipts.hpp"
 #include "anisoflow/transport/payload.hpp"
 #include "anisoflow/transport/rejection_log.hpp"
 #include "anisoflow/transport/seen_sequences.hpp"
@@ -114,6 +116,8 @@ struct AnalyzeMetrics {
     metrics::Counter bytes_sent;
     metrics::Histogram result_latency;
     metrics::Histogram frame_to_result;
+    metrics::Gauge unreceipted;
+    metrics::Counter resent;
 };
 
 Result<AnalyzeMetrics> register_metrics(metrics::Registry& registry) {
@@ -132,7 +136,7 @@ Result<AnalyzeMetrics> register_metrics(metrics::Registry& registry) {
         "anisoflow_analyze_errors_total", "messages or analyses that failed, by reason", "reason",
         {"bad_run_start", "layout_mismatch", "missing_sums", "not_data", "late_frame",
          "pending_overflow", "analysis", "archive_send_timeout", "archive_send", "receipt_dropped",
-         "run_orphaned"});
+         "run_orphaned", "archive_unreceipted"});
     auto rejected = registry.counter_family("anisoflow_analyze_messages_rejected_total",
                                             "messages dropped by decode(), by reason", "reason");
     auto lost = registry.counter(
@@ -153,13 +157,21 @@ Result<AnalyzeMetrics> register_metrics(metrics::Registry& registry) {
         "from a frame's acquisition (FrameHeader.acquired_unix_ns) to the first result that "
         "includes it published",
         kLatencySecondsBuckets);
+    auto unreceipted = registry.gauge(
+        "anisoflow_analyze_archive_unreceipted_messages",
+        "messages sent to archive that no archive receipt covers yet, kept to send again");
+    auto resent = registry.counter(
+        "anisoflow_analyze_archive_resent_total",
+        "messages sent again to a restarted archive (its receipts came from a new session)");
     if (!merged || !duplicates || !missing || !results || !seconds || !errors || !rejected ||
-        !lost || !bytes_received || !bytes_sent || !result_latency || !frame_to_result) {
+        !lost || !bytes_received || !bytes_sent || !result_latency || !frame_to_result ||
+        !unreceipted || !resent) {
         return fail(ErrorCode::kInvalidArgument, "cannot register the analyze metrics");
     }
     return AnalyzeMetrics{*merged,         *duplicates, *missing,        *results,
                           *seconds,        *errors,     *rejected,       *lost,
-                          *bytes_received, *bytes_sent, *result_latency, *frame_to_result};
+                          *bytes_received, *bytes_sent, *result_latency, *frame_to_result,
+                          *unreceipted,    *resent};
 }
 
 class AnalyzeService {
@@ -217,19 +229,35 @@ class AnalyzeService {
         control_ = std::move(*control);
         results_ = std::move(*results);
         archive_ = std::move(*archive);
+        if (const cfg::Socket& in = endpoints.receipts_in(); !in.address().empty()) {
+            if (config_.max_unreceipted_messages() == 0) {
+                return fail(ErrorCode::kInvalidArgument,
+                            "max_unreceipted_messages: 0; at least 1 with endpoints.receipts_in");
+            }
+            auto receipts =
+                security_.open(zmq_, zmq::socket_type::sub, in.address(), socket_options(in));
+            if (!receipts) {
+                return tl::unexpected(receipts.error().with_context("endpoints.receipts_in"));
+            }
+            receipts_ = std::move(*receipts);
+            unreceipted_.emplace(transport::ReceiptFeed::kArchiveFeed);
+        }
         spdlog::info("ready recompute_interval_ms={} drain_timeout_ms={}",
                      config_.recompute_interval_ms(), config_.drain_timeout_ms());
 
         const runtime::StopToken stop = context_.stop.token();
         auto next_heartbeat = Clock::now();
         while (!stop.stop_requested()) {
-            // While archive holds messages back, cakes wait in the workers (backpressure) and
-            // the loop waits for room on the archive feed instead.
+            // While archive holds messages back, or has not receipted max_unreceipted_messages
+            // of them, cakes wait in the workers (backpressure) and the loop waits for room on
+            // the archive feed, or for receipts, instead.
             const bool held = !archive_backlog_.empty();
-            std::array<zmq::pollitem_t, 2> items = {
+            std::array<zmq::pollitem_t, 3> items = {
                 held ? zmq::pollitem_t{archive_.handle(), 0, ZMQ_POLLOUT, 0}
-                     : zmq::pollitem_t{reduced_.handle(), 0, ZMQ_POLLIN, 0},
-                zmq::pollitem_t{control_.handle(), 0, ZMQ_POLLIN, 0}};
+                     : zmq::pollitem_t{unreceipted_full() ? nullptr : reduced_.handle(), 0,
+                                       ZMQ_POLLIN, 0},
+                zmq::pollitem_t{control_.handle(), 0, ZMQ_POLLIN, 0},
+                zmq::pollitem_t{receipts_.handle(), 0, ZMQ_POLLIN, 0}};
             try {
                 zmq::poll(items.data(), items.size(), poll_timeout(next_heartbeat));
             } catch (const zmq::error_t& error) {
@@ -241,8 +269,11 @@ class AnalyzeService {
             if (auto drained = drain(control_, "endpoints.control_in", false); !drained) {
                 return drained;
             }
+            if (auto drained = drain_receipts(); !drained) {
+                return drained;
+            }
             flush_archive();
-            if (archive_backlog_.empty()) {
+            if (archive_backlog_.empty() && !unreceipted_full()) {
                 if (auto drained = drain(reduced_, "endpoints.reduced_in", true); !drained) {
                     return drained;
                 }
@@ -280,7 +311,8 @@ class AnalyzeService {
     Result<void> drain(zmq::socket_t& socket, const char* key, bool routed) {
         // Bounded, so that a flood on one socket cannot starve the timers; cakes stop as soon as
         // archive holds one back (each merged cake is forwarded to archive).
-        for (int i = 0; i < 256 && (!routed || archive_backlog_.empty()); ++i) {
+        for (int i = 0; i < 256 && (!routed || (archive_backlog_.empty() && !unreceipted_full()));
+             ++i) {
             auto received = transport::receive(socket, milliseconds{0});
             if (!received) {
                 return tl::unexpected(received.error().with_context(key));
@@ -347,12 +379,85 @@ class AnalyzeService {
         flush_archive();
     }
 
+    // With receipts: at max_unreceipted_messages kept, no more cakes are taken (the workers,
+    // then ingest and its source, are held back) until archive receipts some.
+    bool unreceipted_full() {
+        if (!unreceipted_ || unreceipted_->size() < config_.max_unreceipted_messages()) {
+            unreceipted_full_since_ = {};
+            return false;
+        }
+        const auto now = Clock::now();
+        if (unreceipted_full_since_ == Clock::time_point{}) {
+            unreceipted_full_since_ = now;
+        } else if (now - unreceipted_full_since_ >=
+                   milliseconds(config_.archive_send_timeout_ms())) {
+            count_error("archive_unreceipted",
+                        fmt::format("archive has stored none of the last {} messages for {} ms "
+                                    "(down, or its receipts do not reach endpoints.receipts_in); "
+                                    "the workers are held back",
+                                    unreceipted_->size(), config_.archive_send_timeout_ms()));
+            unreceipted_full_since_ = now;
+        }
+        return true;
+    }
+
+    // Archive's receipts (docs/protocol.md, "Archive receipts"): what they cover is forgotten;
+    // receipts of a new archive process (restarted) mean that what is kept may have died with
+    // the old one, so it all goes again, ahead of what waits and in the order it first went.
+    Result<void> drain_receipts() {
+        if (!unreceipted_) {
+            return {};
+        }
+        for (int i = 0; i < 64; ++i) {
+            auto received = transport::receive(receipts_, milliseconds{0});
+            if (!received) {
+                return tl::unexpected(received.error().with_context("endpoints.receipts_in"));
+            }
+            if (!*received) {
+                break;
+            }
+            metrics_.bytes_received.increment(static_cast<double>(transport::size_of(**received)));
+            auto decoded = transport::decode(std::move(**received));
+            if (!decoded) {
+                metrics_.rejected.with(transport::to_string(decoded.error().reason)).increment();
+                rejections_.log(decoded.error());
+                continue;
+            }
+            const auto* receipts = std::get_if<transport::ArchiveReceiptsMessage>(&*decoded);
+            if (receipts == nullptr) {
+                metrics_.rejected.with("unexpected_body").increment();
+                rejections_.log("unexpected_body",
+                                fmt::format("a {} on endpoints.receipts_in",
+                                            transport::message_type_name(*decoded)));
+                continue;
+            }
+            const auto applied = unreceipted_->apply(receipts->receipts);
+            if (applied.new_session && unreceipted_->size() > 0) {
+                std::deque<transport::Multipart> again = unreceipted_->take_all();
+                spdlog::info(
+                    "archive session {:016x}: sending again {} messages it may not have stored",
+                    receipts->receipts.session(), again.size());
+                metrics_.resent.increment(static_cast<double>(again.size()));
+                archive_backlog_.insert(archive_backlog_.begin(),
+                                        std::make_move_iterator(again.begin()),
+                                        std::make_move_iterator(again.end()));
+            }
+        }
+        metrics_.unreceipted.set(static_cast<double>(unreceipted_->size()));
+        return {};
+    }
+
     // Sends what waits for archive until the feed is full; warns every archive_send_timeout_ms
-    // while it holds the chain back.
+    // while it holds the chain back. With receipts, each message sent is kept until archive
+    // has stored it.
     void flush_archive() {
         while (!archive_backlog_.empty()) {
             transport::Multipart& parts = archive_backlog_.front();
             const std::uint64_t bytes = transport::size_of(parts);
+            std::optional<transport::Multipart> shared;
+            if (unreceipted_) {
+                shared = transport::share(parts);  // the send empties `parts`
+            }
             auto sent = transport::try_send(archive_, parts);
             if (!sent) {
                 count_error("archive_send", sent.error().message);
@@ -377,6 +482,10 @@ class AnalyzeService {
             metrics_.bytes_sent.increment(static_cast<double>(bytes));
             archive_backlog_.pop_front();
             archive_blocked_since_ = {};
+            if (shared) {
+                unreceipted_->keep(std::move(*shared));
+                metrics_.unreceipted.set(static_cast<double>(unreceipted_->size()));
+            }
         }
     }
 
@@ -762,6 +871,10 @@ class AnalyzeService {
     zmq::socket_t control_;
     zmq::socket_t results_;
     zmq::socket_t archive_;
+    zmq::socket_t receipts_;  // archive's receipts, when endpoints.receipts_in is set
+    // What archive has not receipted yet, kept to send again (engaged with receipts_).
+    std::optional<transport::UnreceiptedMessages> unreceipted_;
+    Clock::time_point unreceipted_full_since_{};  // when max_unreceipted_messages was reached
     std::map<std::string, RunState, std::less<>> runs_;
     std::deque<std::string> finished_;
     std::map<std::string, Clock::time_point, std::less<>> last_logged_;

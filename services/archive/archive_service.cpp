@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <set>
 #include <span>
 #include <system_error>
@@ -24,11 +25,13 @@
 #include <spdlog/spdlog.h>
 
 #include "anisoflow/archive/run_archive.hpp"
+#include "anisoflow/archive/run_reader.hpp"
 #include "anisoflow/codec/bitshuffle.hpp"
 #include "anisoflow/codec/lz4.hpp"
 #include "anisoflow/metrics/metrics.hpp"
 #include "anisoflow/reduce/cake_integrator.hpp"
 #include "anisoflow/runtime/disk_room.hpp"
+#include "anisoflow/transport/archive_receipts.hpp"
 #include "anisoflow/transport/message.hpp"
 #include "anisoflow/transport/payload.hpp"
 #include "anisoflow/transport/rejection_log.hpp"
@@ -54,6 +57,21 @@ constexpr unsigned kMaxCompressionThreads = 4;
 constexpr std::size_t kMissingListedMax = 32;
 // Runs this process closed (or found closed), never reopened by a late message of theirs.
 constexpr std::size_t kFinishedRemembered = 256;
+// How long a finished run stays in the receipts after it closed or after the last message of it
+// came: long enough for every sender to forget the run's messages (docs/protocol.md, "Archive
+// receipts").
+constexpr std::chrono::seconds kFinishedReceiptedFor{30};
+
+// This process's ArchiveReceipts.session: random and never 0, so a restarted archive is told
+// from the old one.
+std::uint64_t new_session() {
+    std::random_device device;
+    std::uint64_t session = 0;
+    while (session == 0) {
+        session = (std::uint64_t{device()} << 32U) | device();
+    }
+    return session;
+}
 
 unsigned compression_threads() {
     return std::clamp(std::thread::hardware_concurrency(), 1U, kMaxCompressionThreads);
@@ -182,6 +200,7 @@ struct ArchiveMetrics {
     metrics::Gauge disk_full;
     metrics::Counter disk_full_holds;
     metrics::Counter cakes_missing;
+    metrics::CounterFamily duplicates;
 };
 
 Result<ArchiveMetrics> register_metrics(metrics::Registry& registry) {
@@ -203,7 +222,7 @@ Result<ArchiveMetrics> register_metrics(metrics::Registry& registry) {
         registry.counter_family("anisoflow_archive_errors_total",
                                 "messages that could not be archived, by reason", "reason",
                                 {"create", "reopen", "no_open_run", "bad_cake", "write", "close",
-                                 "raw_write", "raw_incomplete", "no_analyze_end"});
+                                 "raw_write", "raw_incomplete", "no_analyze_end", "receipts"});
     auto rejected = registry.counter_family("anisoflow_archive_messages_rejected_total",
                                             "messages dropped by decode(), by reason", "reason");
     auto disk_full = registry.gauge("anisoflow_archive_disk_full",
@@ -214,13 +233,18 @@ Result<ArchiveMetrics> register_metrics(metrics::Registry& registry) {
     auto cakes_missing = registry.counter(
         "anisoflow_archive_cakes_missing_total",
         "data frames archived without their cake when the run file closed (missing_cakes)");
+    auto duplicates = registry.counter_family(
+        "anisoflow_archive_duplicates_skipped_total",
+        "messages the run file already held, not stored twice (sent again after a restart of "
+        "archive), by what they carried",
+        "kind", {"raw_frame", "cake", "result"});
     if (!opened || !reopened || !closed || !reduced || !results || !raw || !received || !written ||
-        !errors || !rejected || !disk_full || !holds || !cakes_missing) {
+        !errors || !rejected || !disk_full || !holds || !cakes_missing || !duplicates) {
         return fail(ErrorCode::kInvalidArgument, "cannot register the archive metrics");
     }
-    return ArchiveMetrics{*opened,    *reopened, *closed,       *reduced, *results,
-                          *raw,       *received, *written,      *errors,  *rejected,
-                          *disk_full, *holds,    *cakes_missing};
+    return ArchiveMetrics{*opened,    *reopened, *closed,        *reduced,   *results,
+                          *raw,       *received, *written,       *errors,    *rejected,
+                          *disk_full, *holds,    *cakes_missing, *duplicates};
 }
 
 class ArchiveService {
@@ -270,19 +294,36 @@ class ArchiveService {
             }
             raw_ = std::move(*raw);
         }
+        if (const cfg::Socket& out = config_.endpoints().receipts_out(); !out.address().empty()) {
+            if (config_.receipt_interval_ms() == 0) {
+                return fail(ErrorCode::kInvalidArgument,
+                            "receipt_interval_ms: 0; at least 1 ms with endpoints.receipts_out");
+            }
+            transport::SocketOptions options;
+            options.send_hwm = static_cast<int>(out.send_hwm_messages());
+            options.receive_hwm = static_cast<int>(out.receive_hwm_messages());
+            auto opened = security_.open(zmq_, zmq::socket_type::pub, out.address(), options);
+            if (!opened) {
+                return tl::unexpected(opened.error().with_context("endpoints.receipts_out"));
+            }
+            receipts_ = std::move(*opened);
+        }
         if (raw_enabled_ && raw_compression_ != archive::RawCompression::kNone) {
             pool_ = std::make_unique<CompressionPool>(raw_compression_, compression_threads());
         }
-        spdlog::info("ready archive_dir={} raw_frames={} compression_threads={}",
+        spdlog::info("ready archive_dir={} raw_frames={} compression_threads={} receipts={}",
                      config_.archive_dir(),
                      raw_enabled_ ? config_.raw_compression() : std::string("off"),
-                     pool_ ? compression_threads() : 0U);
+                     pool_ ? compression_threads() : 0U,
+                     receipts_.handle() != nullptr ? fmt::format("session {:016x}", session_)
+                                                   : std::string("off"));
         disk_room_ = runtime::DiskRoom(config_.archive_dir(), config_.min_free_disk_bytes());
         const runtime::StopToken stop = context_.stop.token();
         while (!stop.stop_requested()) {
             if (!disk_has_room()) {
                 // Nothing is taken from the feeds and nothing written: their high-water marks
                 // hold analyze and ingest back, and ingest its source (docs/faults.md).
+                publish_receipts(Clock::now());  // still alive, still this session
                 std::this_thread::sleep_for(kPollInterval);
                 continue;
             }
@@ -313,6 +354,7 @@ class ArchiveService {
                 return drained;
             }
             close_runs_due(Clock::now());
+            publish_receipts(Clock::now());
         }
         // Frames taken off the raw feed are stored before the files are given up.
         while (!raw_order_.empty()) {
@@ -349,6 +391,8 @@ class ArchiveService {
         // The raw feed's RunEnd (ingest's), which ends the run when analyze's does not come.
         std::optional<pb::RunEnd> raw_end{};
         Clock::time_point analyze_deadline{};
+        // The last result stored, which a result sent again is compared with (not stored twice).
+        std::optional<archive::RunArchive::ResultMark> last_result{};
 
         // Frames the run had at the source, as far as the raw feed's RunEnd tells.
         [[nodiscard]] std::uint64_t raw_frames_expected() const {
@@ -483,14 +527,13 @@ class ArchiveService {
         }
     }
 
-    archive::RunArchive* find(const std::string& run_id, std::string_view what) {
+    OpenRun* find_run(const std::string& run_id, std::string_view what) {
         OpenRun* run = open_run(run_id);
         if (run == nullptr) {
             count_error("no_open_run",
                         fmt::format("{} of run {} without an open file", what, run_id));
-            return nullptr;
         }
-        return &run->file;
+        return run;
     }
 
     [[nodiscard]] archive::ArchiveOptions archive_options() const {
@@ -513,12 +556,23 @@ class ArchiveService {
         }
         std::error_code ec;
         const std::filesystem::path path = run_path(run_id);
-        if (finished_.contains(run_id) || !std::filesystem::exists(path, ec)) {
+        if (finished_.contains(run_id)) {
+            // A sender still has messages of the run: say again that it is finished.
+            receipt_finished(run_id);
+            return nullptr;
+        }
+        if (!std::filesystem::exists(path, ec)) {
             return nullptr;
         }
         auto reopened = archive::RunArchive::reopen(path, run_id, archive_options());
         if (!reopened) {
-            count_error("reopen", reopened.error().message);
+            // A file an earlier archive process closed: a sender that never had its receipt
+            // sends again, and is told the run is finished. Anything else is an error.
+            if (auto earlier = archive::read_run(path); earlier && earlier->state != "running") {
+                spdlog::info("run file already closed run={} state={}", run_id, earlier->state);
+            } else {
+                count_error("reopen", reopened.error().message);
+            }
             remember_finished(run_id);
             return nullptr;
         }
@@ -539,19 +593,29 @@ class ArchiveService {
         transport::SeenSequences stored = read_back(reopened->stored_raw_sequences());
         transport::SeenSequences data = read_back(reopened->stored_data_sequences());
         transport::SeenSequences cakes = read_back(reopened->stored_cake_sequences());
+        auto last_result = reopened->last_result();
+        if (!last_result) {
+            count_error("reopen", last_result.error().message);
+        }
         metrics_.runs_reopened.increment();
         spdlog::info(
             "run file reopened run={} path={} raw_frames={} cakes={} results={} state_changes={}",
             run_id, path.string(), reopened->raw_frames() + reopened->flat_fields(),
             reopened->reduced_frames(), reopened->results(), reopened->state_changes());
         file_sizes_[run_id] = std::filesystem::file_size(path, ec);  // 0 when unknown
-        auto [it, added] = runs_.emplace(
-            run_id, OpenRun{std::move(*reopened), std::nullopt, !raw_enabled_, Clock::time_point{},
-                            0, std::move(stored), std::move(data), std::move(cakes)});
+        OpenRun run{std::move(*reopened), std::nullopt,    !raw_enabled_,   Clock::time_point{}, 0,
+                    std::move(stored),    std::move(data), std::move(cakes)};
+        if (last_result) {
+            run.last_result = *last_result;
+        }
+        auto [it, added] = runs_.emplace(run_id, std::move(run));
         return &it->second;
     }
 
+    // The run is finished here (closed, or refused): receipted as such for a while, so that
+    // every sender forgets its messages.
     void remember_finished(const std::string& run_id) {
+        receipt_finished(run_id);
         if (finished_.insert(run_id).second) {
             finished_order_.push_back(run_id);
         }
@@ -575,6 +639,7 @@ class ArchiveService {
         auto created = archive::RunArchive::create(path, start, archive_options());
         if (!created) {
             count_error("create", created.error().message);
+            remember_finished(run_id);  // refused: its senders are told to let it go
             return;
         }
         metrics_.runs_opened.increment();
@@ -675,19 +740,22 @@ class ArchiveService {
 
     void on_raw_frame(const pb::FrameHeader& header, std::span<const std::byte> payload) {
         const std::string& run_id = header.run_id();
-        archive::RunArchive* file = find(run_id, "a raw frame");
-        if (file == nullptr) {
+        OpenRun* run = find_run(run_id, "a raw frame");
+        if (run == nullptr) {
             return;
         }
+        if (run->raw_sequences.contains(header.sequence())) {
+            metrics_.duplicates.with("raw_frame").increment();  // sent again: stored already
+            return;
+        }
+        archive::RunArchive* file = &run->file;
         if (auto appended = file->append_raw(header, payload); !appended) {
             count_error("raw_write", appended.error().message);
             return;
         }
-        if (auto open = runs_.find(run_id); open != runs_.end()) {
-            open->second.raw_sequences.insert(header.sequence());
-            if (header.kind() == pb::FRAME_KIND_DATA) {
-                open->second.data_sequences.insert(header.sequence());
-            }
+        run->raw_sequences.insert(header.sequence());
+        if (header.kind() == pb::FRAME_KIND_DATA) {
+            run->data_sequences.insert(header.sequence());
         }
         metrics_.raw_written.increment();
         count_bytes_written(run_id, *file);
@@ -709,10 +777,15 @@ class ArchiveService {
 
     void on_reduced(const transport::ReducedMessage& cake) {
         const pb::ReducedFrame& h = cake.header;
-        archive::RunArchive* file = find(h.run_id(), "a cake");
-        if (file == nullptr) {
+        OpenRun* run = find_run(h.run_id(), "a cake");
+        if (run == nullptr) {
             return;
         }
+        if (run->cake_sequences.contains(h.sequence())) {
+            metrics_.duplicates.with("cake").increment();  // sent again: stored already
+            return;
+        }
+        archive::RunArchive* file = &run->file;
         std::vector<double> sums[4];
         std::vector<double> means[3];
         for (int i = 0; i < h.parts_size(); ++i) {
@@ -752,18 +825,25 @@ class ArchiveService {
             count_error("write", appended.error().message);
             return;
         }
-        if (auto open = runs_.find(h.run_id()); open != runs_.end()) {
-            open->second.cake_sequences.insert(h.sequence());
-        }
+        run->cake_sequences.insert(h.sequence());
         metrics_.reduced_written.increment();
         count_bytes_written(h.run_id(), *file);
     }
 
     void on_result(const transport::ResultMessage& result) {
-        archive::RunArchive* file = find(result.header.run_id(), "a result");
-        if (file == nullptr) {
+        const pb::AnalysisResult& h = result.header;
+        OpenRun* run = find_run(h.run_id(), "a result");
+        if (run == nullptr) {
             return;
         }
+        const archive::RunArchive::ResultMark mark{h.n_frames_p(), h.n_frames_n(), h.is_final()};
+        if (run->last_result && run->last_result->frames_p == mark.frames_p &&
+            run->last_result->frames_n == mark.frames_n &&
+            run->last_result->is_final == mark.is_final) {
+            metrics_.duplicates.with("result").increment();  // sent again: stored already
+            return;
+        }
+        archive::RunArchive* file = &run->file;
         std::vector<std::vector<double>> values;
         values.reserve(result.curves.size());
         for (const auto& curve : result.curves) {
@@ -774,8 +854,9 @@ class ArchiveService {
             count_error("write", appended.error().message);
             return;
         }
+        run->last_result = mark;
         metrics_.results_written.increment();
-        count_bytes_written(result.header.run_id(), *file);
+        count_bytes_written(h.run_id(), *file);
     }
 
     void on_run_end(const pb::RunEnd& end) {
@@ -877,6 +958,56 @@ class ArchiveService {
         return text;
     }
 
+    void receipt_finished(const std::string& run_id) {
+        if (receipts_.handle() != nullptr) {
+            finished_receipts_[run_id] = Clock::now() + kFinishedReceiptedFor;
+        }
+    }
+
+    // ArchiveReceipts (docs/protocol.md, "Archive receipts"): what every open run's file holds,
+    // all of it flushed (each append flushes before it returns), and the runs finished lately.
+    // Sent every receipt_interval_ms also when nothing changed: it says which archive process
+    // is alive, and a sender that missed one (PUB drops for a slow subscriber) gets the next.
+    void publish_receipts(Clock::time_point now) {
+        if (receipts_.handle() == nullptr || now < next_receipts_) {
+            return;
+        }
+        next_receipts_ = now + milliseconds(config_.receipt_interval_ms());
+        pb::ArchiveReceipts receipts;
+        receipts.set_session(session_);
+        for (const auto& [run_id, run] : runs_) {
+            pb::RunReceipt& receipt = *receipts.add_runs();
+            receipt.set_run_id(run_id);
+            transport::append_ranges(run.raw_sequences, *receipt.mutable_raw());
+            transport::append_ranges(run.cake_sequences, *receipt.mutable_cakes());
+            if (run.last_result) {
+                receipt.set_has_result(true);
+                receipt.set_result_frames_p(run.last_result->frames_p);
+                receipt.set_result_frames_n(run.last_result->frames_n);
+                receipt.set_result_final(run.last_result->is_final);
+            }
+        }
+        for (auto it = finished_receipts_.begin(); it != finished_receipts_.end();) {
+            if (now >= it->second) {
+                it = finished_receipts_.erase(it);
+                continue;
+            }
+            pb::RunReceipt& receipt = *receipts.add_runs();
+            receipt.set_run_id(it->first);
+            receipt.set_finished(true);
+            ++it;
+        }
+        auto message = transport::encode_control(receipts);
+        if (!message) {
+            count_error("receipts", message.error().message);
+            return;
+        }
+        // A PUB never blocks; a receipt a subscriber misses is repeated by the next.
+        if (auto sent = transport::try_send(receipts_, *message); !sent) {
+            count_error("receipts", sent.error().message);
+        }
+    }
+
     // Closes the file and lets go of every HDF5 handle of it before saying so: a reader that
     // waits for the log line (the demo, the tests) then opens a complete, released file.
     void close(const std::string& run_id, OpenRun& run, const pb::RunEnd& end) {
@@ -902,6 +1033,12 @@ class ArchiveService {
     transport::SocketSecurity security_;  // after the context it serves, before the sockets
     zmq::socket_t socket_;                // analyze's archive feed
     zmq::socket_t raw_;                   // ingest's raw frame feed, when raw_enabled_
+    zmq::socket_t receipts_;              // ArchiveReceipts PUB, when configured
+    const std::uint64_t session_ = new_session();
+    Clock::time_point next_receipts_{};
+    // Finished runs named in the receipts, until when (kFinishedReceiptedFor after the last
+    // reason to).
+    std::map<std::string, Clock::time_point, std::less<>> finished_receipts_;
     bool raw_enabled_ = false;
     archive::RawCompression raw_compression_ = archive::RawCompression::kBslz4;
     // RAW frames are compressed on these threads when raw_compression is lz4 or bslz4.

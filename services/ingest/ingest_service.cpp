@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -26,6 +27,7 @@
 #include "anisoflow/runtime/bounded_queue.hpp"
 #include "anisoflow/runtime/config_loader.hpp"
 #include "anisoflow/runtime/stage.hpp"
+#include "anisoflow/transport/archive_receipts.hpp"
 #include "anisoflow/transport/dispatch.hpp"
 #include "anisoflow/transport/experiment.hpp"
 #include "anisoflow/transport/message.hpp"
@@ -102,6 +104,8 @@ struct Metrics {
     metrics::Histogram dispatch_seconds;
     metrics::Counter raw_frames_sent;
     metrics::Counter runs_resumed;
+    metrics::Gauge raw_unreceipted;
+    metrics::Counter raw_resent;
 };
 
 // Bounds of the latency histograms, seconds: 1 ms to 60 s (a frame may wait for credit).
@@ -164,8 +168,16 @@ Result<Metrics> register_metrics(metrics::Registry& registry) {
     auto resumed = registry.counter(
         "anisoflow_ingest_runs_resumed_total",
         "runs a killed ingest left open in state_dir that this one resumed after its restart");
+    auto raw_unreceipted = registry.gauge(
+        "anisoflow_ingest_raw_unreceipted_frames",
+        "raw frames sent to archive that no archive receipt covers yet, kept to send again");
+    auto raw_resent = registry.counter(
+        "anisoflow_ingest_raw_resent_total",
+        "raw feed messages sent again to a restarted archive (receipts from a new session)");
     for (const auto* error :
          {raw_sent ? nullptr : &raw_sent.error(), resumed ? nullptr : &resumed.error(),
+          raw_unreceipted ? nullptr : &raw_unreceipted.error(),
+          raw_resent ? nullptr : &raw_resent.error(),
           bytes_received ? nullptr : &bytes_received.error(),
           bytes_sent ? nullptr : &bytes_sent.error(),
           dispatch_seconds ? nullptr : &dispatch_seconds.error(),
@@ -187,7 +199,8 @@ Result<Metrics> register_metrics(metrics::Registry& registry) {
                    *redispatched,     *acked,           *confirmed,      *out_of_order,
                    *rejected,         *ended,           *depth,          *alive,
                    *in_flight,        *unconfirmed,     *bytes_received, *bytes_sent,
-                   *dispatch_seconds, *raw_sent,        *resumed};
+                   *dispatch_seconds, *raw_sent,        *resumed,        *raw_unreceipted,
+                   *raw_resent};
 }
 
 // ---- the source thread: runs opened, numbered, checked and closed
@@ -784,6 +797,7 @@ struct IngestService::State {
     zmq::socket_t source;
     zmq::socket_t raw;          // the raw frame feed to archive; unset when raw archiving is off
     zmq::socket_t run_control;  // REP of run control; unset when off (docs/run-control.md)
+    zmq::socket_t receipts;     // SUB of archive's receipts; unset when off
     std::optional<io::WatchedFolder> folder;  // kind watched_folder; the source thread's
     std::optional<OpenRunStore> store;        // config.state_dir set; the dispatch thread's
     std::optional<state::v1::IngestOpenRun> left_open;  // found there at start, to resume
@@ -801,6 +815,12 @@ struct IngestService::State {
     Clock::time_point next_held_warning;  // repeated every send_timeout_ms while held
     Clock::time_point next_idle_warning;  // frames waiting and no worker alive
     bool save_failing = false;            // the last save of the open run failed (logged once)
+    // With receipts (endpoints.receipts_in): raw feed messages archive has not stored yet, and
+    // those to send again to a restarted archive before anything new (docs/protocol.md,
+    // "Archive receipts").
+    std::optional<transport::UnreceiptedMessages> unreceipted;
+    std::deque<transport::Multipart> raw_resend;
+    transport::RejectionLog receipt_rejections{"receipts_in"};
 
     void publish(Result<transport::Multipart> message) {
         if (!message) {
@@ -1044,10 +1064,11 @@ struct IngestService::State {
                 if (!to_raw_feed(*held)) {
                     if (now >= next_held_warning) {
                         spdlog::warn(
-                            "archive does not take raw frames waited_ms={} queue_depth={}: the "
-                            "source is held back",
+                            "archive does not take raw frames waited_ms={} queue_depth={} "
+                            "unreceipted={} to_send_again={}: the source is held back",
                             std::chrono::duration_cast<milliseconds>(now - held_since).count(),
-                            queue->size() + 1);
+                            queue->size() + 1, unreceipted ? unreceipted->frames() : 0,
+                            raw_resend.size());
                         next_held_warning = now + milliseconds(config.send_timeout_ms());
                     }
                     return;
@@ -1067,6 +1088,12 @@ struct IngestService::State {
     bool to_raw_feed(SourceEvent& event) {
         if (raw.handle() == nullptr) {
             return true;
+        }
+        if (!send_raw_again()) {
+            return false;  // what a restarted archive may lack goes first, in order
+        }
+        if (unreceipted && unreceipted->frames() >= config.max_unreceipted_raw_frames()) {
+            return false;  // archive stores nothing: the source is held back, as when it is full
         }
         Result<transport::Multipart> message = transport::Multipart{};
         pb::FrameCounts* counts = nullptr;
@@ -1113,6 +1140,10 @@ struct IngestService::State {
             return true;  // nothing to wait for: the frame still goes to the reducers
         }
         const std::uint64_t bytes = transport::size_of(*message);
+        std::optional<transport::Multipart> shared;
+        if (unreceipted) {
+            shared = transport::share(*message);  // the send empties the message
+        }
         auto sent = transport::try_send(raw, *message);
         if (!sent) {
             spdlog::warn("raw feed send failed error=\"{}\"", sent.error().message);
@@ -1122,11 +1153,83 @@ struct IngestService::State {
             return false;
         }
         metrics.bytes_sent.increment(static_cast<double>(bytes));
+        if (shared) {
+            unreceipted->keep(std::move(*shared));
+            metrics.raw_unreceipted.set(static_cast<double>(unreceipted->frames()));
+        }
         if (counts != nullptr) {
             transport::count_frame(*counts, *frame_header);
             metrics.raw_frames_sent.increment();
         }
         return true;
+    }
+
+    // Sends again, in order, what a restarted archive may not have stored; true once all went.
+    bool send_raw_again() {
+        while (!raw_resend.empty()) {
+            transport::Multipart& parts = raw_resend.front();
+            const std::uint64_t bytes = transport::size_of(parts);
+            transport::Multipart shared = transport::share(parts);
+            auto sent = transport::try_send(raw, parts);
+            if (!sent) {
+                spdlog::warn("raw feed send failed error=\"{}\"", sent.error().message);
+                return false;
+            }
+            if (!*sent) {
+                return false;
+            }
+            metrics.bytes_sent.increment(static_cast<double>(bytes));
+            unreceipted->keep(std::move(shared));
+            raw_resend.pop_front();
+        }
+        return true;
+    }
+
+    // Archive's receipts: what they cover is forgotten; receipts of a new archive process mean
+    // what is kept may have died with the old one, so it goes again before anything new.
+    void take_receipts() {
+        if (!unreceipted) {
+            return;
+        }
+        for (int i = 0; i < 64; ++i) {
+            auto received = transport::receive(receipts, milliseconds{0});
+            if (!received) {
+                spdlog::warn("receipts not read error=\"{}\"", received.error().message);
+                return;
+            }
+            if (!*received) {
+                break;
+            }
+            metrics.bytes_received.increment(static_cast<double>(transport::size_of(**received)));
+            auto decoded = transport::decode(std::move(**received));
+            const auto* message =
+                decoded ? std::get_if<transport::ArchiveReceiptsMessage>(&*decoded) : nullptr;
+            if (message == nullptr) {
+                // Logged at most once a second per reason: a flood cannot fill the log.
+                if (decoded) {
+                    receipt_rejections.log("unexpected_body",
+                                           fmt::format("a {} on endpoints.receipts_in",
+                                                       transport::message_type_name(*decoded)));
+                } else {
+                    receipt_rejections.log(decoded.error());
+                }
+                continue;
+            }
+            const auto applied = unreceipted->apply(message->receipts);
+            if (applied.new_session && unreceipted->size() > 0) {
+                std::deque<transport::Multipart> again = unreceipted->take_all();
+                spdlog::info(
+                    "archive session {:016x}: sending again {} raw feed messages it may not have "
+                    "stored",
+                    message->receipts.session(), again.size());
+                metrics.raw_resent.increment(static_cast<double>(again.size()));
+                // Nothing new went out while older messages waited to go again: those follow.
+                again.insert(again.end(), std::make_move_iterator(raw_resend.begin()),
+                             std::make_move_iterator(raw_resend.end()));
+                raw_resend = std::move(again);
+            }
+        }
+        metrics.raw_unreceipted.set(static_cast<double>(unreceipted->frames()));
     }
 
     // Frames wait in the dispatcher with no worker to take them: say so every send_timeout_ms.
@@ -1332,6 +1435,27 @@ Result<IngestService> IngestService::create(const cfg::IngestConfig& config,
         }
         state->raw = std::move(*raw);
         state->endpoints.raw = state->raw.get(zmq::sockopt::last_endpoint);
+        if (const cfg::Socket& in = config.endpoints().receipts_in(); !in.address().empty()) {
+            if (config.max_unreceipted_raw_frames() == 0) {
+                return fail(ErrorCode::kInvalidArgument,
+                            "max_unreceipted_raw_frames: 0; at least 1 with endpoints.receipts_in");
+            }
+            transport::SocketOptions receipt_options;
+            receipt_options.send_hwm = static_cast<int>(in.send_hwm_messages());
+            receipt_options.receive_hwm = static_cast<int>(in.receive_hwm_messages());
+            auto receipt_secured = state->security.secure(in.address(), receipt_options);
+            if (!receipt_secured) {
+                return tl::unexpected(
+                    receipt_secured.error().with_context("endpoints.receipts_in"));
+            }
+            auto receipts = transport::open_socket(state->context, zmq::socket_type::sub,
+                                                   in.address(), *receipt_secured);
+            if (!receipts) {
+                return tl::unexpected(receipts.error().with_context("endpoints.receipts_in"));
+            }
+            state->receipts = std::move(*receipts);
+            state->unreceipted.emplace(transport::ReceiptFeed::kRawFrames);
+        }
     }
 
     if (!run_control.address().empty()) {
@@ -1397,6 +1521,10 @@ Result<void> IngestService::run(const runtime::StopSource& stop) {
             return tl::unexpected(polled.error().with_context("dispatch"));
         }
         const auto now = Clock::now();
+        s.take_receipts();
+        if (s.unreceipted) {
+            (void)s.send_raw_again();  // also when the source is quiet (a run already ended)
+        }
         s.take_events(now);
         s.warn_no_workers(now);
         s.follow_runs(now, false);

@@ -108,6 +108,9 @@ FaultChain::FaultChain(std::string name)
     ingest = concat(ingest, endpoint("frames_out", "@" + ipc("frames")));
     ingest = concat(ingest, endpoint("control_out", "@" + ipc("control")));
     ingest = concat(ingest, endpoint("raw_out", "@" + ipc("raw")));
+    // Every message to archive is kept until archive has stored it and sent again to a
+    // restarted archive (docs/protocol.md, "Archive receipts"): what kill-archive must not lose.
+    ingest = concat(ingest, endpoint("receipts_in", ">" + ipc("receipts")));
     ingest = concat(ingest, option("worker_timeout_ms", ms(1000ms)));
     ingest = concat(ingest, option("heartbeat_interval_ms", "200"));
     ingest = concat(ingest, option("run_start_republish_interval_ms", "200"));
@@ -135,6 +138,7 @@ FaultChain::FaultChain(std::string name)
                                               endpoint("control_in", ">" + ipc("control")));
     analyze = concat(analyze, endpoint("results_out", "@" + ipc("results")));
     analyze = concat(analyze, endpoint("archive_out", "@" + ipc("archive")));
+    analyze = concat(analyze, endpoint("receipts_in", ">" + ipc("receipts")));
     analyze = concat(analyze, option("recompute_interval_ms", "200"));
     analyze = concat(analyze, option("drain_timeout_ms", ms(4000ms)));
     // Ingest re-publishes RunStart every 200 ms: a run unannounced for 3 s lost its ingest.
@@ -146,6 +150,7 @@ FaultChain::FaultChain(std::string name)
         concat(endpoint("archive_in", ">" + ipc("archive")), endpoint("raw_in", ">" + ipc("raw")));
     archive = concat(archive, endpoint("results_in", ">" + ipc("results")));
     archive = concat(archive, endpoint("control_in", ">" + ipc("control")));
+    archive = concat(archive, endpoint("receipts_out", "@" + ipc("receipts")));
     archive = concat(archive, option("archive_dir", runs_dir().string()));
     archive = concat(archive, option("raw_drain_timeout_ms", ms(4000ms)));
     archive = concat(archive, option("analyze_end_timeout_ms", ms(10000ms)));

@@ -598,6 +598,16 @@ void run_round(const RoundPlan& plan) {
         EXPECT_EQ(testing::metric_value(metrics, "anisoflow_ingest_runs_resumed_total"), 1.0)
             << metrics;
     }
+    if (plan.fault == Fault::kKill && plan.victim == Service::kArchive) {
+        // How much of what the killed archive lacked came again (docs/protocol.md, "Archive
+        // receipts"); 0 when nothing was in flight at the kill.
+        const double resent = testing::metric_value(chain.metrics(Service::kAnalyze),
+                                                    "anisoflow_analyze_archive_resent_total") +
+                              testing::metric_value(chain.metrics(Service::kIngest),
+                                                    "anisoflow_ingest_raw_resent_total");
+        EXPECT_FALSE(std::isnan(resent)) << "no resent counters";
+        f.moment += fmt::format(", {:.0f} sent again", resent);
+    }
     const fs::path run_file = chain.runs_dir() / (run.run_id + ".nxs");
     if (plan.fault == Fault::kFullDisk) {
         // The file lives in archive's tmpfs, gone with archive: copied out while it runs.
@@ -647,6 +657,14 @@ void run_round(const RoundPlan& plan) {
         for (std::uint64_t s = 0; s < run.frame_count(); ++s) {
             f.died_with_ingest += !file.raw.contains(s) && raw_missing.contains(s) ? 1 : 0;
         }
+    }
+    if (plan.fault == Fault::kKill && plan.victim == Service::kArchive) {
+        // Archive receipts (docs/protocol.md): what the killed archive had taken, or what sat in
+        // its sockets, was kept by analyze and ingest and sent again to the restarted one.
+        EXPECT_EQ(file.raw.size(), run.frame_count()) << file.end_detail << "\n" << chain.logs();
+        EXPECT_EQ(f.cakes_archived, 2 * run.frames_per_orientation) << file.end_detail << "\n"
+                                                                    << chain.logs();
+        EXPECT_EQ(file.state, "completed") << file.end_detail;
     }
     f.silently_absent = absent.size();
     EXPECT_EQ(f.silently_absent, 0U) << "frames absent from the run file and named nowhere: "

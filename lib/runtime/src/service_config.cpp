@@ -138,6 +138,16 @@ std::vector<std::string> validate(const cfg::IngestConfig& config) {
                    "frames in flight at a run's end need at least 1 ms to be acknowledged");
     check_positive(problems, "max_unconfirmed_frames", config.max_unconfirmed_frames(),
                    "at 0 no frame could ever be dispatched");
+    if (!config.endpoints().receipts_in().address().empty()) {
+        if (config.endpoints().raw_out().address().empty()) {
+            problems.emplace_back(
+                "endpoints.receipts_in: set, but endpoints.raw_out is not: receipts are for the "
+                "raw frame feed");
+        }
+        check_socket(problems, "endpoints.receipts_in", config.endpoints().receipts_in());
+        check_positive(problems, "max_unreceipted_raw_frames", config.max_unreceipted_raw_frames(),
+                       "with receipts, at 0 no frame could ever go to archive");
+    }
     const cfg::IngestSource& source = config.source();
     check_positive(problems, "source.receive_hwm_messages", source.receive_hwm_messages(),
                    "ZeroMQ would read it as no limit; queue at least 1 message");
@@ -219,6 +229,12 @@ std::vector<std::string> validate(const cfg::AnalyzeConfig& config) {
                    "partial results need an interval of at least 1 ms");
     check_positive(problems, "drain_timeout_ms", config.drain_timeout_ms(),
                    "frames in flight after RunEnd need at least 1 ms to arrive");
+    // Archive receipts are optional: an empty address sends each message once.
+    if (!config.endpoints().receipts_in().address().empty()) {
+        check_socket(problems, "endpoints.receipts_in", config.endpoints().receipts_in());
+        check_positive(problems, "max_unreceipted_messages", config.max_unreceipted_messages(),
+                       "with receipts, at 0 no message could ever go to archive");
+    }
     return problems;
 }
 
@@ -246,6 +262,11 @@ std::vector<std::string> validate(const cfg::ArchiveConfig& config) {
                    "a run's last raw frames need at least 1 ms to arrive");
     check_positive(problems, "analyze_end_timeout_ms", config.analyze_end_timeout_ms(),
                    "analyze needs time to end a run after ingest did");
+    if (!config.endpoints().receipts_out().address().empty()) {
+        check_socket(problems, "endpoints.receipts_out", config.endpoints().receipts_out());
+        check_positive(problems, "receipt_interval_ms", config.receipt_interval_ms(),
+                       "receipts need an interval of at least 1 ms");
+    }
     return problems;
 }
 

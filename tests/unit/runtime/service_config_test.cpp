@@ -80,13 +80,15 @@ void expect_every_field_set(const google::protobuf::Message& message, const std:
         } else if (field->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_BOOL) {
             // proto3 scalars have no presence: zero means "not written" (or written as zero,
             // which validate() refuses for every numeric setting anyway). The optional sockets
-            // (raw frames, run control), the watched folder's settings, CURVE security and
-            // ingest's state_dir are the exceptions: their defaults are empty (off, or unused by
-            // the default source kind; a state directory is a deployment's choice).
+            // (raw frames, run control, archive receipts), the watched folder's settings, CURVE
+            // security and ingest's state_dir are the exceptions: their defaults are empty (off, or
+            // unused by the default source kind; a state directory is a deployment's choice).
             const std::string key = where + field->name();
             if (key.ends_with("endpoints.raw_out.address") ||
                 key.ends_with("endpoints.raw_in.address") ||
                 key.ends_with("endpoints.run_control.address") ||
+                key.ends_with("endpoints.receipts_in.address") ||
+                key.ends_with("endpoints.receipts_out.address") ||
                 key.ends_with("source.watch_directory") || key.ends_with("source.watch_pattern") ||
                 key.ends_with("source.watch_hdf5_dataset") ||
                 key.ends_with("security.curve_certificate") ||
@@ -282,6 +284,35 @@ TEST(Validate, ArchiveNeedsADirectory) {
     EXPECT_TRUE(mentions(problems, "archive_dir: empty"));
 }
 
+// Receipts (docs/protocol.md, "Archive receipts") are off by default; switched on, their socket
+// and bound are checked, and ingest's need the raw frame feed they are about.
+TEST(Validate, ArchiveReceiptsNeedASocketABoundAndIngestsTheRawFeed) {
+    cfg::IngestConfig ingest;
+    ASSERT_TRUE(merge_defaults(ingest));
+    ingest.mutable_endpoints()->mutable_receipts_in()->set_address("tcp://archive:5563");
+    ingest.set_max_unreceipted_raw_frames(0);
+    const auto ingest_problems = validate(ingest);
+    EXPECT_TRUE(mentions(ingest_problems, "endpoints.receipts_in: set, but endpoints.raw_out"))
+        << joined(ingest_problems);
+    EXPECT_TRUE(mentions(ingest_problems, "endpoints.receipts_in.address: 'tcp://archive:5563'"))
+        << joined(ingest_problems);
+    EXPECT_TRUE(mentions(ingest_problems, "max_unreceipted_raw_frames: 0"))
+        << joined(ingest_problems);
+
+    cfg::AnalyzeConfig analyze;
+    ASSERT_TRUE(merge_defaults(analyze));
+    EXPECT_FALSE(mentions(validate(analyze), "receipts")) << "off by default";
+    analyze.mutable_endpoints()->mutable_receipts_in()->set_address(">tcp://archive:5563");
+    analyze.set_max_unreceipted_messages(0);
+    EXPECT_TRUE(mentions(validate(analyze), "max_unreceipted_messages: 0"));
+
+    cfg::ArchiveConfig archive;
+    ASSERT_TRUE(merge_defaults(archive));
+    archive.mutable_endpoints()->mutable_receipts_out()->set_address("@tcp://127.0.0.1:5563");
+    archive.set_receipt_interval_ms(0);
+    EXPECT_TRUE(mentions(validate(archive), "receipt_interval_ms: 0"));
+}
+
 TEST(ServiceConfig, AnUnknownKeyInAServiceFileNamesThePath) {
     cfg::IngestConfig config;
     auto merged =
@@ -289,7 +320,7 @@ TEST(ServiceConfig, AnUnknownKeyInAServiceFileNamesThePath) {
     ASSERT_FALSE(merged);
     EXPECT_NE(merged.error().message.find(
                   "ingest.toml:1: endpoints.fram_out: unknown key (keys here: frames_out, "
-                  "control_out, raw_out, run_control)"),
+                  "control_out, raw_out, run_control, receipts_in)"),
               std::string::npos)
         << merged.error().message;
 }
