@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "anisoflow/transport/payload.hpp"
+
 #include "sample_messages.hpp"
 
 namespace anisoflow::transport {
@@ -128,9 +129,8 @@ TEST(UnreceiptedMessages, SaysWhenArchiveRestartedAndGivesBackEverythingInOrder)
     const auto restarted = kept.apply(receipts(8));
     EXPECT_TRUE(restarted.new_session);
     EXPECT_EQ(restarted.forgotten, 0U);
-    EXPECT_EQ(names(kept.take_all()),
-              (std::vector<std::string>{"FrameHeader 1", "FrameHeader 2", "FrameHeader 3",
-                                        "RunEnd"}));
+    EXPECT_EQ(names(kept.take_all()), (std::vector<std::string>{"FrameHeader 1", "FrameHeader 2",
+                                                                "FrameHeader 3", "RunEnd"}));
 }
 
 TEST(UnreceiptedMessages, KeepsOnlyTheNewestResultUntilTheFileHoldsIt) {
