@@ -152,6 +152,24 @@ void transport_seeds() {
             save(target, "worker_credit", join_zmq(*m));
         }
     }
+    {
+        pb::ArchiveReceipts receipts;
+        receipts.set_session(0x5EED);
+        pb::RunReceipt& run = *receipts.add_runs();
+        run.set_run_id(sample::kRunId);
+        pb::SequenceRange& raw = *run.add_raw();
+        raw.set_first(0);
+        raw.set_last(12);
+        pb::SequenceRange& cakes = *run.add_cakes();
+        cakes.set_first(3);
+        cakes.set_last(12);
+        run.set_has_result(true);
+        run.set_result_frames_p(5);
+        run.set_result_frames_n(5);
+        if (auto m = transport::encode_control(receipts)) {
+            save(target, "archive_receipts", join_zmq(*m));
+        }
+    }
 }
 
 void dectris_seeds() {

@@ -259,6 +259,41 @@ TEST(Decode, RejectsUnsetRequiredFields) {
     expect_rejected(sample::raw_message(end), RejectReason::kInvalidField, "RunEnd.reason");
 }
 
+TEST(Decode, RejectsArchiveReceiptsWithoutSessionOrWithBackwardRanges) {
+    pb::ArchiveReceipts good;
+    good.set_session(7);
+    pb::RunReceipt& run = *good.add_runs();
+    run.set_run_id(sample::kRunId);
+    pb::SequenceRange& range = *run.add_cakes();
+    range.set_first(3);
+    range.set_last(9);
+    auto encoded = encode_control(good);
+    ASSERT_TRUE(encoded) << encoded.error().message;
+    auto decoded = decode(std::move(*encoded));
+    ASSERT_TRUE(decoded);
+    const auto* receipts = std::get_if<ArchiveReceiptsMessage>(&*decoded);
+    ASSERT_NE(receipts, nullptr);
+    EXPECT_EQ(receipts->receipts.runs(0).cakes(0).last(), 9U);
+    EXPECT_EQ(message_type_name(*decoded), "ArchiveReceipts");
+
+    const auto envelope = [](const pb::ArchiveReceipts& body) {
+        pb::Envelope e;
+        e.set_schema_version(kSchemaVersion);
+        *e.mutable_archive_receipts() = body;
+        return sample::raw_message(e);
+    };
+    pb::ArchiveReceipts no_session = good;
+    no_session.set_session(0);
+    expect_rejected(envelope(no_session), RejectReason::kInvalidField, "ArchiveReceipts.session");
+    pb::ArchiveReceipts backward = good;
+    backward.mutable_runs(0)->mutable_cakes(0)->set_first(10);
+    expect_rejected(envelope(backward), RejectReason::kInvalidField, "cakes range [10, 9]");
+    pb::ArchiveReceipts no_run = good;
+    no_run.mutable_runs(0)->clear_run_id();
+    expect_rejected(envelope(no_run), RejectReason::kInvalidField, "ArchiveReceipts.runs.run_id");
+    EXPECT_FALSE(encode_control(no_session)) << "a sender never emits what decode() refuses";
+}
+
 TEST(Decode, AcceptsCompressedFramesByTheirDeclaredSize) {
     // A compressed payload's size is the sender's to declare; only the decoded size is derived
     // from the shape.
