@@ -118,6 +118,7 @@ struct AnalyzeMetrics {
     metrics::Histogram frame_to_result;
     metrics::Gauge unreceipted;
     metrics::Counter resent;
+    metrics::Counter sessions;
 };
 
 Result<AnalyzeMetrics> register_metrics(metrics::Registry& registry) {
@@ -163,15 +164,18 @@ Result<AnalyzeMetrics> register_metrics(metrics::Registry& registry) {
     auto resent = registry.counter(
         "anisoflow_analyze_archive_resent_total",
         "messages sent again to a restarted archive (its receipts came from a new session)");
+    auto sessions = registry.counter(
+        "anisoflow_analyze_archive_sessions_total",
+        "archive processes seen in the receipts (the first, then one per restart of archive)");
     if (!merged || !duplicates || !missing || !results || !seconds || !errors || !rejected ||
         !lost || !bytes_received || !bytes_sent || !result_latency || !frame_to_result ||
-        !unreceipted || !resent) {
+        !unreceipted || !resent || !sessions) {
         return fail(ErrorCode::kInvalidArgument, "cannot register the analyze metrics");
     }
     return AnalyzeMetrics{*merged,         *duplicates, *missing,        *results,
                           *seconds,        *errors,     *rejected,       *lost,
                           *bytes_received, *bytes_sent, *result_latency, *frame_to_result,
-                          *unreceipted,    *resent};
+                          *unreceipted,    *resent,     *sessions};
 }
 
 class AnalyzeService {
@@ -251,15 +255,22 @@ class AnalyzeService {
             // While archive holds messages back, or has not receipted max_unreceipted_messages
             // of them, cakes wait in the workers (backpressure) and the loop waits for room on
             // the archive feed, or for receipts, instead.
+            // Only sockets that are there: zmq_poll reads an item without a socket as a file
+            // descriptor (fd 0, stdin, when left zero).
             const bool held = !archive_backlog_.empty();
-            std::array<zmq::pollitem_t, 3> items = {
-                held ? zmq::pollitem_t{archive_.handle(), 0, ZMQ_POLLOUT, 0}
-                     : zmq::pollitem_t{unreceipted_full() ? nullptr : reduced_.handle(), 0,
-                                       ZMQ_POLLIN, 0},
-                zmq::pollitem_t{control_.handle(), 0, ZMQ_POLLIN, 0},
-                zmq::pollitem_t{receipts_.handle(), 0, ZMQ_POLLIN, 0}};
+            std::array<zmq::pollitem_t, 3> items{};
+            std::size_t polled = 0;
+            items[polled++] = zmq::pollitem_t{control_.handle(), 0, ZMQ_POLLIN, 0};
+            if (held) {
+                items[polled++] = zmq::pollitem_t{archive_.handle(), 0, ZMQ_POLLOUT, 0};
+            } else if (!unreceipted_full()) {
+                items[polled++] = zmq::pollitem_t{reduced_.handle(), 0, ZMQ_POLLIN, 0};
+            }
+            if (receipts_.handle() != nullptr) {
+                items[polled++] = zmq::pollitem_t{receipts_.handle(), 0, ZMQ_POLLIN, 0};
+            }
             try {
-                zmq::poll(items.data(), items.size(), poll_timeout(next_heartbeat));
+                zmq::poll(items.data(), polled, poll_timeout(next_heartbeat));
             } catch (const zmq::error_t& error) {
                 if (error.num() != EINTR) {  // a signal (SIGTERM): the loop looks at `stop`
                     return fail(ErrorCode::kIo, "poll: {}", error.what());
@@ -432,6 +443,9 @@ class AnalyzeService {
                 continue;
             }
             const auto applied = unreceipted_->apply(receipts->receipts);
+            if (applied.new_session) {
+                metrics_.sessions.increment();
+            }
             if (applied.new_session && unreceipted_->size() > 0) {
                 std::deque<transport::Multipart> again = unreceipted_->take_all();
                 spdlog::info(

@@ -57,10 +57,15 @@ constexpr unsigned kMaxCompressionThreads = 4;
 constexpr std::size_t kMissingListedMax = 32;
 // Runs this process closed (or found closed), never reopened by a late message of theirs.
 constexpr std::size_t kFinishedRemembered = 256;
+// Shortest time between two ArchiveReceipts sent because something was stored: up to 200 a
+// second, a few hundred bytes each.
+constexpr milliseconds kReceiptMinGap{5};
 // How long a finished run stays in the receipts after it closed or after the last message of it
 // came: long enough for every sender to forget the run's messages (docs/protocol.md, "Archive
 // receipts").
 constexpr std::chrono::seconds kFinishedReceiptedFor{30};
+// Longest receipt_interval_ms: a finished run must be receipted several times in the 30 s.
+constexpr milliseconds kMaxReceiptInterval{10000};
 
 // This process's ArchiveReceipts.session: random and never 0, so a restarted archive is told
 // from the old one.
@@ -295,9 +300,11 @@ class ArchiveService {
             raw_ = std::move(*raw);
         }
         if (const cfg::Socket& out = config_.endpoints().receipts_out(); !out.address().empty()) {
-            if (config_.receipt_interval_ms() == 0) {
+            if (config_.receipt_interval_ms() == 0 ||
+                milliseconds(config_.receipt_interval_ms()) > kMaxReceiptInterval) {
                 return fail(ErrorCode::kInvalidArgument,
-                            "receipt_interval_ms: 0; at least 1 ms with endpoints.receipts_out");
+                            "receipt_interval_ms: {}; 1 to {} ms with endpoints.receipts_out",
+                            config_.receipt_interval_ms(), kMaxReceiptInterval.count());
             }
             transport::SocketOptions options;
             options.send_hwm = static_cast<int>(out.send_hwm_messages());
@@ -393,6 +400,10 @@ class ArchiveService {
         Clock::time_point analyze_deadline{};
         // The last result stored, which a result sent again is compared with (not stored twice).
         std::optional<archive::RunArchive::ResultMark> last_result{};
+        // Raw frames and cakes refused for good (counted errors), receipted so that senders do
+        // not keep them, and hold the chain back, for ever.
+        transport::SeenSequences raw_refused{};
+        transport::SeenSequences cakes_refused{};
 
         // Frames the run had at the source, as far as the raw feed's RunEnd tells.
         [[nodiscard]] std::uint64_t raw_frames_expected() const {
@@ -609,6 +620,7 @@ class ArchiveService {
             run.last_result = *last_result;
         }
         auto [it, added] = runs_.emplace(run_id, std::move(run));
+        receipts_changed_ = true;
         return &it->second;
     }
 
@@ -630,6 +642,10 @@ class ArchiveService {
         if (runs_.contains(run_id)) {
             return;
         }
+        if (finished_.contains(run_id)) {
+            receipt_finished(run_id);  // sent again by a sender that missed it: it stays closed
+            return;
+        }
         std::error_code ec;
         const std::filesystem::path path = run_path(run_id);
         if (!finished_.contains(run_id) && std::filesystem::exists(path, ec)) {
@@ -643,6 +659,7 @@ class ArchiveService {
             return;
         }
         metrics_.runs_opened.increment();
+        receipts_changed_ = true;
         spdlog::info("run file created run={} path={}", run_id, path.string());
         runs_.emplace(run_id, OpenRun{std::move(*created),
                                       std::nullopt,
@@ -751,12 +768,15 @@ class ArchiveService {
         archive::RunArchive* file = &run->file;
         if (auto appended = file->append_raw(header, payload); !appended) {
             count_error("raw_write", appended.error().message);
+            run->raw_refused.insert(header.sequence());
+            receipts_changed_ = true;
             return;
         }
         run->raw_sequences.insert(header.sequence());
         if (header.kind() == pb::FRAME_KIND_DATA) {
             run->data_sequences.insert(header.sequence());
         }
+        receipts_changed_ = true;
         metrics_.raw_written.increment();
         count_bytes_written(run_id, *file);
     }
@@ -809,6 +829,7 @@ class ArchiveService {
                 std::move(sums[3]), std::max<std::uint64_t>(1, h.frames_accumulated()));
             if (!accumulated) {
                 count_error("bad_cake", accumulated.error().message);
+                refuse_cake(*run, h.sequence());
                 return;
             }
             reduce::Cake mean = accumulated->finish();
@@ -819,13 +840,16 @@ class ArchiveService {
         if (means[0].empty()) {
             count_error("bad_cake", fmt::format("run {} frame {}: no intensity or sums", h.run_id(),
                                                 h.sequence()));
+            refuse_cake(*run, h.sequence());
             return;
         }
         if (auto appended = file->append_reduced(h, means[0], means[1], means[2]); !appended) {
             count_error("write", appended.error().message);
+            refuse_cake(*run, h.sequence());
             return;
         }
         run->cake_sequences.insert(h.sequence());
+        receipts_changed_ = true;
         metrics_.reduced_written.increment();
         count_bytes_written(h.run_id(), *file);
     }
@@ -855,6 +879,7 @@ class ArchiveService {
             return;
         }
         run->last_result = mark;
+        receipts_changed_ = true;
         metrics_.results_written.increment();
         count_bytes_written(h.run_id(), *file);
     }
@@ -961,18 +986,31 @@ class ArchiveService {
     void receipt_finished(const std::string& run_id) {
         if (receipts_.handle() != nullptr) {
             finished_receipts_[run_id] = Clock::now() + kFinishedReceiptedFor;
+            receipts_changed_ = true;
         }
+    }
+
+    void refuse_cake(OpenRun& run, std::uint64_t sequence) {
+        run.cakes_refused.insert(sequence);
+        receipts_changed_ = true;
     }
 
     // ArchiveReceipts (docs/protocol.md, "Archive receipts"): what every open run's file holds,
     // all of it flushed (each append flushes before it returns), and the runs finished lately.
-    // Sent every receipt_interval_ms also when nothing changed: it says which archive process
-    // is alive, and a sender that missed one (PUB drops for a slow subscriber) gets the next.
+    // Sent as soon as something was stored (at most every kReceiptMinGap: the senders' bounds
+    // divided by this gap cap the chain's rate), and every receipt_interval_ms also when nothing
+    // changed: it says which archive process is alive, and a sender that missed one (PUB drops
+    // for a slow subscriber) gets the next.
     void publish_receipts(Clock::time_point now) {
-        if (receipts_.handle() == nullptr || now < next_receipts_) {
+        if (receipts_.handle() == nullptr) {
             return;
         }
-        next_receipts_ = now + milliseconds(config_.receipt_interval_ms());
+        const bool prompt = receipts_changed_ && now >= last_receipts_ + kReceiptMinGap;
+        if (!prompt && now < last_receipts_ + milliseconds(config_.receipt_interval_ms())) {
+            return;
+        }
+        last_receipts_ = now;
+        receipts_changed_ = false;
         pb::ArchiveReceipts receipts;
         receipts.set_session(session_);
         for (const auto& [run_id, run] : runs_) {
@@ -980,6 +1018,8 @@ class ArchiveService {
             receipt.set_run_id(run_id);
             transport::append_ranges(run.raw_sequences, *receipt.mutable_raw());
             transport::append_ranges(run.cake_sequences, *receipt.mutable_cakes());
+            transport::append_ranges(run.raw_refused, *receipt.mutable_raw_refused());
+            transport::append_ranges(run.cakes_refused, *receipt.mutable_cakes_refused());
             if (run.last_result) {
                 receipt.set_has_result(true);
                 receipt.set_result_frames_p(run.last_result->frames_p);
@@ -1035,7 +1075,8 @@ class ArchiveService {
     zmq::socket_t raw_;                   // ingest's raw frame feed, when raw_enabled_
     zmq::socket_t receipts_;              // ArchiveReceipts PUB, when configured
     const std::uint64_t session_ = new_session();
-    Clock::time_point next_receipts_{};
+    Clock::time_point last_receipts_{};  // when the last ArchiveReceipts went out
+    bool receipts_changed_ = false;      // something was stored, refused or finished since
     // Finished runs named in the receipts, until when (kFinishedReceiptedFor after the last
     // reason to).
     std::map<std::string, Clock::time_point, std::less<>> finished_receipts_;

@@ -106,6 +106,7 @@ struct Metrics {
     metrics::Counter runs_resumed;
     metrics::Gauge raw_unreceipted;
     metrics::Counter raw_resent;
+    metrics::Counter archive_sessions;
 };
 
 // Bounds of the latency histograms, seconds: 1 ms to 60 s (a frame may wait for credit).
@@ -174,19 +175,29 @@ Result<Metrics> register_metrics(metrics::Registry& registry) {
     auto raw_resent = registry.counter(
         "anisoflow_ingest_raw_resent_total",
         "raw feed messages sent again to a restarted archive (receipts from a new session)");
-    for (const auto* error :
-         {raw_sent ? nullptr : &raw_sent.error(), resumed ? nullptr : &resumed.error(),
-          raw_unreceipted ? nullptr : &raw_unreceipted.error(),
-          raw_resent ? nullptr : &raw_resent.error(),
-          bytes_received ? nullptr : &bytes_received.error(),
-          bytes_sent ? nullptr : &bytes_sent.error(),
-          dispatch_seconds ? nullptr : &dispatch_seconds.error(),
-          received ? nullptr : &received.error(), dispatched ? nullptr : &dispatched.error(),
-          redispatched ? nullptr : &redispatched.error(), acked ? nullptr : &acked.error(),
-          confirmed ? nullptr : &confirmed.error(), unconfirmed ? nullptr : &unconfirmed.error(),
-          out_of_order ? nullptr : &out_of_order.error(), rejected ? nullptr : &rejected.error(),
-          ended ? nullptr : &ended.error(), depth ? nullptr : &depth.error(),
-          alive ? nullptr : &alive.error(), in_flight ? nullptr : &in_flight.error()}) {
+    auto archive_sessions = registry.counter(
+        "anisoflow_ingest_archive_sessions_total",
+        "archive processes seen in the receipts (the first, then one per restart of archive)");
+    for (const auto* error : {raw_sent ? nullptr : &raw_sent.error(),
+                              resumed ? nullptr : &resumed.error(),
+                              archive_sessions ? nullptr : &archive_sessions.error(),
+                              raw_unreceipted ? nullptr : &raw_unreceipted.error(),
+                              raw_resent ? nullptr : &raw_resent.error(),
+                              bytes_received ? nullptr : &bytes_received.error(),
+                              bytes_sent ? nullptr : &bytes_sent.error(),
+                              dispatch_seconds ? nullptr : &dispatch_seconds.error(),
+                              received ? nullptr : &received.error(),
+                              dispatched ? nullptr : &dispatched.error(),
+                              redispatched ? nullptr : &redispatched.error(),
+                              acked ? nullptr : &acked.error(),
+                              confirmed ? nullptr : &confirmed.error(),
+                              unconfirmed ? nullptr : &unconfirmed.error(),
+                              out_of_order ? nullptr : &out_of_order.error(),
+                              rejected ? nullptr : &rejected.error(),
+                              ended ? nullptr : &ended.error(),
+                              depth ? nullptr : &depth.error(),
+                              alive ? nullptr : &alive.error(),
+                              in_flight ? nullptr : &in_flight.error()}) {
         if (error != nullptr) {
             return tl::unexpected(*error);
         }
@@ -200,7 +211,7 @@ Result<Metrics> register_metrics(metrics::Registry& registry) {
                    *rejected,         *ended,           *depth,          *alive,
                    *in_flight,        *unconfirmed,     *bytes_received, *bytes_sent,
                    *dispatch_seconds, *raw_sent,        *resumed,        *raw_unreceipted,
-                   *raw_resent};
+                   *raw_resent,       *archive_sessions};
 }
 
 // ---- the source thread: runs opened, numbered, checked and closed
@@ -1180,6 +1191,7 @@ struct IngestService::State {
             }
             metrics.bytes_sent.increment(static_cast<double>(bytes));
             unreceipted->keep(std::move(shared));
+            metrics.raw_unreceipted.set(static_cast<double>(unreceipted->frames()));
             raw_resend.pop_front();
         }
         return true;
@@ -1216,6 +1228,9 @@ struct IngestService::State {
                 continue;
             }
             const auto applied = unreceipted->apply(message->receipts);
+            if (applied.new_session) {
+                metrics.archive_sessions.increment();
+            }
             if (applied.new_session && unreceipted->size() > 0) {
                 std::deque<transport::Multipart> again = unreceipted->take_all();
                 spdlog::info(

@@ -167,6 +167,21 @@ class AnalyzeWithReceipts {
         return "";
     }
 
+    /// Publishes `standing` until analyze has seen `sessions` archive sessions; false if it did
+    /// not. What analyze keeps before it sees the first receipts goes again (it cannot know what
+    /// that archive has), so a test starts once the first session is known.
+    bool until_sessions(const pb::ArchiveReceipts& standing, double sessions) {
+        const auto deadline = Clock::now() + kPatience;
+        while (Clock::now() < deadline) {
+            publish(receipts_, transport::encode_control(standing));
+            if (metric("anisoflow_analyze_archive_sessions_total") >= sessions) {
+                return true;
+            }
+            std::this_thread::sleep_for(10ms);
+        }
+        return false;
+    }
+
     double metric(const std::string& series) const {
         return testing::metric_value(service_->metrics(), series);
     }
@@ -195,6 +210,7 @@ TEST(AnalyzeReceipts, KeepsWhatArchiveHasNotStoredAndSendsItAgainToARestartedArc
     constexpr std::uint64_t kNew = 0x0B;  // the restarted one
     const pb::ArchiveReceipts none = receipts(kOld, id, std::nullopt);
 
+    ASSERT_TRUE(analyze.until_sessions(none, 1));
     ASSERT_EQ(analyze.next_for_archive(start, none), "RunStart");
     analyze.send_cake(cake(start, 3));
     analyze.send_cake(cake(start, 4));
@@ -224,6 +240,7 @@ TEST(AnalyzeReceipts, KeepsWhatArchiveHasNotStoredAndSendsItAgainToARestartedArc
     }
     EXPECT_EQ(analyze.next_for_archive(start, restarted, 300ms), "") << "sent again only once";
     EXPECT_EQ(analyze.metric("anisoflow_analyze_archive_resent_total"), kMaxUnreceipted);
+    EXPECT_EQ(analyze.metric("anisoflow_analyze_archive_sessions_total"), 2);
 
     // The new archive stores them: the cakes held back go on.
     const pb::ArchiveReceipts stored_7 = receipts(kNew, id, std::pair{3, 7});

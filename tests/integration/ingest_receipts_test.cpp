@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include <gtest/gtest.h>
@@ -107,6 +108,21 @@ class RawFeedWithReceipts {
         return "";
     }
 
+    /// Publishes `standing` until ingest has seen `sessions` archive sessions; false if it did
+    /// not (what ingest keeps before the first receipts goes again, so a test starts after).
+    bool until_sessions(const pb::ArchiveReceipts& standing, double sessions) {
+        const auto deadline = Clock::now() + kPatience;
+        while (Clock::now() < deadline) {
+            auto parts = transport::encode_control(standing);
+            EXPECT_TRUE(parts && transport::try_send(receipts_, *parts));
+            if (metric("anisoflow_ingest_archive_sessions_total") >= sessions) {
+                return true;
+            }
+            std::this_thread::sleep_for(10ms);
+        }
+        return false;
+    }
+
     double metric(const std::string& series) const {
         return testing::metric_value(ingest_->metrics(), series);
     }
@@ -129,6 +145,7 @@ TEST(IngestReceipts, KeepsRawFramesUntilStoredAndSendsThemAgainToARestartedArchi
     constexpr std::uint64_t kNew = 0x1B;
     const pb::ArchiveReceipts none = receipts(kOld, id, std::nullopt);
 
+    ASSERT_TRUE(feed.until_sessions(none, 1));
     auto start_parts = transport::encode_control(start);
     ASSERT_TRUE(start_parts);
     feed.send(std::move(*start_parts));
@@ -156,6 +173,7 @@ TEST(IngestReceipts, KeepsRawFramesUntilStoredAndSendsThemAgainToARestartedArchi
     }
     EXPECT_EQ(feed.next_raw(restarted, 300ms), "") << "sent again only once";
     EXPECT_EQ(feed.metric("anisoflow_ingest_raw_resent_total"), kMaxUnreceipted);
+    EXPECT_EQ(feed.metric("anisoflow_ingest_archive_sessions_total"), 2);
 
     // Stored: the source goes on, and the run ends.
     const pb::ArchiveReceipts stored_3 = receipts(kNew, id, std::pair{0, 3});

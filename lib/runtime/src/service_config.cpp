@@ -266,6 +266,12 @@ std::vector<std::string> validate(const cfg::ArchiveConfig& config) {
         check_socket(problems, "endpoints.receipts_out", config.endpoints().receipts_out());
         check_positive(problems, "receipt_interval_ms", config.receipt_interval_ms(),
                        "receipts need an interval of at least 1 ms");
+        if (config.receipt_interval_ms() > 10000) {
+            problems.push_back(fmt::format(
+                "receipt_interval_ms: {}; at most 10000, so that a finished run is receipted "
+                "several times in the 30 s it is listed",
+                config.receipt_interval_ms()));
+        }
     }
     return problems;
 }

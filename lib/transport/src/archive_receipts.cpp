@@ -100,8 +100,12 @@ bool UnreceiptedMessages::covered(const Kept& kept, const pb::RunReceipt& run) c
         case Kind::kRunStart:
             return true;  // listed at all: the file exists
         case Kind::kFrame:
-            return in_ranges(feed_ == ReceiptFeed::kRawFrames ? run.raw() : run.cakes(),
-                             kept.sequence);
+            // Stored, or refused for good (sending it again would be refused again).
+            return feed_ == ReceiptFeed::kRawFrames
+                       ? in_ranges(run.raw(), kept.sequence) ||
+                             in_ranges(run.raw_refused(), kept.sequence)
+                       : in_ranges(run.cakes(), kept.sequence) ||
+                             in_ranges(run.cakes_refused(), kept.sequence);
         case Kind::kResult:
             return run.has_result() && run.result_frames_p() == kept.frames_p &&
                    run.result_frames_n() == kept.frames_n && run.result_final() == kept.is_final;

@@ -393,6 +393,12 @@ Check check_archive_receipts(const pb::ArchiveReceipts& h,
         if (auto ok = check_ranges("cakes", run, run.cakes()); !ok) {
             return ok;
         }
+        if (auto ok = check_ranges("raw_refused", run, run.raw_refused()); !ok) {
+            return ok;
+        }
+        if (auto ok = check_ranges("cakes_refused", run, run.cakes_refused()); !ok) {
+            return ok;
+        }
     }
     return check_part_count("ArchiveReceipts", "a control message", 0, payloads.size());
 }

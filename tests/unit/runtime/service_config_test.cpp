@@ -311,6 +311,8 @@ TEST(Validate, ArchiveReceiptsNeedASocketABoundAndIngestsTheRawFeed) {
     archive.mutable_endpoints()->mutable_receipts_out()->set_address("@tcp://127.0.0.1:5563");
     archive.set_receipt_interval_ms(0);
     EXPECT_TRUE(mentions(validate(archive), "receipt_interval_ms: 0"));
+    archive.set_receipt_interval_ms(30000);
+    EXPECT_TRUE(mentions(validate(archive), "receipt_interval_ms: 30000; at most 10000"));
 }
 
 TEST(ServiceConfig, AnUnknownKeyInAServiceFileNamesThePath) {

@@ -177,6 +177,21 @@ TEST(UnreceiptedMessages, ForgetsEverythingOfARunArchiveFinishedAndOnlyThen) {
     EXPECT_EQ(kept.size(), 0U);
 }
 
+TEST(UnreceiptedMessages, ForgetsWhatArchiveRefusedForGood) {
+    UnreceiptedMessages raw(ReceiptFeed::kRawFrames);
+    UnreceiptedMessages cakes(ReceiptFeed::kArchiveFeed);
+    EXPECT_TRUE(raw.keep(raw_frame(4)));
+    EXPECT_TRUE(cakes.keep(cake(4)));
+    pb::ArchiveReceipts refused_raw = receipts(2);
+    add_range(*run_receipt(refused_raw).mutable_raw_refused(), 4, 4);
+    EXPECT_EQ(cakes.apply(refused_raw).forgotten, 0U) << "a refused raw frame is not the cake";
+    EXPECT_EQ(raw.apply(refused_raw).forgotten, 1U);
+    pb::ArchiveReceipts refused_cake = receipts(2);
+    add_range(*run_receipt(refused_cake).mutable_cakes_refused(), 4, 4);
+    EXPECT_EQ(cakes.apply(refused_cake).forgotten, 1U);
+    EXPECT_EQ(raw.frames() + cakes.frames(), 0U);
+}
+
 TEST(UnreceiptedMessages, SharesThePayloadsItKeepsInsteadOfCopyingThem) {
     UnreceiptedMessages kept(ReceiptFeed::kRawFrames);
     Multipart sent = raw_frame(0);

@@ -54,8 +54,8 @@ class UnreceiptedMessages {
     };
 
     /// Forgets every message `receipts` covers: a frame or cake whose sequence a range of its run
-    /// holds, a RunStart of a run listed at all, a result matching the run's last stored one, and
-    /// anything of a run archive finished (closed or refused).
+    /// holds (stored, or refused for good), a RunStart of a run listed at all, a result matching
+    /// the run's last stored one, and anything of a run archive finished (closed or refused).
     Applied apply(const pb::ArchiveReceipts& receipts);
 
     /// Everything kept, oldest first, to be sent again (and kept again as it is sent).
