@@ -36,6 +36,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -114,6 +115,13 @@ std::int64_t unix_now_ns() {
         .count();
 }
 
+// A setup or transport failure of the benchmark itself (already printed): no figure would mean
+// anything, so the process ends here, whichever thread finds it.
+[[noreturn]] void die() {
+    std::fflush(stderr);
+    std::_Exit(1);
+}
+
 // A service loop on a thread of the benchmark (runtime::ServiceThread); a failure to start or
 // an error at stop is reported, as the benchmark's other failures are.
 std::unique_ptr<runtime::ServiceThread> start_service(const char* name,
@@ -121,7 +129,7 @@ std::unique_ptr<runtime::ServiceThread> start_service(const char* name,
     auto started = runtime::ServiceThread::start(name, std::move(loop));
     if (!started) {
         std::fprintf(stderr, "bench_pipeline: %s: %s\n", name, started.error().message.c_str());
-        std::exit(1);
+        die();
     }
     return std::move(*started);
 }
@@ -178,7 +186,7 @@ void encode_as(SimulatedFrames& frames, const std::string& mode) {
                                                                            sizeof(std::uint16_t));
         if (!compressed) {
             std::fprintf(stderr, "bench_pipeline: %s\n", compressed.error().message.c_str());
-            std::exit(1);
+            die();
         }
         f.compressed = std::move(*compressed);
         f.encoding = mode == "lz4" ? pb::ENCODING_LZ4 : pb::ENCODING_BSLZ4;
@@ -288,7 +296,7 @@ class Detector {
         auto socket = transport::open_socket(context, zmq::socket_type::push, address, options);
         if (!socket) {
             std::fprintf(stderr, "bench_pipeline: %s\n", socket.error().message.c_str());
-            std::exit(1);
+            die();
         }
         socket_ = std::move(*socket);
     }
@@ -298,7 +306,7 @@ class Detector {
             auto sent = transport::send(socket_, parts, std::chrono::seconds(60));
             if (!sent) {
                 std::fprintf(stderr, "bench_pipeline: send: %s\n", sent.error().message.c_str());
-                std::exit(1);
+                die();
             }
             if (*sent) {
                 return;
@@ -329,7 +337,7 @@ class Detector {
         auto parts = transport::encode_frame(header, transport::copy_payload(bytes));
         if (!parts) {
             std::fprintf(stderr, "bench_pipeline: %s\n", parts.error().message.c_str());
-            std::exit(1);
+            die();
         }
         send(std::move(*parts));
     }
@@ -591,7 +599,7 @@ class Chain {
     static void check(const R& result, const char* what) {
         if (!result) {
             std::fprintf(stderr, "bench_pipeline: %s: %s\n", what, result.error().message.c_str());
-            std::exit(1);
+            die();
         }
     }
 
@@ -796,7 +804,7 @@ bool parse(int argc, char** argv, Options& o) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
     Options o;
     if (!parse(argc, argv, o)) {
         std::fprintf(stderr,
@@ -888,4 +896,15 @@ int main(int argc, char** argv) {
         o.frames, o.frames, o.latency_frames, o.latency_frames, o.latency_fps);
     fs::remove_all(dir);
     return status;
+}
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& error) {
+        std::fprintf(stderr, "bench_pipeline: unexpected failure: %s\n", error.what());
+    } catch (...) {
+        std::fprintf(stderr, "bench_pipeline: unexpected failure\n");
+    }
+    return 1;
 }

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <numeric>
 #include <random>
 #include <string>
@@ -75,7 +76,7 @@ std::vector<std::uint16_t> synthetic_frame(const DetectorGeometry& geometry) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
     std::size_t frames = 60;
     std::vector<unsigned> thread_counts = {1, 2};
     std::vector<PixelSplitting> splittings = {PixelSplitting::kNone, PixelSplitting::kBoundingBox};
@@ -183,4 +184,15 @@ int main(int argc, char** argv) {
         }
     }
     return 0;
+}
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& error) {
+        std::fprintf(stderr, "bench_reduce: unexpected failure: %s\n", error.what());
+    } catch (...) {
+        std::fprintf(stderr, "bench_reduce: unexpected failure\n");
+    }
+    return 1;
 }
