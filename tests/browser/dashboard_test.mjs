@@ -108,11 +108,14 @@ try {
       return Object.values(counts).every((n) => n > 0) ? counts : null;
     }),
   );
-  // Responsive at 10 updates/s: the results came at ~10/s and no push held the page up.
+  // Responsive at 10 updates/s: the results came at ~10/s and no push held the page up. Under a
+  // sanitizer (the ASan and TSan jobs) the services' analysis runs several times slower, so
+  // fewer results come in the same 5 s; the page must still show every one that does.
   const stats = await page.evaluate(() => window.anisoflowDashboard.stats);
   const longTasks = await page.evaluate(() => window.longTasks || []);
-  if (stats.pushes < 15) {
-    fail(`only ${stats.pushes} pushes reached the page (expected ~10/s for 5 s)`);
+  const minPushes = process.env.ANISOFLOW_SANITIZED ? 8 : 15;
+  if (stats.pushes < minPushes) {
+    fail(`only ${stats.pushes} pushes reached the page (expected ~10/s for 5 s, at least ${minPushes})`);
   }
   if (stats.maxPushMs > 100) {
     fail(`a push took ${stats.maxPushMs.toFixed(1)} ms to show (limit 100 ms)`);

@@ -438,6 +438,8 @@ void run_round(const RoundPlan& plan) {
         chain.set(Service::kIngest, "max_unconfirmed_frames", frames);
         chain.set(Service::kIngest, "endpoints.raw_out.send_hwm_messages", frames);
         chain.set(Service::kArchive, "endpoints.raw_in.receive_hwm_messages", frames);
+        // What ingest keeps for archive's receipts is a queue in front of archive too.
+        chain.set(Service::kIngest, "max_unreceipted_raw_frames", frames);
     }
     if (plan.fault == Fault::kFullDisk) {
         // $0 is the run directory, "$@" the archive's command line.
