@@ -786,14 +786,22 @@ class AnalyzeService {
         const pb::FrameCounts& sent = run.end->frames_sent();
         const std::uint64_t got_p = run.p.frame_count();
         const std::uint64_t got_n = run.n.frame_count();
-        const std::uint64_t missing = (sent.data_p() > got_p ? sent.data_p() - got_p : 0) +
-                                      (sent.data_n() > got_n ? sent.data_n() - got_n : 0);
+        const std::uint64_t missing_by_count = (sent.data_p() > got_p ? sent.data_p() - got_p : 0) +
+                                               (sent.data_n() > got_n ? sent.data_n() - got_n : 0);
+        // A resumed ingest counts only the frames it dispatched: one a killed ingest had taken
+        // from the source and never sent shows only as a sequence below sequences_end that no
+        // frame kind accounts for (docs/adr/0007). Every sequence that is not a dark, flat or
+        // background frame is a data frame, so what analyze has not seen of those is missing.
+        const std::uint64_t total =
+            std::max(transport::total_frames(sent), run.end->sequences_end());
+        const std::uint64_t accounted =
+            sent.dark() + sent.flat() + sent.background() + got_p + got_n;
+        const std::uint64_t missing =
+            std::max(missing_by_count, total > accounted ? total - accounted : 0);
         if (missing > 0) {
             metrics_.frames_missing.increment(static_cast<double>(missing));
             // Sequences run over every kind; dark and flat frames never reach analyze, so the
             // unseen numbers below include them (docs/protocol.md).
-            const std::uint64_t total =
-                std::max(transport::total_frames(sent), run.end->sequences_end());
             std::vector<std::uint64_t> unseen;
             for (std::uint64_t s = 0; s < total && unseen.size() < kMissingListedMax; ++s) {
                 if (!run.sequences.contains(s)) {
