@@ -419,43 +419,22 @@ class AnalyzeService {
         if (!unreceipted_) {
             return {};
         }
-        for (int i = 0; i < 64; ++i) {
-            auto received = transport::receive(receipts_, milliseconds{0});
-            if (!received) {
-                return tl::unexpected(received.error().with_context("endpoints.receipts_in"));
-            }
-            if (!*received) {
-                break;
-            }
-            metrics_.bytes_received.increment(static_cast<double>(transport::size_of(**received)));
-            auto decoded = transport::decode(std::move(**received));
-            if (!decoded) {
-                metrics_.rejected.with(transport::to_string(decoded.error().reason)).increment();
-                rejections_.log(decoded.error());
-                continue;
-            }
-            const auto* receipts = std::get_if<transport::ArchiveReceiptsMessage>(&*decoded);
-            if (receipts == nullptr) {
-                metrics_.rejected.with("unexpected_body").increment();
-                rejections_.log("unexpected_body",
-                                fmt::format("a {} on endpoints.receipts_in",
-                                            transport::message_type_name(*decoded)));
-                continue;
-            }
-            const auto applied = unreceipted_->apply(receipts->receipts);
-            if (applied.new_session) {
-                metrics_.sessions.increment();
-            }
-            if (applied.new_session && unreceipted_->size() > 0) {
-                std::deque<transport::Multipart> again = unreceipted_->take_all();
-                spdlog::info(
-                    "archive session {:016x}: sending again {} messages it may not have stored",
-                    receipts->receipts.session(), again.size());
-                metrics_.resent.increment(static_cast<double>(again.size()));
-                archive_backlog_.insert(archive_backlog_.begin(),
-                                        std::make_move_iterator(again.begin()),
-                                        std::make_move_iterator(again.end()));
-            }
+        auto taken =
+            transport::take_receipts(receipts_, *unreceipted_, archive_backlog_,
+                                     [this](std::string_view reason, std::string_view error) {
+                                         metrics_.rejected.with(reason).increment();
+                                         rejections_.log(reason, error);
+                                     });
+        if (!taken) {
+            return tl::unexpected(taken.error().with_context("endpoints.receipts_in"));
+        }
+        metrics_.bytes_received.increment(static_cast<double>(taken->bytes));
+        metrics_.sessions.increment(static_cast<double>(taken->new_sessions));
+        if (taken->sent_again > 0) {
+            spdlog::info(
+                "archive session {:016x}: sending again {} messages it may not have stored",
+                taken->session, taken->sent_again);
+            metrics_.resent.increment(static_cast<double>(taken->sent_again));
         }
         metrics_.unreceipted.set(static_cast<double>(unreceipted_->size()));
         return {};

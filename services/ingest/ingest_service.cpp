@@ -1150,12 +1150,36 @@ struct IngestService::State {
             spdlog::error("raw feed message not encoded error=\"{}\"", message.error().message);
             return true;  // nothing to wait for: the frame still goes to the reducers
         }
-        const std::uint64_t bytes = transport::size_of(*message);
+        if (!send_raw(*message)) {
+            return false;
+        }
+        if (counts != nullptr) {
+            transport::count_frame(*counts, *frame_header);
+            metrics.raw_frames_sent.increment();
+        }
+        return true;
+    }
+
+    // Sends again, in order, what a restarted archive may not have stored; true once all went.
+    bool send_raw_again() {
+        while (!raw_resend.empty()) {
+            if (!send_raw(raw_resend.front())) {
+                return false;
+            }
+            raw_resend.pop_front();
+        }
+        return true;
+    }
+
+    // One message onto the raw feed without waiting; with receipts it is kept until archive has
+    // stored it. False when the pipe is full (`parts` untouched) or the send failed.
+    bool send_raw(transport::Multipart& parts) {
+        const std::uint64_t bytes = transport::size_of(parts);
         std::optional<transport::Multipart> shared;
         if (unreceipted) {
-            shared = transport::share(*message);  // the send empties the message
+            shared = transport::share(parts);  // the send empties the message
         }
-        auto sent = transport::try_send(raw, *message);
+        auto sent = transport::try_send(raw, parts);
         if (!sent) {
             spdlog::warn("raw feed send failed error=\"{}\"", sent.error().message);
             return false;
@@ -1168,32 +1192,6 @@ struct IngestService::State {
             unreceipted->keep(std::move(*shared));
             metrics.raw_unreceipted.set(static_cast<double>(unreceipted->frames()));
         }
-        if (counts != nullptr) {
-            transport::count_frame(*counts, *frame_header);
-            metrics.raw_frames_sent.increment();
-        }
-        return true;
-    }
-
-    // Sends again, in order, what a restarted archive may not have stored; true once all went.
-    bool send_raw_again() {
-        while (!raw_resend.empty()) {
-            transport::Multipart& parts = raw_resend.front();
-            const std::uint64_t bytes = transport::size_of(parts);
-            transport::Multipart shared = transport::share(parts);
-            auto sent = transport::try_send(raw, parts);
-            if (!sent) {
-                spdlog::warn("raw feed send failed error=\"{}\"", sent.error().message);
-                return false;
-            }
-            if (!*sent) {
-                return false;
-            }
-            metrics.bytes_sent.increment(static_cast<double>(bytes));
-            unreceipted->keep(std::move(shared));
-            metrics.raw_unreceipted.set(static_cast<double>(unreceipted->frames()));
-            raw_resend.pop_front();
-        }
         return true;
     }
 
@@ -1203,46 +1201,24 @@ struct IngestService::State {
         if (!unreceipted) {
             return;
         }
-        for (int i = 0; i < 64; ++i) {
-            auto received = transport::receive(receipts, milliseconds{0});
-            if (!received) {
-                spdlog::warn("receipts not read error=\"{}\"", received.error().message);
-                return;
-            }
-            if (!*received) {
-                break;
-            }
-            metrics.bytes_received.increment(static_cast<double>(transport::size_of(**received)));
-            auto decoded = transport::decode(std::move(**received));
-            const auto* message =
-                decoded ? std::get_if<transport::ArchiveReceiptsMessage>(&*decoded) : nullptr;
-            if (message == nullptr) {
-                // Logged at most once a second per reason: a flood cannot fill the log.
-                if (decoded) {
-                    receipt_rejections.log("unexpected_body",
-                                           fmt::format("a {} on endpoints.receipts_in",
-                                                       transport::message_type_name(*decoded)));
-                } else {
-                    receipt_rejections.log(decoded.error());
-                }
-                continue;
-            }
-            const auto applied = unreceipted->apply(message->receipts);
-            if (applied.new_session) {
-                metrics.archive_sessions.increment();
-            }
-            if (applied.new_session && unreceipted->size() > 0) {
-                std::deque<transport::Multipart> again = unreceipted->take_all();
-                spdlog::info(
-                    "archive session {:016x}: sending again {} raw feed messages it may not have "
-                    "stored",
-                    message->receipts.session(), again.size());
-                metrics.raw_resent.increment(static_cast<double>(again.size()));
-                // Nothing new went out while older messages waited to go again: those follow.
-                again.insert(again.end(), std::make_move_iterator(raw_resend.begin()),
-                             std::make_move_iterator(raw_resend.end()));
-                raw_resend = std::move(again);
-            }
+        // Refusals are logged at most once a second per reason: a flood cannot fill the log.
+        auto taken =
+            transport::take_receipts(receipts, *unreceipted, raw_resend,
+                                     [this](std::string_view reason, std::string_view error) {
+                                         receipt_rejections.log(reason, error);
+                                     });
+        if (!taken) {
+            spdlog::warn("receipts not read error=\"{}\"", taken.error().message);
+            return;
+        }
+        metrics.bytes_received.increment(static_cast<double>(taken->bytes));
+        metrics.archive_sessions.increment(static_cast<double>(taken->new_sessions));
+        if (taken->sent_again > 0) {
+            spdlog::info(
+                "archive session {:016x}: sending again {} raw feed messages it may not have "
+                "stored",
+                taken->session, taken->sent_again);
+            metrics.raw_resent.increment(static_cast<double>(taken->sent_again));
         }
         metrics.raw_unreceipted.set(static_cast<double>(unreceipted->frames()));
     }

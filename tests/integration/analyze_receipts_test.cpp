@@ -49,32 +49,7 @@ constexpr std::uint32_t kSide = 64;
 constexpr std::uint32_t kMaxUnreceipted = 4;
 
 transport::Multipart cake(const pb::RunStart& start, std::uint64_t sequence) {
-    const pb::ExperimentConfig& c = start.config();
-    pb::ReducedFrame header;
-    header.set_run_id(start.run_id());
-    header.set_sequence(sequence);
-    header.set_kind(pb::FRAME_KIND_DATA);
-    header.set_orientation(pb::ORIENTATION_P);
-    header.set_n_q(c.n_q());
-    header.set_n_chi(c.n_chi());
-    header.mutable_q_axis()->set_lower(c.q_min_inv_angstrom());
-    header.mutable_q_axis()->set_upper(c.q_max_inv_angstrom());
-    header.mutable_q_axis()->set_unit("1/angstrom");
-    header.mutable_chi_axis()->set_lower(-180.0);
-    header.mutable_chi_axis()->set_upper(180.0);
-    header.mutable_chi_axis()->set_unit("deg");
-    header.set_frames_accumulated(1);
-    header.set_worker("reduce-test");
-    std::vector<zmq::message_t> parts;
-    for (const auto quantity : {pb::CAKE_QUANTITY_SIGNAL_SUM, pb::CAKE_QUANTITY_VARIANCE_SUM,
-                                pb::CAKE_QUANTITY_NORM_SUM, pb::CAKE_QUANTITY_COUNT_SUM}) {
-        header.add_parts()->set_quantity(quantity);
-        parts.push_back(
-            transport::make_payload(std::vector<double>(std::size_t{c.n_q()} * c.n_chi(), 1.0)));
-    }
-    auto message = transport::encode_reduced(header, std::move(parts));
-    EXPECT_TRUE(message) << message.error().message;
-    return message ? std::move(*message) : transport::Multipart{};
+    return testing::small_run_cake(start, sequence, pb::ORIENTATION_P);
 }
 
 pb::ArchiveReceipts receipts(std::uint64_t session, const std::string& run_id,

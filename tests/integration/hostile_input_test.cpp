@@ -659,27 +659,7 @@ class AnalyzeRig {
 };
 
 pb::ReducedFrame cake_header(const pb::RunStart& start, std::uint64_t sequence) {
-    const pb::ExperimentConfig& c = start.config();
-    pb::ReducedFrame header;
-    header.set_run_id(start.run_id());
-    header.set_sequence(sequence);
-    header.set_kind(pb::FRAME_KIND_DATA);
-    header.set_orientation(pb::ORIENTATION_P);
-    header.set_n_q(c.n_q());
-    header.set_n_chi(c.n_chi());
-    header.mutable_q_axis()->set_lower(c.q_min_inv_angstrom());
-    header.mutable_q_axis()->set_upper(c.q_max_inv_angstrom());
-    header.mutable_q_axis()->set_unit("1/angstrom");
-    header.mutable_chi_axis()->set_lower(-180.0);
-    header.mutable_chi_axis()->set_upper(180.0);
-    header.mutable_chi_axis()->set_unit("deg");
-    header.set_frames_accumulated(1);
-    header.set_worker("reduce-test");
-    for (const auto quantity : {pb::CAKE_QUANTITY_SIGNAL_SUM, pb::CAKE_QUANTITY_VARIANCE_SUM,
-                                pb::CAKE_QUANTITY_NORM_SUM, pb::CAKE_QUANTITY_COUNT_SUM}) {
-        header.add_parts()->set_quantity(quantity);
-    }
-    return header;
+    return testing::small_run_cake_header(start, sequence, pb::ORIENTATION_P);
 }
 
 std::vector<zmq::message_t> cake_parts(const pb::ReducedFrame& header) {
@@ -693,10 +673,7 @@ std::vector<zmq::message_t> cake_parts(const pb::ReducedFrame& header) {
 }
 
 transport::Multipart valid_cake(const pb::RunStart& start, std::uint64_t sequence) {
-    const pb::ReducedFrame header = cake_header(start, sequence);
-    auto parts = transport::encode_reduced(header, cake_parts(header));
-    EXPECT_TRUE(parts) << parts.error().message;
-    return parts ? std::move(*parts) : transport::Multipart{};
+    return testing::small_run_cake(start, sequence, pb::ORIENTATION_P);
 }
 
 // A ReducedFrame built by hand (encode_reduced refuses what it must not send).

@@ -1,7 +1,7 @@
 #pragma once
 // Messages of a small test run, shared by the integration tests that act as a service's peer
-// (archive_service_test, ingest_resume_test): a detector of side x side uint16 pixels with a
-// full ExperimentConfig that every service accepts.
+// (archive, analyze, ingest and hostile-input tests): a detector of side x side uint16 pixels
+// with a full ExperimentConfig that every service accepts, its frames and their cakes.
 
 #include <cstddef>
 #include <cstdint>
@@ -97,6 +97,53 @@ inline transport::Multipart small_run_frame(const std::string& run_id, std::uint
                                          transport::make_payload(std::move(pixels)));
     EXPECT_TRUE(parts) << parts.error().message;
     return parts ? std::move(*parts) : transport::Multipart{};
+}
+
+// The header of a data frame's cake on the run's cake grid, as reduce sends it: the four sums of
+// docs/protocol.md ("Reduced frames"), one part each.
+inline stream::v1::ReducedFrame small_run_cake_header(const stream::v1::RunStart& start,
+                                                      std::uint64_t sequence,
+                                                      stream::v1::Orientation orientation) {
+    namespace pb = ::anisoflow::stream::v1;
+    const pb::ExperimentConfig& c = start.config();
+    pb::ReducedFrame header;
+    header.set_run_id(start.run_id());
+    header.set_sequence(sequence);
+    header.set_kind(pb::FRAME_KIND_DATA);
+    header.set_orientation(orientation);
+    header.set_n_q(c.n_q());
+    header.set_n_chi(c.n_chi());
+    header.mutable_q_axis()->set_lower(c.q_min_inv_angstrom());
+    header.mutable_q_axis()->set_upper(c.q_max_inv_angstrom());
+    header.mutable_q_axis()->set_unit("1/angstrom");
+    header.mutable_chi_axis()->set_lower(-180.0);
+    header.mutable_chi_axis()->set_upper(180.0);
+    header.mutable_chi_axis()->set_unit("deg");
+    header.set_frames_accumulated(1);
+    header.set_worker("reduce-test");
+    for (const auto quantity : {pb::CAKE_QUANTITY_SIGNAL_SUM, pb::CAKE_QUANTITY_VARIANCE_SUM,
+                                pb::CAKE_QUANTITY_NORM_SUM, pb::CAKE_QUANTITY_COUNT_SUM}) {
+        header.add_parts()->set_quantity(quantity);
+    }
+    return header;
+}
+
+// A data frame's cake as reduce sends it and analyze forwards it; every bin of every sum holds
+// `value`.
+inline transport::Multipart small_run_cake(const stream::v1::RunStart& start,
+                                           std::uint64_t sequence,
+                                           stream::v1::Orientation orientation,
+                                           double value = 1.0) {
+    const stream::v1::ReducedFrame header = small_run_cake_header(start, sequence, orientation);
+    std::vector<zmq::message_t> parts;
+    parts.reserve(static_cast<std::size_t>(header.parts_size()));
+    for (int i = 0; i < header.parts_size(); ++i) {
+        parts.push_back(transport::make_payload(
+            std::vector<double>(std::size_t{header.n_q()} * header.n_chi(), value)));
+    }
+    auto message = transport::encode_reduced(header, std::move(parts));
+    EXPECT_TRUE(message) << message.error().message;
+    return message ? std::move(*message) : transport::Multipart{};
 }
 
 }  // namespace anisoflow::testing

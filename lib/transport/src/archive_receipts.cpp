@@ -1,10 +1,16 @@
 #include "anisoflow/transport/archive_receipts.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <iterator>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <variant>
+
+#include <fmt/format.h>
+
+#include "anisoflow/transport/socket.hpp"
 
 namespace anisoflow::transport {
 
@@ -147,6 +153,44 @@ std::deque<Multipart> UnreceiptedMessages::take_all() {
     kept_.clear();
     frames_ = 0;
     return all;
+}
+
+Result<ReceiptsTaken> take_receipts(zmq::socket_t& socket, UnreceiptedMessages& kept,
+                                    std::deque<Multipart>& to_send, const ReceiptRefused& refused,
+                                    int max_messages) {
+    ReceiptsTaken taken;
+    for (int i = 0; i < max_messages; ++i) {
+        auto received = receive(socket, std::chrono::milliseconds{0});
+        if (!received) {
+            return tl::unexpected(received.error());
+        }
+        if (!*received) {
+            break;
+        }
+        taken.bytes += size_of(**received);
+        auto decoded = decode(std::move(**received));
+        if (!decoded) {
+            refused(to_string(decoded.error().reason), decoded.error().error.message);
+            continue;
+        }
+        const auto* message = std::get_if<ArchiveReceiptsMessage>(&*decoded);
+        if (message == nullptr) {
+            refused("unexpected_body",
+                    fmt::format("a {} on the receipts socket", message_type_name(*decoded)));
+            continue;
+        }
+        const UnreceiptedMessages::Applied applied = kept.apply(message->receipts);
+        taken.session = message->receipts.session();
+        if (!applied.new_session) {
+            continue;
+        }
+        ++taken.new_sessions;
+        std::deque<Multipart> again = kept.take_all();
+        taken.sent_again += again.size();
+        to_send.insert(to_send.begin(), std::make_move_iterator(again.begin()),
+                       std::make_move_iterator(again.end()));
+    }
+    return taken;
 }
 
 }  // namespace anisoflow::transport

@@ -2,11 +2,14 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "anisoflow/transport/payload.hpp"
+#include "anisoflow/transport/socket.hpp"
 
 #include "sample_messages.hpp"
 
@@ -204,6 +207,61 @@ TEST(UnreceiptedMessages, SharesThePayloadsItKeepsInsteadOfCopyingThem) {
     }
     // A large payload (above ZeroMQ's small-message size) is one buffer, referenced twice.
     EXPECT_EQ(back.front()[1].data(), sent[1].data());
+}
+
+// The receiving loop analyze and ingest share, through a real inproc pipe: what is not a receipt
+// is refused with its reason, and a new archive session puts everything kept ahead of what waits.
+TEST(TakeReceipts, AppliesReceiptsRefusesTheRestAndQueuesWhatANewArchiveMayLack) {
+    zmq::context_t context;
+    auto in = open_socket(context, zmq::socket_type::pull, "@inproc://take-receipts");
+    ASSERT_TRUE(in.has_value()) << in.error().message;
+    auto out = open_socket(context, zmq::socket_type::push, ">inproc://take-receipts");
+    ASSERT_TRUE(out.has_value()) << out.error().message;
+    const auto push = [&](Multipart parts) {
+        ASSERT_TRUE(send(*out, parts, std::chrono::seconds(5)).value_or(false));
+    };
+
+    UnreceiptedMessages kept(ReceiptFeed::kRawFrames);
+    EXPECT_TRUE(kept.keep(control(sample::run_start())));
+    for (std::uint64_t s = 0; s < 3; ++s) {
+        EXPECT_TRUE(kept.keep(raw_frame(s)));
+    }
+    std::deque<Multipart> to_send;
+    to_send.push_back(raw_frame(3));  // not sent yet: goes after what is sent again
+
+    Multipart garbage;
+    garbage.emplace_back(std::string_view("not an envelope"));
+    push(std::move(garbage));
+    push(control(sample::heartbeat()));
+    pb::ArchiveReceipts first = receipts(5);
+    add_range(*run_receipt(first).mutable_raw(), 0, 0);
+    push(control(first));
+    pb::ArchiveReceipts second = receipts(5);
+    add_range(*run_receipt(second).mutable_raw(), 0, 1);
+    push(control(second));
+
+    std::vector<std::string> refused;
+    auto taken =
+        take_receipts(*in, kept, to_send, [&](std::string_view reason, std::string_view error) {
+            EXPECT_FALSE(error.empty());
+            refused.emplace_back(reason);
+        });
+    ASSERT_TRUE(taken.has_value()) << taken.error().message;
+    EXPECT_EQ(refused, (std::vector<std::string>{"malformed_header", "unexpected_body"}));
+    EXPECT_GT(taken->bytes, 0U);
+    EXPECT_EQ(taken->new_sessions, 1U);  // the first receipts; the second are of the same archive
+    EXPECT_EQ(taken->sent_again, 2U);    // frames 1 and 2 (frame 0 stored, the run listed)
+    EXPECT_EQ(taken->session, 5U);
+    EXPECT_EQ(kept.size(), 0U);  // all taken to be sent again, kept again as they go
+    EXPECT_EQ(names(std::move(to_send)),
+              (std::vector<std::string>{"FrameHeader 1", "FrameHeader 2", "FrameHeader 3"}));
+
+    // Nothing waiting: nothing read, nothing refused.
+    auto idle = take_receipts(*in, kept, to_send, [&](std::string_view, std::string_view) {
+        ADD_FAILURE() << "refused with nothing sent";
+    });
+    ASSERT_TRUE(idle.has_value());
+    EXPECT_EQ(idle->bytes, 0U);
 }
 
 TEST(AppendRanges, GivesOneRangePerRunOfConsecutiveSequences) {

@@ -9,11 +9,16 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
+
+#include <zmq.hpp>
 
 #include "anisoflow/stream/v1/stream.pb.h"
 
+#include "anisoflow/core/result.hpp"
 #include "anisoflow/transport/message.hpp"
 #include "anisoflow/transport/seen_sequences.hpp"
 
@@ -86,5 +91,27 @@ class UnreceiptedMessages {
     std::size_t frames_ = 0;
     std::optional<std::uint64_t> session_;
 };
+
+/// What take_receipts() read.
+struct ReceiptsTaken {
+    std::uint64_t bytes = 0;         ///< of every message read, refused ones included
+    std::uint64_t new_sessions = 0;  ///< receipts from an archive process not seen before
+    std::size_t sent_again = 0;      ///< kept messages queued to go again (a new session)
+    std::uint64_t session = 0;       ///< the archive process the last receipts came from
+};
+
+/// Called for a message on the receipts socket that is not an ArchiveReceipts: `reason` is a
+/// RejectReason's label, or "unexpected_body" for a valid message of another type.
+using ReceiptRefused = std::function<void(std::string_view reason, std::string_view error)>;
+
+/// The receiving side of archive receipts, as analyze and ingest run it: reads what waits on
+/// `socket` (at most `max_messages`, without waiting) and applies each ArchiveReceipts to
+/// `kept`. Receipts from a new archive process put everything still kept at the front of
+/// `to_send`, oldest first: it may have died with the old process, and nothing newer may
+/// overtake it. An error only when the socket fails.
+[[nodiscard]] Result<ReceiptsTaken> take_receipts(zmq::socket_t& socket, UnreceiptedMessages& kept,
+                                                  std::deque<Multipart>& to_send,
+                                                  const ReceiptRefused& refused,
+                                                  int max_messages = 64);
 
 }  // namespace anisoflow::transport
