@@ -367,10 +367,22 @@ class ArchiveService {
         while (!raw_order_.empty()) {
             append_compressed(kPollInterval);
         }
-        // Files still open are marked aborted by ~RunArchive.
-        if (!runs_.empty()) {
-            spdlog::warn("stopping with {} run files open; they are marked aborted", runs_.size());
+        // Runs still open are not over: each file is closed "interrupted", and the archive that
+        // comes next goes on with it when a message of the run arrives (with receipts, the
+        // senders send again what this one had not stored). docs/archive.md, "Stopping mid-run".
+        for (auto& [run_id, run] : runs_) {
+            const std::uint64_t raw_frames = run.file.raw_frames() + run.file.flat_fields();
+            const std::uint64_t cakes = run.file.reduced_frames();
+            if (auto interrupted = run.file.interrupt(); !interrupted) {
+                count_error("close", interrupted.error().message);
+                continue;
+            }
+            spdlog::warn(
+                "run file interrupted run={} raw_frames={} reduced_frames={}: stopping mid-run; "
+                "an archive started later goes on with it",
+                run_id, raw_frames, cakes);
         }
+        runs_.clear();
         return {};
     }
 
@@ -558,7 +570,8 @@ class ArchiveService {
         return std::filesystem::path(config_.archive_dir()) / run_file_name(run_id);
     }
 
-    // The open file of a run; a file a killed archive left "running" is reopened
+    // The open file of a run; a file a killed archive left "running", or a stopped one left
+    // "interrupted", is reopened
     // (docs/faults.md): a restarted archive hears no RunStart of a run already under way, so
     // any message of the run reopens it. Null when there is no file to go on with.
     OpenRun* open_run(const std::string& run_id) {
@@ -579,7 +592,9 @@ class ArchiveService {
         if (!reopened) {
             // A file an earlier archive process closed: a sender that never had its receipt
             // sends again, and is told the run is finished. Anything else is an error.
-            if (auto earlier = archive::read_run(path); earlier && earlier->state != "running") {
+            if (auto earlier = archive::read_run(path);
+                earlier && earlier->state != archive::kRunStateRunning &&
+                earlier->state != archive::kRunStateInterrupted) {
                 spdlog::info("run file already closed run={} state={}", run_id, earlier->state);
             } else {
                 count_error("reopen", reopened.error().message);

@@ -27,6 +27,7 @@
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
+#include "anisoflow/archive/run_archive.hpp"
 #include "anisoflow/archive/run_reader.hpp"
 #include "anisoflow/core/clock.hpp"
 #include "anisoflow/live/pipeline.hpp"
@@ -294,7 +295,8 @@ Result<void> import_archived(live::RunBoard& board, const std::filesystem::path&
         }
         (void)board.on_result(message, now);
     }
-    if (run->state != "running") {
+    // An interrupted file's run is not over: the archive started next goes on with it.
+    if (run->state != archive::kRunStateRunning && run->state != archive::kRunStateInterrupted) {
         pb::RunEnd end;
         end.set_run_id(run_id);
         end.set_reason(run->state == "aborted" ? pb::RUN_END_REASON_ABORTED

@@ -228,6 +228,13 @@ void FaultChain::kill(Service service) {
     spec(service).process->kill_hard();
 }
 
+int FaultChain::stop(Service service) {
+    for (const Service any : kAll) {
+        kill_offsets_[any] = log_size(any);
+    }
+    return spec(service).process->terminate();
+}
+
 std::optional<double> FaultChain::wait_rejoined(Service service, Clock::time_point since,
                                                 std::chrono::milliseconds patience) {
     // Lines written since the service was last killed (the whole log before any kill).

@@ -88,6 +88,8 @@ class FaultChain {
     void start(Service service);
     /// SIGKILL and reap; notes where every log stood.
     void kill(Service service);
+    /// SIGTERM (an operator's restart) and reap, as kill() otherwise; the exit code.
+    int stop(Service service);
     /// Waits until a (re)started service is back in the chain: its ready line since the last
     /// kill, plus: ingest names a restarted worker as joined; a restarted ingest names both
     /// workers; the gateway answers /api/health. Returns the seconds from `since`.

@@ -285,7 +285,8 @@ std::string compare_with_offline(const stream::v1::AnalysisResult& live,
 // ---------------------------------------------------------------------------------------------
 // One round.
 
-enum class Fault { kKill, kStall, kSlowDisk, kFullDisk };
+// kTerm: SIGTERM, an operator's restart (a rolling update), then a start as after a kill.
+enum class Fault { kKill, kTerm, kStall, kSlowDisk, kFullDisk };
 
 // The slow disk: archive's writes into the run directory go at this rate. The run's cakes alone
 // (1000 x 72 cells, three float64 arrays: 1.7 MB each) then take ~9 s to write, three times the
@@ -410,6 +411,10 @@ void run_round(const RoundPlan& plan) {
     run.run_id = "fault-" + plan.name;
     // A stalled archive or analyze, or a full disk, must turn into backpressure on the source.
     const bool holds_back = plan.fault == Fault::kStall || plan.fault == Fault::kFullDisk;
+    // Archive killed or stopped mid-run, then started again: with receipts on both feeds the
+    // run file must end whole.
+    const bool restarts_archive = (plan.fault == Fault::kKill || plan.fault == Fault::kTerm) &&
+                                  plan.victim == Service::kArchive;
     if (holds_back) {
         // Longer and larger frames: a stall must hold the source back while it still sends,
         // and a missing bound would show in ingest's memory.
@@ -481,11 +486,16 @@ void run_round(const RoundPlan& plan) {
                                                 (holds_back ? 0.4 : 0.6) * run.duration_s());
     const double fault_at_s = plan.fault == Fault::kSlowDisk ? 0.0 : when(random);
     std::this_thread::sleep_for(std::chrono::duration<double>(fault_at_s));
-    if (plan.fault == Fault::kKill) {
+    if (plan.fault == Fault::kKill || plan.fault == Fault::kTerm) {
         std::uniform_real_distribution<double> down(0.1, 0.3 * run.duration_s());
         const double down_s = down(random);
-        f.moment = fmt::format("kill {:.2f}s, down {:.2f}s", fault_at_s, down_s);
-        chain.kill(plan.victim);
+        if (plan.fault == Fault::kKill) {
+            f.moment = fmt::format("kill {:.2f}s, down {:.2f}s", fault_at_s, down_s);
+            chain.kill(plan.victim);
+        } else {
+            f.moment = fmt::format("term {:.2f}s, down {:.2f}s", fault_at_s, down_s);
+            EXPECT_EQ(chain.stop(plan.victim), 0) << "did not exit 0 on SIGTERM\n" << chain.logs();
+        }
         std::this_thread::sleep_for(std::chrono::duration<double>(down_s));
         const auto restarted = Clock::now();
         chain.start(plan.victim);
@@ -600,9 +610,9 @@ void run_round(const RoundPlan& plan) {
         EXPECT_EQ(testing::metric_value(metrics, "anisoflow_ingest_runs_resumed_total"), 1.0)
             << metrics;
     }
-    if (plan.fault == Fault::kKill && plan.victim == Service::kArchive) {
-        // How much of what the killed archive lacked came again (docs/protocol.md, "Archive
-        // receipts"); 0 when nothing was in flight at the kill.
+    if (restarts_archive) {
+        // How much of what the killed or stopped archive lacked came again (docs/protocol.md,
+        // "Archive receipts"); 0 when nothing was in flight at the fault.
         const double resent = testing::metric_value(chain.metrics(Service::kAnalyze),
                                                     "anisoflow_analyze_archive_resent_total") +
                               testing::metric_value(chain.metrics(Service::kIngest),
@@ -660,9 +670,17 @@ void run_round(const RoundPlan& plan) {
             f.died_with_ingest += !file.raw.contains(s) && raw_missing.contains(s) ? 1 : 0;
         }
     }
-    if (plan.fault == Fault::kKill && plan.victim == Service::kArchive) {
+    if (restarts_archive) {
         // Archive receipts (docs/protocol.md): what the killed archive had taken, or what sat in
-        // its sockets, was kept by analyze and ingest and sent again to the restarted one.
+        // its sockets, was kept by analyze and ingest and sent again to the restarted one. A
+        // stopped archive closed the file "interrupted" and the restarted one went on with it
+        // (docs/archive.md, "Stopping mid-run").
+        if (plan.fault == Fault::kTerm) {
+            EXPECT_NE(testing::read_text(chain.log("archive"))
+                          .find("run file interrupted run=" + run.run_id),
+                      std::string::npos)
+                << chain.logs();
+        }
         EXPECT_EQ(file.raw.size(), run.frame_count()) << file.end_detail << "\n" << chain.logs();
         EXPECT_EQ(f.cakes_archived, 2 * run.frames_per_orientation) << file.end_detail << "\n"
                                                                     << chain.logs();
@@ -720,7 +738,8 @@ INSTANTIATE_TEST_SUITE_P(
                       RoundPlan{"kill-gateway", Fault::kKill, Service::kGateway},
                       RoundPlan{"kill-analyze", Fault::kKill, Service::kAnalyze},
                       RoundPlan{"kill-ingest", Fault::kKill, Service::kIngest},
-                      RoundPlan{"kill-archive", Fault::kKill, Service::kArchive}),
+                      RoundPlan{"kill-archive", Fault::kKill, Service::kArchive},
+                      RoundPlan{"term-archive", Fault::kTerm, Service::kArchive}),
     round_name);
 
 INSTANTIATE_TEST_SUITE_P(

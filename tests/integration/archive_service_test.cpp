@@ -653,6 +653,63 @@ TEST(ArchiveService, RestartedAfterSigkillReopensTheRunFileAndCompletesIt) {
                 taken_while_down.size());
 }
 
+// An operator's SIGTERM mid-run (a restart, a rolling update) is not the end of the run: the
+// file is closed "interrupted", with everything archive had stored, and the archive started next
+// goes on with it as with a killed one's (docs/archive.md, "Stopping mid-run").
+TEST(ArchiveService, StoppedMidRunLeavesTheFileInterruptedAndTheNextArchiveCompletesIt) {
+    ArchiveUnderTest archive;
+    ASSERT_TRUE(archive.start());
+    constexpr std::uint64_t kBeforeStop = 8;  // darks, flat, data 3 .. 7; cakes 3 .. 7
+    constexpr std::uint64_t kFrames = 16;
+    const pb::RunStart start = run_start("interrupted");
+    const std::filesystem::path path = archive.run_path(start.run_id());
+
+    archive.send_raw(control(start));
+    archive.send_feed(control(start));
+    for (std::uint64_t s = 0; s < kBeforeStop; ++s) {
+        archive.send_raw(raw_frame(start.run_id(), s));
+    }
+    for (std::uint64_t s = kFirstData; s < kBeforeStop; ++s) {
+        archive.send_feed(cake(start, s));
+    }
+    ASSERT_EQ(archive.wait_metric(kRawWritten, kBeforeStop), kBeforeStop) << archive.log();
+    ASSERT_EQ(archive.wait_metric(kCakesWritten, kBeforeStop - kFirstData),
+              kBeforeStop - kFirstData);
+    EXPECT_EQ(archive.stop(), 0) << archive.log();
+    EXPECT_NE(archive.log().find("run file interrupted run=interrupted raw_frames=8 "
+                                 "reduced_frames=5"),
+              std::string::npos)
+        << archive.log();
+
+    const RunFile stopped = read_run_file(path);
+    ASSERT_TRUE(stopped.opened) << archive.log();
+    EXPECT_EQ(stopped.state, "interrupted");
+    EXPECT_EQ(stopped.raw, range(0, kBeforeStop));
+    EXPECT_EQ(stopped.cakes, range(kFirstData, kBeforeStop));
+
+    // No RunStart again: the run's next message reopens the file.
+    ASSERT_TRUE(archive.start());
+    for (std::uint64_t s = kBeforeStop; s < kFrames; ++s) {
+        archive.send_raw(raw_frame(start.run_id(), s));
+        archive.send_feed(cake(start, s));
+    }
+    const pb::RunEnd end = run_end(start.run_id(), kFrames);
+    archive.send_feed(control(end));
+    archive.send_raw(control(end));
+    ASSERT_EQ(archive.wait_metric(kClosed, 1), 1) << archive.log();
+    EXPECT_EQ(archive.metric(kReopened), 1);
+    EXPECT_EQ(archive.metric(errors("reopen")), 0);
+    EXPECT_EQ(archive.metric(errors("raw_incomplete")), 0);
+    EXPECT_EQ(archive.metric(kCakesMissing), 0);
+
+    const RunFile run = read_run_file(path);
+    ASSERT_TRUE(run.opened) << archive.log();
+    EXPECT_EQ(run.state, "completed") << run.end_detail;
+    EXPECT_EQ(run.raw, range(0, kFrames));
+    EXPECT_EQ(run.cakes, range(kFirstData, kFrames));
+    EXPECT_EQ(archive.stop(), 0) << archive.log();
+}
+
 // The frames and cakes the killed archive had taken but not yet written are gone with it; here
 // none were in flight, so the restarted archive must name exactly the cakes that never came.
 TEST(ArchiveService, RestartedArchiveNamesTheCakesOfTheReopenedRunThatNeverCame) {

@@ -166,9 +166,10 @@ struct OpenedLayout {
 };
 
 /// Opens the file of run `run_id` that a killed writer left behind (its SWMR write flags
-/// cleared) and every object create_layout made; each Series has the rows stored. Not in SWMR
-/// mode yet: the caller trims torn records first, then calls start_swmr_write. Errors: not a run
-/// file, another run's, a run_state other than "running", a tree the options or the stored
+/// cleared) or a stopped one interrupted, and every object create_layout made; each Series has
+/// the rows stored. Not in SWMR mode yet: the caller trims torn records first, then calls
+/// start_swmr_write. Errors: not a run file, another run's, a run_state other than "running" or
+/// "interrupted", a tree the options or the stored
 /// configuration do not describe (raw frames on or off, pixel type, shapes).
 Result<OpenedLayout> open_layout(const std::filesystem::path& path, std::string_view run_id,
                                  const ArchiveOptions& options);

@@ -847,7 +847,8 @@ Result<OpenedLayout> open_layout(const std::filesystem::path& path, std::string_
     if (!state) {
         return tl::unexpected(state.error());
     }
-    if (*state != kRunStateRunning) {
+    // "interrupted": a writer that stopped mid-run closed it to be gone on with (interrupt()).
+    if (*state != kRunStateRunning && *state != kRunStateInterrupted) {
         return fail(ErrorCode::kInvalidArgument,
                     "{}: run_state is '{}': a finished run file is never reopened",
                     layout.file_name, *state);

@@ -352,6 +352,14 @@ RunArchive& RunArchive::operator=(RunArchive&& other) noexcept {
     return *this;
 }
 
+Result<void> RunArchive::interrupt() {
+    assert(state_ && "use of a moved-from RunArchive");
+    if (auto ok = state_->check_open("interrupt the run"); !ok) {
+        return ok;
+    }
+    return state_->finish(kRunStateInterrupted, nullptr);
+}
+
 RunArchive::~RunArchive() {
     if (state_ && state_->open) {
         if (auto status = state_->finish(kRunStateAborted, nullptr); !status) {
@@ -484,6 +492,13 @@ Result<RunArchive> RunArchive::reopen(const std::filesystem::path& path, const s
     Layout& layout = opened->layout;
     if (auto cut = trim_torn_records(layout, options.store_raw); !cut) {
         return tl::unexpected(cut.error());
+    }
+    // Going on: an interrupted file is running again, so that a reader (and a later crash)
+    // sees the truth.
+    if (auto running = detail::write_fixed_text(layout, layout.run_state.get(), "/entry/run_state",
+                                                kRunStateRunning);
+        !running) {
+        return tl::unexpected(running.error());
     }
     if (auto swmr = detail::start_swmr_write(layout); !swmr) {
         return tl::unexpected(swmr.error());

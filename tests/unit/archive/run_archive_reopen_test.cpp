@@ -268,6 +268,53 @@ TEST(RunArchiveReopen, CutsTheRecordAKilledWriterLeftTornOffEveryDatasetOfItsGro
     EXPECT_EQ(decoded, s::pixels(3));
 }
 
+// A writer that stops mid-run (SIGTERM) closes the file "interrupted" rather than "aborted": the
+// run is not over, and the next writer goes on with it.
+TEST(RunArchiveReopen, GoesOnWithAnInterruptedRunAndMarksItRunningAgain) {
+    const auto path = testing::scratch_dir() / "interrupted.h5";
+    {
+        auto archive = RunArchive::create(path, s::run_start());
+        ASSERT_TRUE(archive.has_value()) << archive.error().message;
+        for (std::uint64_t sequence = 0; sequence < 3; ++sequence) {
+            ASSERT_TRUE(append_frame(*archive, sequence).has_value());
+        }
+        ASSERT_TRUE(append_cake(*archive, 1).has_value());
+        ASSERT_TRUE(archive->interrupt().has_value());
+        // Closed: nothing more goes in, and interrupting twice is an error naming the file.
+        const auto again = archive->interrupt();
+        ASSERT_FALSE(again.has_value());
+        EXPECT_THAT(again.error().message, HasSubstr(path.string()));
+    }  // the destructor leaves an interrupted file as it is
+    {
+        s::FileReader file(path);
+        ASSERT_TRUE(file.ok());
+        EXPECT_EQ(file.text("/entry/run_state"), "interrupted");
+        EXPECT_EQ(file.uints("/entry/data/sequence"), (std::vector<std::uint64_t>{0, 1, 2}));
+    }
+    const auto interrupted = read_run(path);
+    ASSERT_TRUE(interrupted.has_value()) << interrupted.error().message;
+    EXPECT_EQ(interrupted->state, "interrupted");
+
+    auto reopened = RunArchive::reopen(path, s::kRunId);
+    ASSERT_TRUE(reopened.has_value()) << reopened.error().message;
+    EXPECT_EQ(reopened->raw_frames(), 3U);
+    EXPECT_EQ(reopened->reduced_frames(), 1U);
+    {
+        s::FileReader file(path);  // SWMR readers see the run going on again
+        ASSERT_TRUE(file.ok());
+        EXPECT_EQ(file.text("/entry/run_state"), "running");
+    }
+    ASSERT_TRUE(append_frame(*reopened, 3).has_value());
+    ASSERT_TRUE(append_cake(*reopened, 3).has_value());
+    ASSERT_TRUE(reopened->close(completed()).has_value());
+
+    s::FileReader file(path);
+    ASSERT_TRUE(file.ok());
+    EXPECT_EQ(file.text("/entry/run_state"), "completed");
+    EXPECT_EQ(file.uints("/entry/data/sequence"), (std::vector<std::uint64_t>{0, 1, 2, 3}));
+    EXPECT_EQ(file.uints("/entry/reduced/sequence"), (std::vector<std::uint64_t>{1, 3}));
+}
+
 TEST(RunArchiveReopen, RefusesAFinishedRunAnotherRunsFileAndAMissingFile) {
     const auto dir = testing::scratch_dir();
     const auto completed_path = dir / "completed.h5";

@@ -57,11 +57,12 @@ class RunArchive {
                                                    const pb::RunStart& start,
                                                    const ArchiveOptions& options = {});
 
-    /// Opens again the file of run `run_id` that a killed writer left behind ("running"), to go
-    /// on appending (docs/archive.md, "Reopening after a crash"): the run's configuration comes
-    /// from the file, a record the writer had not finished is cut off every dataset of its group,
-    /// and the counts below are the file's. Errors name the file: not a run file, another run's,
-    /// a run_state other than "running" (a completed or aborted run is never reopened), a file
+    /// Opens again the file of run `run_id` that a killed writer left behind ("running") or a
+    /// stopped one interrupted ("interrupted"), to go on appending (docs/archive.md, "Reopening
+    /// after a crash"): the run's configuration comes from the file, a record the writer had not
+    /// finished is cut off every dataset of its group, the counts below are the file's, and
+    /// run_state is "running" again. Errors name the file: not a run file, another run's, a
+    /// run_state other than those two (a completed or aborted run is never reopened), a file
     /// whose raw frames or pixel type disagree with `options`, an HDF5 failure. Never run two
     /// writers on one file: nothing can tell a live writer's file from a dead one's.
     [[nodiscard]] static Result<RunArchive> reopen(const std::filesystem::path& path,
@@ -74,6 +75,12 @@ class RunArchive {
     RunArchive& operator=(const RunArchive&) = delete;
     /// An archive never closed is marked "aborted" and closed.
     ~RunArchive();
+
+    /// Closes the file with the run unfinished, because the writing process stops mid-run (an
+    /// operator's SIGTERM, a rolling update): run_state "interrupted", the archived counts
+    /// written, everything flushed. Unlike "aborted", the run is not over: reopen() goes on with
+    /// the file, and a reader knows it is incomplete for now. Errors name the file.
+    [[nodiscard]] Result<void> interrupt();
 
     /// Appends one detector frame (any kind) and its metadata. RAW payloads are compressed as
     /// the options say; LZ4 and BSLZ4 payloads are stored without being decompressed. Errors: a
@@ -150,5 +157,7 @@ inline constexpr std::size_t kMetadataCacheMaxBytes = std::size_t{256} << 10U;
 inline constexpr const char* kRunStateRunning = "running";
 inline constexpr const char* kRunStateCompleted = "completed";
 inline constexpr const char* kRunStateAborted = "aborted";
+/// Closed mid-run by a writer that stopped (RunArchive::interrupt()); reopened to go on.
+inline constexpr const char* kRunStateInterrupted = "interrupted";
 
 }  // namespace anisoflow::archive

@@ -17,7 +17,7 @@ namespace pb = ::anisoflow::stream::v1;
 
 struct ArchivedRun {
     pb::RunStart start;  ///< run id, start time and the configuration (/entry/process)
-    std::string state;   ///< /entry/run_state: "running", "completed" or "aborted"
+    std::string state;   ///< /entry/run_state: "running", "interrupted", "completed" or "aborted"
     std::string end_detail;
     /// One per row of /entry/results (the SUMMARY.json keys, frames, mechanism, is_final); no
     /// curves.
