@@ -419,24 +419,24 @@ class AnalyzeService {
         if (!unreceipted_) {
             return {};
         }
-        auto taken =
+        const transport::ReceiptsTaken taken =
             transport::take_receipts(receipts_, *unreceipted_, archive_backlog_,
                                      [this](std::string_view reason, std::string_view error) {
                                          metrics_.rejected.with(reason).increment();
                                          rejections_.log(reason, error);
                                      });
-        if (!taken) {
-            return tl::unexpected(taken.error().with_context("endpoints.receipts_in"));
-        }
-        metrics_.bytes_received.increment(static_cast<double>(taken->bytes));
-        metrics_.sessions.increment(static_cast<double>(taken->new_sessions));
-        if (taken->sent_again > 0) {
+        metrics_.bytes_received.increment(static_cast<double>(taken.bytes));
+        metrics_.sessions.increment(static_cast<double>(taken.new_sessions));
+        if (taken.sent_again > 0) {
             spdlog::info(
                 "archive session {:016x}: sending again {} messages it may not have stored",
-                taken->session, taken->sent_again);
-            metrics_.resent.increment(static_cast<double>(taken->sent_again));
+                taken.new_session, taken.sent_again);
+            metrics_.resent.increment(static_cast<double>(taken.sent_again));
         }
         metrics_.unreceipted.set(static_cast<double>(unreceipted_->size()));
+        if (taken.error) {
+            return tl::unexpected(taken.error->with_context("endpoints.receipts_in"));
+        }
         return {};
     }
 
@@ -769,14 +769,18 @@ class AnalyzeService {
                                                (sent.data_n() > got_n ? sent.data_n() - got_n : 0);
         // A resumed ingest counts only the frames it dispatched: one a killed ingest had taken
         // from the source and never sent shows only as a sequence below sequences_end that no
-        // frame kind accounts for (docs/adr/0007). Every sequence that is not a dark, flat or
-        // background frame is a data frame, so what analyze has not seen of those is missing.
+        // frame kind accounts for (docs/adr/0007); so does one the source counted and ingest
+        // refused. Every sequence that is not a dark, flat or background frame sent is taken for
+        // a data frame: analyze cannot tell the kind of a frame it never got, so a calibration
+        // frame lost that way counts here too. (A frame dispatched just before the kill and not
+        // yet in the state file is counted by neither RunEnd nor this, and may hide one such.)
         const std::uint64_t total =
             std::max(transport::total_frames(sent), run.end->sequences_end());
-        const std::uint64_t accounted =
-            sent.dark() + sent.flat() + sent.background() + got_p + got_n;
-        const std::uint64_t missing =
-            std::max(missing_by_count, total > accounted ? total - accounted : 0);
+        const std::uint64_t calibration = sent.dark() + sent.flat() + sent.background();
+        const std::uint64_t data_expected =
+            std::max(sent.data_p() + sent.data_n(), total > calibration ? total - calibration : 0);
+        const std::uint64_t missing = std::max(
+            missing_by_count, data_expected > got_p + got_n ? data_expected - got_p - got_n : 0);
         if (missing > 0) {
             metrics_.frames_missing.increment(static_cast<double>(missing));
             // Sequences run over every kind; dark and flat frames never reach analyze, so the
@@ -793,12 +797,12 @@ class AnalyzeService {
                 run_id, missing, got_p, sent.data_p(), got_n, sent.data_n(), fmt::join(unseen, ","),
                 kMissingListedMax);
         }
-        // Frames RunEnd says were sent that the final result does not hold; must stay 0.
+        // Data frames of the run (sent, or below sequences_end) that the final result does not
+        // hold; must stay 0 (alert AnisoflowFramesLost).
         const bool published = analysable(run) && publish(run_id, run, true);
         const std::uint64_t in_result = published ? got_p + got_n : 0;
-        const std::uint64_t sent_data = sent.data_p() + sent.data_n();
-        if (sent_data > in_result) {
-            metrics_.frames_lost.increment(static_cast<double>(sent_data - in_result));
+        if (data_expected > in_result) {
+            metrics_.frames_lost.increment(static_cast<double>(data_expected - in_result));
         }
         if (!analysable(run)) {
             count_error("analysis", fmt::format("run {}: no final result, too few frames (p={} "

@@ -325,6 +325,15 @@ class ArchiveService {
                      receipts_.handle() != nullptr ? fmt::format("session {:016x}", session_)
                                                    : std::string("off"));
         disk_room_ = runtime::DiskRoom(config_.archive_dir(), config_.min_free_disk_bytes());
+        // However the loop ends (SIGTERM, or an error it cannot go on after), what was taken is
+        // stored and the open runs are interrupted, never aborted: they are not over.
+        Result<void> served = serve();
+        stop_mid_run();
+        return served;
+    }
+
+  private:
+    Result<void> serve() {
         const runtime::StopToken stop = context_.stop.token();
         while (!stop.stop_requested()) {
             if (!disk_has_room()) {
@@ -363,13 +372,19 @@ class ArchiveService {
             close_runs_due(Clock::now());
             publish_receipts(Clock::now());
         }
-        // Frames taken off the raw feed are stored before the files are given up.
+        return {};
+    }
+
+    // Frames taken off the raw feed are stored before the files are given up; a run those
+    // completed is closed as usual. Runs still open are not over: each file is closed
+    // "interrupted", and the archive that comes next goes on with it when a message of the run
+    // arrives (with receipts, the senders send again what this one had not stored).
+    // docs/archive.md, "Stopping mid-run".
+    void stop_mid_run() {
         while (!raw_order_.empty()) {
             append_compressed(kPollInterval);
         }
-        // Runs still open are not over: each file is closed "interrupted", and the archive that
-        // comes next goes on with it when a message of the run arrives (with receipts, the
-        // senders send again what this one had not stored). docs/archive.md, "Stopping mid-run".
+        close_runs_due(Clock::now());
         for (auto& [run_id, run] : runs_) {
             const std::uint64_t raw_frames = run.file.raw_frames() + run.file.flat_fields();
             const std::uint64_t cakes = run.file.reduced_frames();
@@ -383,10 +398,8 @@ class ArchiveService {
                 run_id, raw_frames, cakes);
         }
         runs_.clear();
-        return {};
     }
 
-  private:
     // One run's file, closed once the feed's RunEnd came and (with raw frames on) the raw feed
     // ended the run too, or raw_drain_timeout_ms after the feed's RunEnd, or
     // analyze_end_timeout_ms after the raw feed's RunEnd when the feed's never comes.

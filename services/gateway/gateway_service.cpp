@@ -295,8 +295,11 @@ Result<void> import_archived(live::RunBoard& board, const std::filesystem::path&
         }
         (void)board.on_result(message, now);
     }
-    // An interrupted file's run is not over: the archive started next goes on with it.
-    if (run->state != archive::kRunStateRunning && run->state != archive::kRunStateInterrupted) {
+    // An interrupted file's run is not over, but nothing writes it: the archive started next
+    // goes on with it when a message of the run comes, if one ever does.
+    if (run->state == archive::kRunStateInterrupted) {
+        board.on_run_interrupted(run_id);
+    } else if (run->state != archive::kRunStateRunning) {
         pb::RunEnd end;
         end.set_run_id(run_id);
         end.set_reason(run->state == "aborted" ? pb::RUN_END_REASON_ABORTED

@@ -1202,23 +1202,22 @@ struct IngestService::State {
             return;
         }
         // Refusals are logged at most once a second per reason: a flood cannot fill the log.
-        auto taken =
+        const transport::ReceiptsTaken taken =
             transport::take_receipts(receipts, *unreceipted, raw_resend,
                                      [this](std::string_view reason, std::string_view error) {
                                          receipt_rejections.log(reason, error);
                                      });
-        if (!taken) {
-            spdlog::warn("receipts not read error=\"{}\"", taken.error().message);
-            return;
+        if (taken.error) {
+            spdlog::warn("receipts not read error=\"{}\"", taken.error->message);
         }
-        metrics.bytes_received.increment(static_cast<double>(taken->bytes));
-        metrics.archive_sessions.increment(static_cast<double>(taken->new_sessions));
-        if (taken->sent_again > 0) {
+        metrics.bytes_received.increment(static_cast<double>(taken.bytes));
+        metrics.archive_sessions.increment(static_cast<double>(taken.new_sessions));
+        if (taken.sent_again > 0) {
             spdlog::info(
                 "archive session {:016x}: sending again {} raw feed messages it may not have "
                 "stored",
-                taken->session, taken->sent_again);
-            metrics.raw_resent.increment(static_cast<double>(taken->sent_again));
+                taken.new_session, taken.sent_again);
+            metrics.raw_resent.increment(static_cast<double>(taken.sent_again));
         }
         metrics.raw_unreceipted.set(static_cast<double>(unreceipted->frames()));
     }

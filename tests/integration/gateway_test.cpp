@@ -403,6 +403,8 @@ TEST(Gateway, ShowsAnArchivedRunFromItsFile) {
             message.header.set_run_id("archived-7");
             std::vector<std::vector<double>> columns;
             std::vector<std::span<const double>> curves;
+            columns.reserve(message.curves.size());
+            curves.reserve(message.curves.size());
             for (const auto& part : message.curves) {
                 columns.push_back(transport::copy_values<double>(part));
             }
@@ -421,10 +423,21 @@ TEST(Gateway, ShowsAnArchivedRunFromItsFile) {
         end.set_detail("beam lost");
         ASSERT_TRUE(file->close(end).has_value());
     }
+    {
+        // A stopped archive closed this one mid-run (docs/archive.md, "Stopping mid-run").
+        start.set_run_id("archived-8");
+        archive::ArchiveOptions options;
+        options.store_raw = false;
+        auto file = archive::RunArchive::create(dir / "runs" / "archived-8.nxs", start, options);
+        ASSERT_TRUE(file.has_value()) << file.error().message;
+        ASSERT_TRUE(file->interrupt().has_value());
+    }
     RunningGateway gateway(dir);
     const nlohmann::json runs = get_json(gateway.port(), "/api/runs");
-    ASSERT_EQ(runs.size(), 1U) << runs.dump();
+    ASSERT_EQ(runs.size(), 2U) << runs.dump();
     EXPECT_EQ(runs[0]["state"], "archived");
+    // Neither running (nothing writes it) nor ended: a later archive may still go on with it.
+    EXPECT_EQ(get_json(gateway.port(), "/api/runs/archived-8")["state"], "interrupted");
 
     const nlohmann::json run = get_json(gateway.port(), "/api/runs/archived-7");
     EXPECT_EQ(run["state"], "aborted");

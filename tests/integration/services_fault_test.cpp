@@ -571,6 +571,16 @@ TEST(ServicesFault, FramesThatNeverArriveAreCountedMissingAfterTheDrainTimeout) 
     // The unseen sequences are named (with the dark and flat ones, which analyze never sees).
     EXPECT_NE(chain.analyze().log().find("unseen_sequences=[0,1,2,4,12]"), std::string::npos)
         << chain.logs();
+    // Both count as lost from the final result (alert AnisoflowFramesLost), also the P frame
+    // that only sequences_end names. Counted before the run's last log line.
+    EXPECT_TRUE(wait_for_log(chain.analyze(), "run ended run=" + run_id)) << chain.logs();
+    const auto analyze_port = logged_metrics_port(chain.analyze());
+    ASSERT_TRUE(analyze_port.has_value()) << chain.logs();
+    const std::string analyze_text = http_metrics(*analyze_port);
+    EXPECT_EQ(metric_value(analyze_text, "anisoflow_analyze_frames_lost_total"), 2.0)
+        << analyze_text;
+    EXPECT_EQ(metric_value(analyze_text, "anisoflow_analyze_frames_missing_total"), 2.0)
+        << analyze_text;
     EXPECT_TRUE(wait_for_log(chain.archive(), "run file closed")) << chain.logs();
     EXPECT_EQ(chain.reducer(0).terminate(), 0) << chain.logs();
     EXPECT_EQ(chain.analyze().terminate(), 0) << chain.logs();

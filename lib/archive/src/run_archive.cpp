@@ -493,13 +493,6 @@ Result<RunArchive> RunArchive::reopen(const std::filesystem::path& path, const s
     if (auto cut = trim_torn_records(layout, options.store_raw); !cut) {
         return tl::unexpected(cut.error());
     }
-    // Going on: an interrupted file is running again, so that a reader (and a later crash)
-    // sees the truth.
-    if (auto running = detail::write_fixed_text(layout, layout.run_state.get(), "/entry/run_state",
-                                                kRunStateRunning);
-        !running) {
-        return tl::unexpected(running.error());
-    }
     if (auto swmr = detail::start_swmr_write(layout); !swmr) {
         return tl::unexpected(swmr.error());
     }
@@ -533,6 +526,13 @@ Result<RunArchive> RunArchive::reopen(const std::filesystem::path& path, const s
     state->results = l.result_written.rows;
     state->state_changes = l.log_type.rows;
     state->archived = archived;
+    // Going on, last so that a refusal above leaves the state as it was: an interrupted file is
+    // running again, so that a reader (and a later crash) sees the truth.
+    if (auto running =
+            detail::write_fixed_text(l, l.run_state.get(), "/entry/run_state", kRunStateRunning);
+        !running) {
+        return tl::unexpected(running.error());
+    }
     return RunArchive(std::move(state));
 }
 

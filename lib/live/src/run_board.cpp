@@ -136,6 +136,14 @@ void RunBoard::on_run_end(const pb::RunEnd& end, std::int64_t now_unix_ns) {
     }
 }
 
+void RunBoard::on_run_interrupted(const std::string& run_id) {
+    const std::lock_guard lock(mutex_);
+    Run& run = run_of(run_id);
+    if (!run.end) {
+        run.state = "interrupted";
+    }
+}
+
 nlohmann::json RunBoard::on_result(const transport::ResultMessage& message,
                                    std::int64_t now_unix_ns) {
     const pb::AnalysisResult& r = message.header;

@@ -155,14 +155,15 @@ std::deque<Multipart> UnreceiptedMessages::take_all() {
     return all;
 }
 
-Result<ReceiptsTaken> take_receipts(zmq::socket_t& socket, UnreceiptedMessages& kept,
-                                    std::deque<Multipart>& to_send, const ReceiptRefused& refused,
-                                    int max_messages) {
+ReceiptsTaken take_receipts(zmq::socket_t& socket, UnreceiptedMessages& kept,
+                            std::deque<Multipart>& to_send, const ReceiptRefused& refused,
+                            int max_messages) {
     ReceiptsTaken taken;
     for (int i = 0; i < max_messages; ++i) {
         auto received = receive(socket, std::chrono::milliseconds{0});
         if (!received) {
-            return tl::unexpected(received.error());
+            taken.error = received.error();
+            break;
         }
         if (!*received) {
             break;
@@ -180,11 +181,11 @@ Result<ReceiptsTaken> take_receipts(zmq::socket_t& socket, UnreceiptedMessages& 
             continue;
         }
         const UnreceiptedMessages::Applied applied = kept.apply(message->receipts);
-        taken.session = message->receipts.session();
         if (!applied.new_session) {
             continue;
         }
         ++taken.new_sessions;
+        taken.new_session = message->receipts.session();
         std::deque<Multipart> again = kept.take_all();
         taken.sent_again += again.size();
         to_send.insert(to_send.begin(), std::make_move_iterator(again.begin()),

@@ -241,27 +241,28 @@ TEST(TakeReceipts, AppliesReceiptsRefusesTheRestAndQueuesWhatANewArchiveMayLack)
     push(control(second));
 
     std::vector<std::string> refused;
-    auto taken =
+    const ReceiptsTaken taken =
         take_receipts(*in, kept, to_send, [&](std::string_view reason, std::string_view error) {
             EXPECT_FALSE(error.empty());
             refused.emplace_back(reason);
         });
-    ASSERT_TRUE(taken.has_value()) << taken.error().message;
+    ASSERT_FALSE(taken.error.has_value()) << taken.error->message;
     EXPECT_EQ(refused, (std::vector<std::string>{"malformed_header", "unexpected_body"}));
-    EXPECT_GT(taken->bytes, 0U);
-    EXPECT_EQ(taken->new_sessions, 1U);  // the first receipts; the second are of the same archive
-    EXPECT_EQ(taken->sent_again, 2U);    // frames 1 and 2 (frame 0 stored, the run listed)
-    EXPECT_EQ(taken->session, 5U);
+    EXPECT_GT(taken.bytes, 0U);
+    EXPECT_EQ(taken.new_sessions, 1U);  // the first receipts; the second are of the same archive
+    EXPECT_EQ(taken.sent_again, 2U);    // frames 1 and 2 (frame 0 stored, the run listed)
+    EXPECT_EQ(taken.new_session, 5U);
     EXPECT_EQ(kept.size(), 0U);  // all taken to be sent again, kept again as they go
     EXPECT_EQ(names(std::move(to_send)),
               (std::vector<std::string>{"FrameHeader 1", "FrameHeader 2", "FrameHeader 3"}));
 
     // Nothing waiting: nothing read, nothing refused.
-    auto idle = take_receipts(*in, kept, to_send, [&](std::string_view, std::string_view) {
-        ADD_FAILURE() << "refused with nothing sent";
-    });
-    ASSERT_TRUE(idle.has_value());
-    EXPECT_EQ(idle->bytes, 0U);
+    const ReceiptsTaken idle = take_receipts(
+        *in, kept, to_send,
+        [&](std::string_view, std::string_view) { ADD_FAILURE() << "refused with nothing sent"; });
+    EXPECT_FALSE(idle.error.has_value());
+    EXPECT_EQ(idle.bytes, 0U);
+    EXPECT_EQ(idle.new_session, 0U);
 }
 
 TEST(AppendRanges, GivesOneRangePerRunOfConsecutiveSequences) {

@@ -35,6 +35,10 @@ class RunBoard {
     void on_run_start(const pb::RunStart& start, std::int64_t now_unix_ns);
     void on_run_event(const pb::RunEvent& event);
     void on_run_end(const pb::RunEnd& end, std::int64_t now_unix_ns);
+    /// An archived run whose file a stopped archive closed mid-run (docs/archive.md, "Stopping
+    /// mid-run"): "interrupted", not running (nothing is writing it) nor ended, until a RunEnd
+    /// comes. Like an ended run it may be forgotten.
+    void on_run_interrupted(const std::string& run_id);
     /// Stores the result as its run's latest and returns what pages are pushed:
     /// {"type": "result", "run_id", "is_final", "summary", "point"} (curves are fetched from
     /// /api/runs/{id}/result, so a push stays small at 10 updates/s).
@@ -68,7 +72,7 @@ class RunBoard {
     };
     struct Run {
         std::optional<pb::RunStart> start;
-        std::string state = "running";  // "running", "completed", "aborted"
+        std::string state = "running";  // "running", "interrupted", "completed", "aborted"
         std::int64_t started_unix_ns = 0;
         std::int64_t ended_unix_ns = 0;
         std::optional<pb::RunEnd> end;

@@ -92,12 +92,13 @@ class UnreceiptedMessages {
     std::optional<std::uint64_t> session_;
 };
 
-/// What take_receipts() read.
+/// What take_receipts() read, also when the socket failed part way.
 struct ReceiptsTaken {
     std::uint64_t bytes = 0;         ///< of every message read, refused ones included
     std::uint64_t new_sessions = 0;  ///< receipts from an archive process not seen before
     std::size_t sent_again = 0;      ///< kept messages queued to go again (a new session)
-    std::uint64_t session = 0;       ///< the archive process the last receipts came from
+    std::uint64_t new_session = 0;   ///< the last new archive process (0: none came)
+    std::optional<Error> error;      ///< the socket failed: the rest waits for the next call
 };
 
 /// Called for a message on the receipts socket that is not an ArchiveReceipts: `reason` is a
@@ -108,10 +109,9 @@ using ReceiptRefused = std::function<void(std::string_view reason, std::string_v
 /// `socket` (at most `max_messages`, without waiting) and applies each ArchiveReceipts to
 /// `kept`. Receipts from a new archive process put everything still kept at the front of
 /// `to_send`, oldest first: it may have died with the old process, and nothing newer may
-/// overtake it. An error only when the socket fails.
-[[nodiscard]] Result<ReceiptsTaken> take_receipts(zmq::socket_t& socket, UnreceiptedMessages& kept,
-                                                  std::deque<Multipart>& to_send,
-                                                  const ReceiptRefused& refused,
-                                                  int max_messages = 64);
+/// overtake it. A failing socket ends the call, with what was done before in the answer.
+[[nodiscard]] ReceiptsTaken take_receipts(zmq::socket_t& socket, UnreceiptedMessages& kept,
+                                          std::deque<Multipart>& to_send,
+                                          const ReceiptRefused& refused, int max_messages = 64);
 
 }  // namespace anisoflow::transport
