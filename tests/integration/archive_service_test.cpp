@@ -364,6 +364,34 @@ std::string errors(const std::string& reason) {
     return "anisoflow_archive_errors_total{reason=\"" + reason + "\"}";
 }
 
+// The start of a run, stored: RunStart on both feeds, raw frames 0 .. raw_end-1 and the cakes
+// of data frames kFirstData .. cake_end-1, then waits until archive has written them all (every
+// append flushes before its metric counts it: an SWMR reader sees them all).
+void store_run_start(ArchiveUnderTest& archive, const pb::RunStart& start, std::uint64_t raw_end,
+                     std::uint64_t cake_end) {
+    archive.send_raw(control(start));
+    archive.send_feed(control(start));
+    for (std::uint64_t s = 0; s < raw_end; ++s) {
+        archive.send_raw(raw_frame(start.run_id(), s));
+    }
+    for (std::uint64_t s = kFirstData; s < cake_end; ++s) {
+        archive.send_feed(cake(start, s));
+    }
+    ASSERT_EQ(archive.wait_metric(kRawWritten, static_cast<double>(raw_end)),
+              static_cast<double>(raw_end))
+        << archive.log();
+    ASSERT_EQ(archive.wait_metric(kCakesWritten, static_cast<double>(cake_end - kFirstData)),
+              static_cast<double>(cake_end - kFirstData))
+        << archive.log();
+}
+
+// The RunEnd of a run of frames 0 .. frames-1, on both feeds.
+void send_run_end(ArchiveUnderTest& archive, const std::string& run_id, std::uint64_t frames) {
+    const pb::RunEnd end = run_end(run_id, frames);
+    archive.send_feed(control(end));
+    archive.send_raw(control(end));
+}
+
 // A whole run: RunStart on the raw feed first (ingest's: it creates the file), then analyze's;
 // frames 0 .. frames-1 on the raw feed, the cakes of `with_cake` on the archive feed, both RunEnds.
 void send_run(ArchiveUnderTest& archive, const pb::RunStart& start, std::uint64_t frames,
@@ -376,9 +404,7 @@ void send_run(ArchiveUnderTest& archive, const pb::RunStart& start, std::uint64_
     for (const std::uint64_t s : with_cake) {
         archive.send_feed(cake(start, s));
     }
-    const pb::RunEnd end = run_end(start.run_id(), frames);
-    archive.send_feed(control(end));
-    archive.send_raw(control(end));
+    send_run_end(archive, start.run_id(), frames);
 }
 
 // ---- 1. cakes that never came -----------------------------------------------------------------
@@ -402,9 +428,7 @@ TEST(ArchiveService, NamesTheDataFramesWhoseCakeNeverCameAndNothingElse) {
     for (const std::uint64_t s : with_cake) {
         archive.send_feed(cake(start, s));
     }
-    const pb::RunEnd end = run_end(start.run_id(), kFrames);
-    archive.send_feed(control(end));
-    archive.send_raw(control(end));
+    send_run_end(archive, start.run_id(), kFrames);
     ASSERT_EQ(archive.wait_metric(kClosed, 1), 1) << archive.log();
 
     const std::multiset<std::uint64_t> without_cake = {5, 7, 8, 10, 11};
@@ -456,9 +480,7 @@ TEST(ArchiveService, NamesALostRawFrameOnlyInMissingSequences) {
     for (const std::uint64_t s : {3, 4, 5, 8}) {  // 7 is stored without its cake
         archive.send_feed(cake(start, s));
     }
-    const pb::RunEnd end = run_end(start.run_id(), kFrames);
-    archive.send_feed(control(end));
-    archive.send_raw(control(end));
+    send_run_end(archive, start.run_id(), kFrames);
     ASSERT_EQ(archive.wait_metric(kClosed, 1), 1) << archive.log();
 
     EXPECT_EQ(archive.metric(kCakesMissing), 1);
@@ -555,18 +577,7 @@ TEST(ArchiveService, RestartedAfterSigkillReopensTheRunFileAndCompletesIt) {
     const pb::RunStart start = run_start("reopened");
     const std::filesystem::path path = archive.run_path(start.run_id());
 
-    archive.send_raw(control(start));
-    archive.send_feed(control(start));
-    for (std::uint64_t s = 0; s < kBeforeKill; ++s) {
-        archive.send_raw(raw_frame(start.run_id(), s));
-    }
-    for (std::uint64_t s = kFirstData; s < kBeforeKill - 1; ++s) {
-        archive.send_feed(cake(start, s));
-    }
-    // Every append flushes before its metric counts it: an SWMR reader sees them all.
-    ASSERT_EQ(archive.wait_metric(kRawWritten, kBeforeKill), kBeforeKill) << archive.log();
-    ASSERT_EQ(archive.wait_metric(kCakesWritten, kBeforeKill - 1 - kFirstData),
-              kBeforeKill - 1 - kFirstData);
+    ASSERT_NO_FATAL_FAILURE(store_run_start(archive, start, kBeforeKill, kBeforeKill - 1));
     const RunFile flushed = read_run_file(path);
     ASSERT_TRUE(flushed.opened);
     EXPECT_EQ(flushed.state, "running");
@@ -608,9 +619,7 @@ TEST(ArchiveService, RestartedAfterSigkillReopensTheRunFileAndCompletesIt) {
     for (std::uint64_t s = 9; s < kFrames; ++s) {
         archive.send_feed(cake(start, s));
     }
-    const pb::RunEnd end = run_end(start.run_id(), kFrames);
-    archive.send_feed(control(end));
-    archive.send_raw(control(end));
+    send_run_end(archive, start.run_id(), kFrames);
     ASSERT_EQ(archive.wait_metric(kClosed, 1), 1) << archive.log();
 
     EXPECT_EQ(archive.metric(kReopened), 1);
@@ -664,17 +673,7 @@ TEST(ArchiveService, StoppedMidRunLeavesTheFileInterruptedAndTheNextArchiveCompl
     const pb::RunStart start = run_start("interrupted");
     const std::filesystem::path path = archive.run_path(start.run_id());
 
-    archive.send_raw(control(start));
-    archive.send_feed(control(start));
-    for (std::uint64_t s = 0; s < kBeforeStop; ++s) {
-        archive.send_raw(raw_frame(start.run_id(), s));
-    }
-    for (std::uint64_t s = kFirstData; s < kBeforeStop; ++s) {
-        archive.send_feed(cake(start, s));
-    }
-    ASSERT_EQ(archive.wait_metric(kRawWritten, kBeforeStop), kBeforeStop) << archive.log();
-    ASSERT_EQ(archive.wait_metric(kCakesWritten, kBeforeStop - kFirstData),
-              kBeforeStop - kFirstData);
+    ASSERT_NO_FATAL_FAILURE(store_run_start(archive, start, kBeforeStop, kBeforeStop));
     EXPECT_EQ(archive.stop(), 0) << archive.log();
     EXPECT_NE(archive.log().find("run file interrupted run=interrupted raw_frames=8 "
                                  "reduced_frames=5"),
@@ -693,9 +692,7 @@ TEST(ArchiveService, StoppedMidRunLeavesTheFileInterruptedAndTheNextArchiveCompl
         archive.send_raw(raw_frame(start.run_id(), s));
         archive.send_feed(cake(start, s));
     }
-    const pb::RunEnd end = run_end(start.run_id(), kFrames);
-    archive.send_feed(control(end));
-    archive.send_raw(control(end));
+    send_run_end(archive, start.run_id(), kFrames);
     ASSERT_EQ(archive.wait_metric(kClosed, 1), 1) << archive.log();
     EXPECT_EQ(archive.metric(kReopened), 1);
     EXPECT_EQ(archive.metric(errors("reopen")), 0);
@@ -736,9 +733,7 @@ TEST(ArchiveService, RestartedArchiveNamesTheCakesOfTheReopenedRunThatNeverCame)
         archive.send_raw(raw_frame(start.run_id(), s));
     }
     archive.send_feed(cake(start, 10));  // 9 and 11 never come
-    const pb::RunEnd end = run_end(start.run_id(), kFrames);
-    archive.send_feed(control(end));
-    archive.send_raw(control(end));
+    send_run_end(archive, start.run_id(), kFrames);
     ASSERT_EQ(archive.wait_metric(kClosed, 1), 1) << archive.log();
 
     EXPECT_EQ(archive.metric(kReopened), 1);
