@@ -302,8 +302,8 @@ Result<void> import_archived(live::RunBoard& board, const std::filesystem::path&
     } else if (run->state != archive::kRunStateRunning) {
         pb::RunEnd end;
         end.set_run_id(run_id);
-        end.set_reason(run->state == "aborted" ? pb::RUN_END_REASON_ABORTED
-                                               : pb::RUN_END_REASON_COMPLETED);
+        end.set_reason(run->state == archive::kRunStateAborted ? pb::RUN_END_REASON_ABORTED
+                                                               : pb::RUN_END_REASON_COMPLETED);
         end.set_detail(run->end_detail);
         board.on_run_end(end, now);
     }
